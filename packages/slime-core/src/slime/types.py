@@ -1,0 +1,114 @@
+"""``Sample``: the one currency between data loading, rollout, reward, filtering and training."""
+
+from dataclasses import dataclass, field, fields
+from enum import Enum
+from typing import Any
+
+
+class Status(Enum):
+    PENDING = "pending"
+    COMPLETED = "completed"
+    TRUNCATED = "truncated"
+    ABORTED = "aborted"
+    FAILED = "failed"
+
+
+# How an engine's finish reason maps onto a sample's status.
+FINISH_REASON_STATUS = {
+    "stop": Status.COMPLETED,
+    "length": Status.TRUNCATED,
+    "abort": Status.ABORTED,
+}
+
+
+@dataclass
+class Sample:
+    """One prompt and (once generated) one response, with everything training needs.
+
+    ``tokens`` holds prompt and response ids; the last ``response_length`` of them are the response, and
+    ``loss_mask`` and ``rollout_log_probs`` (when present) have exactly ``response_length`` entries.
+    """
+
+    group_index: int | None = None
+    index: int | None = None
+    rollout_id: int | None = None
+    prompt: str | list[dict[str, Any]] = ""
+    tokens: list[int] = field(default_factory=list)
+    response: str = ""
+    response_length: int = 0
+    label: Any = None
+    reward: float | dict[str, Any] | None = None
+    loss_mask: list[int] | None = None
+    weight_versions: list[str] = field(default_factory=list)
+    rollout_log_probs: list[float] | None = None
+    remove_sample: bool = False
+    status: Status = Status.PENDING
+    metadata: dict[str, Any] = field(default_factory=dict)
+    train_metadata: dict[str, Any] | None = None
+    generate_function_path: str | None = None
+    custom_rm_path: str | None = None
+
+    @property
+    def prompt_length(self) -> int:
+        return len(self.tokens) - self.response_length
+
+    @property
+    def effective_response_length(self) -> int:
+        """Response tokens that train (tool and observation tokens carry mask 0)."""
+        return sum(self.loss_mask) if self.loss_mask is not None else self.response_length
+
+    def append_response_tokens(
+        self,
+        tokens: list[int],
+        log_probs: list[float] | None = None,
+        trainable: bool = True,
+        text: str = "",
+    ) -> None:
+        """Append response tokens, keeping ``tokens``, ``loss_mask`` and ``rollout_log_probs`` aligned.
+
+        Model tokens (``trainable``) need their log-probs; tool or environment tokens get mask 0 and log-prob 0.0.
+        """
+        if trainable:
+            if log_probs is None or len(log_probs) != len(tokens):
+                got = "none" if log_probs is None else len(log_probs)
+                raise ValueError(f"{len(tokens)} trainable tokens need as many log-probs, got {got}")
+        elif log_probs is not None and len(log_probs) != len(tokens):
+            raise ValueError(f"{len(tokens)} tokens but {len(log_probs)} log-probs")
+        if self.loss_mask is None:
+            self.loss_mask = [1] * self.response_length
+        if self.rollout_log_probs is None:
+            self.rollout_log_probs = [0.0] * self.response_length
+        self.tokens.extend(tokens)
+        self.response_length += len(tokens)
+        self.loss_mask.extend([1 if trainable else 0] * len(tokens))
+        self.rollout_log_probs.extend(log_probs if log_probs is not None else [0.0] * len(tokens))
+        self.response += text
+
+    def set_finish_reason(self, finish_reason: str) -> None:
+        if finish_reason not in FINISH_REASON_STATUS:
+            raise ValueError(f"unknown finish reason {finish_reason!r}; expected one of {sorted(FINISH_REASON_STATUS)}")
+        self.status = FINISH_REASON_STATUS[finish_reason]
+
+    def get_reward_value(self, reward_key: str | None = None) -> float:
+        """The scalar reward: ``reward[reward_key]`` for dict rewards (``--reward-key``), else the reward itself."""
+        if isinstance(self.reward, dict):
+            if reward_key is None:
+                raise ValueError(f"sample {self.index} has a dict reward {sorted(self.reward)}; set --reward-key")
+            return self.reward[reward_key]
+        return self.reward
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data["status"] = self.status.value
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Sample":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown Sample fields: {', '.join(unknown)}")
+        values = dict(data)
+        if "status" in values:
+            values["status"] = Status(values["status"])
+        return cls(**values)
