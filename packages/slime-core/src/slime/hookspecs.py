@@ -19,6 +19,11 @@ def slime_add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 @hookspec
+def slime_validate_args(args: argparse.Namespace) -> None:
+    """Check the plugin's own flags after parsing (and fill derived defaults); raise ``ConfigError`` naming them."""
+
+
+@hookspec
 def slime_register_train_backends(register) -> None:
     """Register train backends (``--train-backend NAME``): classes implementing ``slime.backends.TrainBackend``."""
 

@@ -28,13 +28,13 @@ REGISTRY_KINDS: dict[str, RegistryKind] = {
     "train_backends": RegistryKind("slime_register_train_backends", "train backend", "--train-backend"),
     "rollout_backends": RegistryKind("slime_register_rollout_backends", "rollout backend", "--rollout-backend"),
     "reward_functions": RegistryKind("slime_register_reward_functions", "reward function", "--rm-type"),
-    "rollout_functions": RegistryKind("slime_register_rollout_functions", "rollout function", "--rollout-function-path"),
+    "rollout_functions": RegistryKind(
+        "slime_register_rollout_functions", "rollout function", "--rollout-function-path"
+    ),
     "generate_functions": RegistryKind(
         "slime_register_generate_functions", "generate function", "--custom-generate-function-path"
     ),
-    "sample_filters": RegistryKind(
-        "slime_register_sample_filters", "sample filter", "--dynamic-sampling-filter-path"
-    ),
+    "sample_filters": RegistryKind("slime_register_sample_filters", "sample filter", "--dynamic-sampling-filter-path"),
     "advantage_estimators": RegistryKind(
         "slime_register_advantage_estimators", "advantage estimator", "--advantage-estimator"
     ),
@@ -152,7 +152,7 @@ class _SlimePlugins:
         registry = Registry(kind)
         caller = getattr(self.manager.hook, REGISTRY_KINDS[kind].hook)
         # Call each implementation with a register bound to its plugin, so entries know who registered them.
-        for impl in reversed(caller.get_hookimpls()):
+        for impl in caller.get_hookimpls():
             plugin = self.info[impl.plugin_name]
 
             def register(name: str, obj: Any, _plugin: PluginInfo = plugin) -> None:
@@ -209,7 +209,9 @@ def load_object(path: str, flag: str) -> Any:
     try:
         module = importlib.import_module(module_name)
     except Exception as exc:
-        raise PluginError(f"{flag} {path!r}: cannot import module '{module_name}': {type(exc).__name__}: {exc}") from exc
+        raise PluginError(
+            f"{flag} {path!r}: cannot import module '{module_name}': {type(exc).__name__}: {exc}"
+        ) from exc
     try:
         return getattr(module, attribute)
     except AttributeError:

@@ -1,0 +1,397 @@
+"""slime's command-line flags (names and defaults as in slime), ``--config FILE.yaml``, and cross-flag rules.
+
+Backends and plugins add their own flags through ``slime_add_arguments`` and check them in ``slime_validate_args``.
+Every mistake ends in a ``ConfigError`` whose one line names the flag (and the config file, when it came from one).
+"""
+
+import argparse
+import difflib
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from slime.errors import ConfigError
+from slime.plugins import plugin_manager
+
+
+class SlimeArgumentParser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose errors are exceptions, so callers decide how to report them."""
+
+    def error(self, message: str):  # type: ignore[override]
+        raise ConfigError(message)
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"invalid JSON ({exc.msg})") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("expected a JSON object")
+    return value
+
+
+def _add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("cluster")
+    group.add_argument("--train-backend", default="megatron", help="registered train backend")
+    group.add_argument("--rollout-backend", default="sglang", help="registered rollout backend")
+    group.add_argument("--actor-num-nodes", type=int, default=1)
+    group.add_argument("--actor-num-gpus-per-node", type=int, default=8)
+    group.add_argument("--num-gpus-per-node", type=int, default=8)
+    group.add_argument("--rollout-num-gpus", type=int, default=None, help="default: the actor's GPUs with --colocate")
+    group.add_argument("--rollout-num-gpus-per-engine", type=int, default=1)
+    group.add_argument("--colocate", action="store_true", help="engines and trainer share devices")
+    group.add_argument("--offload", action="store_true", help="--offload-train and --offload-rollout")
+    group.add_argument("--offload-train", action="store_true", default=None)
+    group.add_argument("--offload-rollout", action="store_true", default=None)
+    group.add_argument("--seed", type=int, default=1234)
+
+
+def _add_checkpoint_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("checkpoint")
+    group.add_argument("--hf-checkpoint", default=None, help="HF model directory: architecture, tokenizer, weights")
+    group.add_argument("--ref-load", default=None, help="reference model checkpoint (for KL terms)")
+    group.add_argument("--load", default=None, help="checkpoint directory to resume from")
+    group.add_argument("--save", default=None, help="checkpoint directory")
+    group.add_argument("--save-interval", type=int, default=None, help="save every N rollouts")
+    group.add_argument("--save-hf", default=None, help="also export HF weights to this path pattern")
+    group.add_argument("--start-rollout-id", type=int, default=None, help="default: the checkpoint's iteration + 1")
+
+
+def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("data")
+    group.add_argument("--prompt-data", default=None, help="jsonl or parquet file, optionally sliced: file@[start:end]")
+    group.add_argument("--input-key", default="input")
+    group.add_argument("--label-key", default=None)
+    group.add_argument("--metadata-key", default="metadata")
+    group.add_argument("--tool-key", default="tools")
+    group.add_argument("--apply-chat-template", action="store_true")
+    group.add_argument("--apply-chat-template-kwargs", type=_json_object, default={})
+    group.add_argument("--rollout-shuffle", action="store_true")
+    group.add_argument("--rollout-seed", type=int, default=42)
+    group.add_argument("--rollout-max-prompt-len", type=int, default=None)
+    group.add_argument("--num-rollout", type=int, default=None, help="default: dataset size x --num-epoch")
+    group.add_argument("--num-epoch", type=int, default=None)
+    group.add_argument("--data-source-path", default="default", help="registered data source or dotted path")
+
+
+def _add_rollout_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("rollout")
+    group.add_argument("--rollout-function-path", default="default", help="registered rollout function or dotted path")
+    group.add_argument("--rollout-batch-size", type=int, default=None, help="prompts per rollout (required to train)")
+    group.add_argument("--n-samples-per-prompt", type=int, default=1)
+    group.add_argument("--over-sampling-batch-size", type=int, default=None, help="default: --rollout-batch-size")
+    group.add_argument("--dynamic-sampling-filter-path", default=None)
+    group.add_argument("--partial-rollout", action="store_true")
+    group.add_argument("--mask-offpolicy-in-partial-rollout", action="store_true")
+    group.add_argument("--rollout-temperature", type=float, default=1.0)
+    group.add_argument("--rollout-top-p", type=float, default=1.0)
+    group.add_argument("--rollout-top-k", type=int, default=-1)
+    group.add_argument("--rollout-max-response-len", type=int, default=None)
+    group.add_argument("--rollout-max-context-len", type=int, default=None)
+    group.add_argument("--rollout-stop", nargs="+", default=None)
+    group.add_argument("--rollout-stop-token-ids", type=int, nargs="+", default=None)
+    group.add_argument("--rollout-skip-special-tokens", action="store_true")
+    group.add_argument("--custom-generate-function-path", default=None)
+    group.add_argument("--rollout-sample-hook-path", nargs="+", default=None)
+    group.add_argument("--rollout-sample-filter-path", default=None)
+    group.add_argument("--rollout-all-samples-process-path", default=None)
+    group.add_argument("--buffer-filter-path", default=None)
+    group.add_argument("--global-batch-size", type=int, default=None, help="samples per optimizer step")
+    group.add_argument("--num-steps-per-rollout", type=int, default=None)
+    group.add_argument("--micro-batch-size", type=int, default=1)
+    group.add_argument("--use-dynamic-batch-size", action="store_true")
+    group.add_argument("--max-tokens-per-gpu", type=int, default=None)
+    group.add_argument("--log-probs-max-tokens-per-gpu", type=int, default=None)
+    group.add_argument("--update-weights-interval", type=int, default=1)
+    group.add_argument("--use-fault-tolerance", action="store_true")
+    group.add_argument("--rollout-health-check-interval", type=float, default=30.0)
+    group.add_argument("--rollout-health-check-timeout", type=float, default=30.0)
+    group.add_argument("--rollout-health-check-first-wait", type=float, default=0.0)
+    group.add_argument("--debug-rollout-only", action="store_true")
+    group.add_argument("--debug-train-only", action="store_true")
+    group.add_argument("--save-debug-rollout-data", default=None)
+    group.add_argument("--load-debug-rollout-data", default=None)
+
+
+def _add_reward_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("reward")
+    group.add_argument("--rm-type", default=None, help="registered reward function")
+    group.add_argument("--custom-rm-path", default=None, help="dotted path of a reward function")
+    group.add_argument("--reward-key", default=None, help="key of dict rewards to train on")
+    group.add_argument("--eval-reward-key", default=None, help="default: --reward-key")
+    group.add_argument("--group-rm", action="store_true", help="score a whole group in one call")
+    group.add_argument("--rm-url", default=None, help="remote reward server URL")
+    group.add_argument("--custom-reward-post-process-path", default=None)
+
+
+def _add_eval_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("eval")
+    group.add_argument("--eval-interval", type=int, default=None)
+    group.add_argument("--eval-prompt-data", nargs="+", default=None, help="name1 path1 name2 path2 ...")
+    group.add_argument("--eval-config", default=None, help="YAML with eval defaults and datasets")
+    group.add_argument("--eval-function-path", default=None, help="default: --rollout-function-path")
+    group.add_argument("--n-samples-per-eval-prompt", type=int, default=1)
+    group.add_argument("--eval-max-response-len", type=int, default=None)
+    group.add_argument("--eval-temperature", type=float, default=None)
+    group.add_argument("--eval-top-p", type=float, default=None)
+    group.add_argument("--eval-top-k", type=int, default=None)
+    group.add_argument("--eval-input-key", default=None)
+    group.add_argument("--eval-label-key", default=None)
+    group.add_argument("--skip-eval-before-train", action="store_true")
+
+
+def _add_algorithm_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("algorithm")
+    group.add_argument("--advantage-estimator", default="grpo", help="registered advantage estimator")
+    group.add_argument("--loss-type", default="policy_loss", help="registered policy loss")
+    group.add_argument("--eps-clip", type=float, default=0.2)
+    group.add_argument("--eps-clip-high", type=float, default=None, help="default: --eps-clip")
+    group.add_argument("--eps-clip-c", type=float, default=None, help="dual-clip bound (> 1)")
+    group.add_argument("--value-clip", type=float, default=0.2)
+    group.add_argument("--kl-coef", type=float, default=0.0, help="KL penalty in the reward")
+    group.add_argument("--use-kl-loss", action="store_true")
+    group.add_argument("--kl-loss-coef", type=float, default=0.0)
+    group.add_argument("--kl-loss-type", choices=["k1", "k2", "k3", "low_var_kl"], default="k1")
+    group.add_argument("--use-unbiased-kl", action="store_true")
+    group.add_argument("--entropy-coef", type=float, default=0.0)
+    group.add_argument("--normalize-advantages", action="store_true")
+    group.add_argument("--disable-grpo-std-normalization", action="store_true")
+    group.add_argument("--disable-rewards-normalization", action="store_true")
+    group.add_argument("--gamma", type=float, default=1.0)
+    group.add_argument("--lambd", type=float, default=1.0)
+    group.add_argument("--use-tis", action="store_true")
+    group.add_argument("--tis-clip", type=float, default=2.0)
+    group.add_argument("--tis-clip-low", type=float, default=0.0)
+    group.add_argument("--custom-tis-function-path", default=None)
+    group.add_argument("--use-rollout-logprobs", action="store_true", help="use the engine's log-probs as old policy")
+    group.add_argument("--calculate-per-token-loss", action="store_true")
+    group.add_argument("--num-critic-only-steps", type=int, default=0)
+
+
+def _add_logging_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("logging")
+    group.add_argument("--output-dir", default="outputs", help="where metrics.jsonl and run files go")
+    group.add_argument("--wandb-always-use-train-step", action="store_true")
+    group.add_argument("--log-passrate", action="store_true")
+    group.add_argument("--log-multi-turn", action="store_true")
+
+
+def build_parser(prog: str = "slime") -> SlimeArgumentParser:
+    """slime's flags plus every installed plugin's (through ``slime_add_arguments``)."""
+    parser = SlimeArgumentParser(prog=prog, allow_abbrev=False)
+    parser.add_argument("--config", default=None, help="YAML file of flags (keys = flag names); the command line wins")
+    for add in (
+        _add_cluster_arguments,
+        _add_checkpoint_arguments,
+        _add_data_arguments,
+        _add_rollout_arguments,
+        _add_reward_arguments,
+        _add_eval_arguments,
+        _add_algorithm_arguments,
+        _add_logging_arguments,
+    ):
+        add(parser)
+    plugin_manager().hook.slime_add_arguments(parser=parser)
+    return parser
+
+
+def _options(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:
+    """Long option string (``--rollout-batch-size``) -> its action."""
+    return {opt: action for action in parser._actions for opt in action.option_strings if opt.startswith("--")}
+
+
+def _config_tokens(parser: argparse.ArgumentParser, path: str) -> list[str]:
+    """Turn a YAML mapping of flag names into command-line tokens, so YAML values get the flags' own parsing."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"--config {path}: file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"--config {path}: cannot read ({exc})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{path}{where}: invalid YAML ({problem})") from None
+    if data is None:
+        return []
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of flag names to values, got {type(data).__name__}")
+    options = _options(parser)
+    tokens: list[str] = []
+    for key, value in data.items():
+        flag = "--" + str(key).replace("_", "-")
+        if flag not in options or flag == "--config":
+            raise ConfigError(f"{path}: unknown key '{key}' (no flag {flag}){_suggestion(flag, options)}")
+        action = options[flag]
+        if isinstance(action, argparse._StoreTrueAction | argparse._StoreFalseAction):
+            if not isinstance(value, bool):
+                raise ConfigError(f"{path}: key '{key}' must be true or false, got {value!r}")
+            if value == isinstance(action, argparse._StoreTrueAction):
+                tokens.append(flag)
+            continue
+        if value is None:
+            continue
+        values = value if isinstance(value, list) else [value]
+        if isinstance(value, list) and action.nargs in (None, "?"):
+            raise ConfigError(f"{path}: key '{key}' takes one value, got a list")
+        tokens.append(flag)
+        tokens.extend(json.dumps(v) if isinstance(v, dict) else str(v) for v in values)
+    return tokens
+
+
+def _suggestion(flag: str, options: dict[str, argparse.Action]) -> str:
+    close = difflib.get_close_matches(flag, options, n=1)
+    return f"; did you mean {close[0]}?" if close else ""
+
+
+def parse_args(argv: list[str] | None = None, prog: str = "slime") -> argparse.Namespace:
+    """Parse ``argv`` (with ``--config``), then check slime's and every plugin's cross-flag rules."""
+    parser = build_parser(prog)
+    argv = list(argv) if argv is not None else []
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--config", default=None)
+    config_path = pre.parse_known_args(argv)[0].config
+    tokens: list[str] = []
+    if config_path:
+        tokens = _config_tokens(parser, config_path)
+        try:
+            parser.parse_args(tokens)  # reports a bad value as coming from the file
+        except ConfigError as exc:
+            raise ConfigError(f"{config_path}: {exc}") from None
+    args, unknown = parser.parse_known_args(tokens + argv)
+    if unknown:
+        flag = next((u for u in unknown if u.startswith("-")), unknown[0])
+        if flag.startswith("-"):
+            raise ConfigError(f"unknown flag {flag.split('=')[0]}{_suggestion(flag.split('=')[0], _options(parser))}")
+        raise ConfigError(f"unexpected argument {flag!r}")
+    validate_args(args)
+    return args
+
+
+def _fail(message: str) -> None:
+    raise ConfigError(message)
+
+
+def validate_args(args: argparse.Namespace) -> None:
+    """slime's cross-flag rules (and derived defaults); then each plugin's ``slime_validate_args``."""
+    if args.offload:
+        args.offload_train = args.offload_rollout = True
+    if args.offload_train is None:
+        args.offload_train = args.colocate
+    if args.offload_rollout is None:
+        args.offload_rollout = args.colocate
+    if args.rollout_num_gpus is None and args.colocate:
+        args.rollout_num_gpus = args.actor_num_nodes * args.actor_num_gpus_per_node
+    if args.debug_rollout_only and args.debug_train_only:
+        _fail("--debug-rollout-only and --debug-train-only cannot be used together")
+    if args.load_debug_rollout_data:
+        args.debug_train_only = True
+
+    _validate_batch_sizes(args)
+    _validate_algorithm(args)
+    _validate_eval(args)
+
+    if args.rollout_temperature <= 0:
+        _fail(f"--rollout-temperature must be > 0, got {args.rollout_temperature}")
+    if args.rollout_max_prompt_len is None and args.rollout_max_context_len is not None:
+        args.rollout_max_prompt_len = args.rollout_max_context_len - 1
+    if args.mask_offpolicy_in_partial_rollout and not args.partial_rollout:
+        _fail("--mask-offpolicy-in-partial-rollout needs --partial-rollout")
+    if args.save_interval is not None and not args.save:
+        _fail("--save-interval needs --save (where to write checkpoints)")
+    if args.use_dynamic_batch_size and args.max_tokens_per_gpu is None:
+        _fail("--use-dynamic-batch-size needs --max-tokens-per-gpu")
+    if args.log_probs_max_tokens_per_gpu is None:
+        args.log_probs_max_tokens_per_gpu = args.max_tokens_per_gpu
+    plugin_manager().hook.slime_validate_args(args=args)
+
+
+def _validate_batch_sizes(args: argparse.Namespace) -> None:
+    for flag in ("rollout_batch_size", "n_samples_per_prompt", "global_batch_size", "num_steps_per_rollout"):
+        value = getattr(args, flag)
+        if value is not None and value < 1:
+            _fail(f"--{flag.replace('_', '-')} must be >= 1, got {value}")
+    if args.over_sampling_batch_size is None:
+        args.over_sampling_batch_size = args.rollout_batch_size
+    elif args.rollout_batch_size is not None and args.over_sampling_batch_size < args.rollout_batch_size:
+        _fail(
+            f"--over-sampling-batch-size ({args.over_sampling_batch_size}) must be >= "
+            f"--rollout-batch-size ({args.rollout_batch_size})"
+        )
+    if args.rollout_batch_size is None:
+        return
+    samples = args.rollout_batch_size * args.n_samples_per_prompt
+    if args.num_steps_per_rollout is not None:
+        if samples % args.num_steps_per_rollout:
+            _fail(
+                f"--rollout-batch-size x --n-samples-per-prompt ({samples}) is not divisible by "
+                f"--num-steps-per-rollout ({args.num_steps_per_rollout})"
+            )
+        derived = samples // args.num_steps_per_rollout
+        if args.global_batch_size is not None and args.global_batch_size != derived:
+            _fail(
+                f"--global-batch-size ({args.global_batch_size}) contradicts --num-steps-per-rollout "
+                f"({args.num_steps_per_rollout}): {samples} samples per rollout make {derived} per step"
+            )
+        args.global_batch_size = derived
+    elif args.global_batch_size is None:
+        args.global_batch_size = samples
+    if samples % args.global_batch_size:
+        _fail(
+            f"--rollout-batch-size x --n-samples-per-prompt ({samples}) is not divisible by "
+            f"--global-batch-size ({args.global_batch_size})"
+        )
+    args.num_steps_per_rollout = samples // args.global_batch_size
+    if args.global_batch_size % args.micro_batch_size:
+        _fail(
+            f"--global-batch-size ({args.global_batch_size}) is not divisible by "
+            f"--micro-batch-size ({args.micro_batch_size})"
+        )
+
+
+def _validate_algorithm(args: argparse.Namespace) -> None:
+    if args.eps_clip_high is None:
+        args.eps_clip_high = args.eps_clip
+    if args.eps_clip_c is not None and args.eps_clip_c <= 1.0:
+        _fail(f"--eps-clip-c must be > 1 (dual-clip bound), got {args.eps_clip_c}")
+    if args.kl_coef != 0 and args.use_kl_loss:
+        _fail("--kl-coef (KL in the reward) and --use-kl-loss (KL as a loss) cannot be used together; choose one")
+    if args.kl_loss_coef != 0 and not args.use_kl_loss:
+        _fail("--kl-loss-coef is set but --use-kl-loss is not")
+    if args.use_tis and args.use_rollout_logprobs:
+        _fail("--use-tis corrects toward the engine's log-probs, so it cannot be used with --use-rollout-logprobs")
+    if args.advantage_estimator in ("reinforce_plus_plus", "reinforce_plus_plus_baseline") and not (
+        args.normalize_advantages
+    ):
+        _fail(f"--advantage-estimator {args.advantage_estimator} needs --normalize-advantages")
+    for flag in ("eps_clip", "value_clip", "tis_clip"):
+        if getattr(args, flag) < 0:
+            _fail(f"--{flag.replace('_', '-')} must be >= 0, got {getattr(args, flag)}")
+    if args.tis_clip_low > args.tis_clip:
+        _fail(f"--tis-clip-low ({args.tis_clip_low}) must be <= --tis-clip ({args.tis_clip})")
+
+
+def _validate_eval(args: argparse.Namespace) -> None:
+    if args.eval_prompt_data is not None:
+        if len(args.eval_prompt_data) == 1:  # slime names a lone eval set "aime"
+            args.eval_prompt_data = ["aime", args.eval_prompt_data[0]]
+        if len(args.eval_prompt_data) % 2:
+            _fail(f"--eval-prompt-data takes pairs 'name path', got {len(args.eval_prompt_data)} values")
+        if args.eval_config:
+            _fail("--eval-prompt-data and --eval-config cannot be used together; list the datasets in the config")
+    has_eval_data = bool(args.eval_prompt_data or args.eval_config)
+    if args.eval_interval is not None:
+        if args.eval_interval < 1:
+            _fail(f"--eval-interval must be >= 1, got {args.eval_interval}")
+        if not has_eval_data:
+            _fail("--eval-interval needs --eval-prompt-data or --eval-config")
+    if args.eval_reward_key is None:
+        args.eval_reward_key = args.reward_key
+    if args.eval_function_path is None:
+        args.eval_function_path = args.rollout_function_path

@@ -1,0 +1,102 @@
+"""The ``slime`` command: ``train``, ``eval``, ``plugins``, ``download``.
+
+A user mistake (``SlimeError``) is printed as one line, without a traceback, and exits with status 2.
+"""
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+
+from slime import __version__
+from slime.errors import SlimeError
+
+USAGE = """usage: slime <command> [flags]
+
+commands:
+  train      run RL training (slime's flags; --config FILE.yaml)
+  eval       run evaluation only
+  plugins    list installed plugins, their versions and what they registered
+  download   download a model or dataset from the Hugging Face hub
+
+`slime <command> --help` shows a command's flags."""
+
+
+def _train(argv: list[str]) -> int:
+    from slime.arguments import parse_args
+
+    parse_args(argv, prog="slime train")
+    raise SlimeError("the train loop is not implemented yet; see docs/status.md")
+
+
+def _eval(argv: list[str]) -> int:
+    from slime.arguments import parse_args
+
+    parse_args(argv, prog="slime eval")
+    raise SlimeError("eval-only runs are not implemented yet; see docs/status.md")
+
+
+def _plugins(argv: list[str]) -> int:
+    from slime.plugins import plugins, registered_by
+
+    parser = argparse.ArgumentParser(prog="slime plugins", description="List installed slime plugins.")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    args = parser.parse_args(argv)
+    rows = [
+        {
+            "name": p.name,
+            "distribution": p.distribution,
+            "version": p.version,
+            "registered": registered_by(p.name),
+        }
+        for p in plugins()
+    ]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    for row in rows:
+        print(f"{row['name']}  ({row['distribution']} {row['version']})")
+        for kind, names in row["registered"].items():
+            print(f"    {kind}: {', '.join(names)}")
+    return 0
+
+
+def _download(argv: list[str]) -> int:
+    from slime import download
+
+    parser = argparse.ArgumentParser(prog="slime download", description="Download a model or dataset from the hub.")
+    download.add_arguments(parser)
+    return download.run(parser.parse_args(argv))
+
+
+COMMANDS: dict[str, Callable[[list[str]], int]] = {
+    "train": _train,
+    "eval": _eval,
+    "plugins": _plugins,
+    "download": _download,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE)
+        return 0 if argv else 2
+    if argv[0] == "--version":
+        print(f"slime-core {__version__}")
+        return 0
+    command, rest = argv[0], argv[1:]
+    if command not in COMMANDS:
+        print(f"slime: error: unknown command '{command}'; commands: {', '.join(COMMANDS)}", file=sys.stderr)
+        return 2
+    try:
+        return COMMANDS[command](rest)
+    except SlimeError as exc:
+        print(f"slime {command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,12 @@
+"""Settings every test process shares: no network, no telemetry, W&B offline."""
+
+import os
+
+# Set before anything imports ray, wandb or huggingface_hub (they read these at import time).
+os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")  # else Ray rebuilds a venv per session under `uv run`
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("WANDB_SILENT", "true")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")

@@ -1,0 +1,172 @@
+import pytest
+
+from slime.arguments import parse_args
+from slime.errors import ConfigError
+
+BASE = ["--rollout-batch-size", "4", "--n-samples-per-prompt", "2"]
+
+
+def error_of(argv: list[str]) -> str:
+    with pytest.raises(ConfigError) as err:
+        parse_args(argv)
+    return str(err.value)
+
+
+def test_slime_defaults():
+    args = parse_args(BASE)
+    assert args.input_key == "input"
+    assert args.label_key is None
+    assert args.metadata_key == "metadata"
+    assert args.tool_key == "tools"
+    assert args.rollout_seed == 42
+    assert args.seed == 1234
+    assert args.advantage_estimator == "grpo"
+    assert args.loss_type == "policy_loss"
+    assert args.eps_clip == 0.2
+    assert args.eps_clip_high == 0.2  # defaults to --eps-clip
+    assert args.kl_loss_type == "k1"
+    assert args.tis_clip == 2.0 and args.tis_clip_low == 0.0
+    assert args.rollout_temperature == 1.0 and args.rollout_top_p == 1.0 and args.rollout_top_k == -1
+    assert args.n_samples_per_eval_prompt == 1
+    assert args.over_sampling_batch_size == 4
+    assert args.global_batch_size == 8 and args.num_steps_per_rollout == 1
+    assert args.use_wandb is False  # contributed by slime-metrics
+    assert args.offload_train is False and args.offload_rollout is False
+
+
+def test_eps_clip_high_follows_eps_clip_unless_given():
+    assert parse_args([*BASE, "--eps-clip", "0.1"]).eps_clip_high == 0.1
+    assert parse_args([*BASE, "--eps-clip", "0.1", "--eps-clip-high", "0.28"]).eps_clip_high == 0.28
+
+
+def test_num_steps_per_rollout_derives_global_batch_size():
+    args = parse_args([*BASE, "--num-steps-per-rollout", "4"])
+    assert args.global_batch_size == 2
+
+
+def test_colocate_turns_on_offload_and_sizes_rollout():
+    args = parse_args([*BASE, "--colocate", "--actor-num-gpus-per-node", "4"])
+    assert args.offload_train and args.offload_rollout
+    assert args.rollout_num_gpus == 4
+
+
+def test_lone_eval_set_is_named_aime_as_in_slime():
+    args = parse_args([*BASE, "--eval-prompt-data", "data/aime.jsonl", "--eval-interval", "5"])
+    assert args.eval_prompt_data == ["aime", "data/aime.jsonl"]
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (
+            ["--kl-coef", "0.1", "--use-kl-loss"],
+            "--kl-coef (KL in the reward) and --use-kl-loss (KL as a loss) cannot be used together; choose one",
+        ),
+        (["--kl-loss-coef", "0.1"], "--kl-loss-coef is set but --use-kl-loss is not"),
+        (
+            ["--global-batch-size", "3"],
+            "--rollout-batch-size x --n-samples-per-prompt (8) is not divisible by --global-batch-size (3)",
+        ),
+        (
+            ["--num-steps-per-rollout", "3"],
+            "--rollout-batch-size x --n-samples-per-prompt (8) is not divisible by --num-steps-per-rollout (3)",
+        ),
+        (
+            ["--num-steps-per-rollout", "2", "--global-batch-size", "2"],
+            "--global-batch-size (2) contradicts --num-steps-per-rollout (2): 8 samples per rollout make 4 per step",
+        ),
+        (
+            ["--global-batch-size", "4", "--micro-batch-size", "3"],
+            "--global-batch-size (4) is not divisible by --micro-batch-size (3)",
+        ),
+        (["--over-sampling-batch-size", "2"], "--over-sampling-batch-size (2) must be >= --rollout-batch-size (4)"),
+        (["--eps-clip-c", "0.5"], "--eps-clip-c must be > 1 (dual-clip bound), got 0.5"),
+        (
+            ["--use-tis", "--use-rollout-logprobs"],
+            "--use-tis corrects toward the engine's log-probs, so it cannot be used with --use-rollout-logprobs",
+        ),
+        (
+            ["--advantage-estimator", "reinforce_plus_plus"],
+            "--advantage-estimator reinforce_plus_plus needs --normalize-advantages",
+        ),
+        (["--tis-clip-low", "3"], "--tis-clip-low (3.0) must be <= --tis-clip (2.0)"),
+        (["--rollout-temperature", "0"], "--rollout-temperature must be > 0, got 0.0"),
+        (["--eval-interval", "5"], "--eval-interval needs --eval-prompt-data or --eval-config"),
+        (["--eval-prompt-data", "a", "a.jsonl", "b"], "--eval-prompt-data takes pairs 'name path', got 3 values"),
+        (["--save-interval", "2"], "--save-interval needs --save (where to write checkpoints)"),
+        (["--use-dynamic-batch-size"], "--use-dynamic-batch-size needs --max-tokens-per-gpu"),
+        (["--mask-offpolicy-in-partial-rollout"], "--mask-offpolicy-in-partial-rollout needs --partial-rollout"),
+        (
+            ["--debug-rollout-only", "--debug-train-only"],
+            "--debug-rollout-only and --debug-train-only cannot be used together",
+        ),
+        (["--n-samples-per-prompt", "0"], "--n-samples-per-prompt must be >= 1, got 0"),
+        (
+            ["--kl-loss-type", "k4"],
+            "argument --kl-loss-type: invalid choice: 'k4' (choose from 'k1', 'k2', 'k3', 'low_var_kl')",
+        ),
+        (["--rollout-batch-size", "many"], "argument --rollout-batch-size: invalid int value: 'many'"),
+        (
+            ["--apply-chat-template-kwargs", "{nope"],
+            "argument --apply-chat-template-kwargs: invalid JSON (Expecting property name enclosed in double quotes)",
+        ),
+        (["--rollout-batch"], "unknown flag --rollout-batch; did you mean --rollout-batch-size?"),
+        (["--not-a-slime-flag", "1"], "unknown flag --not-a-slime-flag"),
+    ],
+)
+def test_cross_flag_rules_name_the_flags(argv, message):
+    assert error_of([*BASE, *argv]) == message
+
+
+def test_yaml_config_sets_flags_and_the_command_line_wins(tmp_path):
+    config = tmp_path / "run.yaml"
+    config.write_text(
+        "rollout-batch-size: 8\n"
+        "n_samples_per_prompt: 4\n"  # underscores work too
+        "rollout_temperature: 0.7\n"
+        "use-kl-loss: true\n"
+        "kl-loss-coef: 0.01\n"
+        "rollout-stop: ['</s>', \"\\n\\n\"]\n"
+        "apply-chat-template-kwargs: {enable_thinking: false}\n"
+        "eval-prompt-data: [aime, aime.jsonl, gsm8k, gsm8k.parquet]\n"
+        "eval-interval: 5\n"
+    )
+    args = parse_args(["--config", str(config), "--rollout-temperature", "0.9", "--n-samples-per-prompt", "2"])
+    assert args.rollout_batch_size == 8
+    assert args.n_samples_per_prompt == 2  # command line wins
+    assert args.rollout_temperature == 0.9  # command line wins
+    assert args.use_kl_loss is True and args.kl_loss_coef == 0.01
+    assert args.rollout_stop == ["</s>", "\n\n"]
+    assert args.apply_chat_template_kwargs == {"enable_thinking": False}
+    assert args.eval_prompt_data == ["aime", "aime.jsonl", "gsm8k", "gsm8k.parquet"]
+    assert args.global_batch_size == 16  # derived after the command line is applied
+
+
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        (
+            "rollout-batchsize: 8\n",
+            "{path}: unknown key 'rollout-batchsize' (no flag --rollout-batchsize); did you mean --rollout-batch-size?",
+        ),
+        ("rollout-batch-size: eight\n", "{path}: argument --rollout-batch-size: invalid int value: 'eight'"),
+        ("colocate: 1\n", "{path}: key 'colocate' must be true or false, got 1"),
+        ("rollout-batch-size: [1, 2]\n", "{path}: key 'rollout-batch-size' takes one value, got a list"),
+        ("- a\n- b\n", "{path}: expected a mapping of flag names to values, got list"),
+        ("a: b: c\n", "{path} line 1: invalid YAML (mapping values are not allowed here)"),
+    ],
+)
+def test_config_file_errors_name_the_file(tmp_path, text, message):
+    config = tmp_path / "bad.yaml"
+    config.write_text(text)
+    assert error_of(["--config", str(config)]) == message.format(path=config)
+
+
+def test_missing_config_file():
+    assert error_of(["--config", "/nonexistent/run.yaml"]) == "--config /nonexistent/run.yaml: file not found"
+
+
+def test_empty_config_file_changes_nothing(tmp_path):
+    config = tmp_path / "empty.yaml"
+    config.write_text("")
+    assert parse_args(["--config", str(config), *BASE]).rollout_batch_size == 4

@@ -1,0 +1,46 @@
+import subprocess
+import sys
+
+import pytest
+
+
+def slime(*argv: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "slime.cli", *argv], capture_output=True, text=True, timeout=120)
+
+
+def test_usage_lists_the_commands():
+    result = slime("--help")
+    assert result.returncode == 0
+    for command in ("train", "eval", "plugins", "download"):
+        assert f"  {command} " in result.stdout
+
+
+def test_unknown_command_is_one_line():
+    result = slime("trian")
+    assert result.returncode == 2
+    assert result.stderr == "slime: error: unknown command 'trian'; commands: train, eval, plugins, download\n"
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (
+            ["--rollout-batch-size", "3", "--global-batch-size", "2"],
+            "--rollout-batch-size x --n-samples-per-prompt (3) is not divisible by --global-batch-size (2)",
+        ),
+        (["--rollout-batch"], "unknown flag --rollout-batch; did you mean --rollout-batch-size?"),
+        (["--config", "missing.yaml"], "--config missing.yaml: file not found"),
+    ],
+)
+def test_bad_flags_end_in_one_line_without_traceback(argv, message):
+    result = slime("train", *argv)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr == f"slime train: error: {message}\n"
+
+
+def test_train_help_shows_slime_and_plugin_flags():
+    result = slime("train", "--help")
+    assert result.returncode == 0
+    assert "--rollout-batch-size" in result.stdout
+    assert "--wandb-project" in result.stdout  # from slime-metrics' slime_add_arguments

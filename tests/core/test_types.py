@@ -1,0 +1,72 @@
+import pytest
+
+from slime.types import Sample, Status
+
+
+def test_append_response_tokens_keeps_tokens_mask_and_log_probs_aligned():
+    sample = Sample(tokens=[1, 2, 3])
+    sample.append_response_tokens([10, 11], log_probs=[-0.1, -0.2], text="ab")
+    sample.append_response_tokens([12, 13, 14], trainable=False, text="<tool>")
+    sample.append_response_tokens([15], log_probs=[-0.3], text="c")
+
+    assert sample.tokens == [1, 2, 3, 10, 11, 12, 13, 14, 15]
+    assert sample.response_length == 6
+    assert sample.prompt_length == 3
+    assert sample.loss_mask == [1, 1, 0, 0, 0, 1]
+    assert sample.rollout_log_probs == [-0.1, -0.2, 0.0, 0.0, 0.0, -0.3]
+    assert sample.effective_response_length == 3
+    assert sample.response == "ab<tool>c"
+
+
+def test_trainable_tokens_need_one_log_prob_each():
+    sample = Sample(tokens=[1])
+    with pytest.raises(ValueError, match="2 trainable tokens need as many log-probs, got 1"):
+        sample.append_response_tokens([5, 6], log_probs=[-1.0])
+    with pytest.raises(ValueError, match="got none"):
+        sample.append_response_tokens([5])
+    assert sample.tokens == [1] and sample.response_length == 0  # a rejected append changes nothing
+
+
+@pytest.mark.parametrize(
+    "reason,status", [("stop", Status.COMPLETED), ("length", Status.TRUNCATED), ("abort", Status.ABORTED)]
+)
+def test_finish_reason_sets_status(reason, status):
+    sample = Sample()
+    sample.set_finish_reason(reason)
+    assert sample.status is status
+
+
+def test_unknown_finish_reason_is_an_error():
+    with pytest.raises(ValueError, match="unknown finish reason 'exploded'"):
+        Sample().set_finish_reason("exploded")
+
+
+def test_to_dict_from_dict_round_trip():
+    sample = Sample(
+        group_index=3,
+        index=7,
+        prompt=[{"role": "user", "content": "1+1?"}],
+        tokens=[1, 2],
+        label="2",
+        reward={"score": 1.0, "acc": True},
+        status=Status.TRUNCATED,
+        metadata={"source_name": "dapo"},
+    )
+    sample.append_response_tokens([9], log_probs=[-0.5], text="2")
+    data = sample.to_dict()
+    assert data["status"] == "truncated"
+    restored = Sample.from_dict(data)
+    assert restored == sample
+    assert restored.status is Status.TRUNCATED
+
+
+def test_from_dict_rejects_unknown_fields():
+    with pytest.raises(ValueError, match="unknown Sample fields: colour"):
+        Sample.from_dict({"index": 1, "colour": "red"})
+
+
+def test_reward_key_selects_dict_rewards():
+    assert Sample(reward=0.5).get_reward_value() == 0.5
+    assert Sample(reward={"score": -1.0}).get_reward_value("score") == -1.0
+    with pytest.raises(ValueError, match="set --reward-key"):
+        Sample(index=4, reward={"score": 1.0}).get_reward_value()
