@@ -77,6 +77,18 @@ COMMANDS: dict[str, Callable[[list[str]], int]] = {
 }
 
 
+def _command(name: str) -> Callable[[list[str]], int]:
+    """A core command, or one a plugin registered through ``slime_register_commands``."""
+    if name in COMMANDS:
+        return COMMANDS[name]
+    from slime.plugins import registry
+
+    commands = registry("commands").entries
+    if name not in commands:
+        raise SlimeError(f"unknown command '{name}'; commands: {', '.join([*COMMANDS, *sorted(commands)])}")
+    return commands[name].obj
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] in ("-h", "--help"):
@@ -86,11 +98,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"slime-core {__version__}")
         return 0
     command, rest = argv[0], argv[1:]
-    if command not in COMMANDS:
-        print(f"slime: error: unknown command '{command}'; commands: {', '.join(COMMANDS)}", file=sys.stderr)
-        return 2
     try:
-        return COMMANDS[command](rest)
+        return _command(command)(rest)
     except SlimeError as exc:
         print(f"slime {command}: error: {exc}", file=sys.stderr)
         return 2

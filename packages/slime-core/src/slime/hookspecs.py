@@ -19,6 +19,11 @@ def slime_add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 @hookspec
+def slime_register_commands(register) -> None:
+    """Register ``slime`` subcommands: ``register(name, run)`` with ``run(argv: list[str]) -> int``."""
+
+
+@hookspec
 def slime_validate_args(args: argparse.Namespace) -> None:
     """Check the plugin's own flags after parsing (and fill derived defaults); raise ``ConfigError`` naming them."""
 

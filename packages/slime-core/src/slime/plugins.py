@@ -44,6 +44,7 @@ REGISTRY_KINDS: dict[str, RegistryKind] = {
     ),
     "metric_sinks": RegistryKind("slime_register_metric_sinks", "metric sink", "--metric-sinks"),
     "data_sources": RegistryKind("slime_register_data_sources", "data source", "--data-source-path"),
+    "commands": RegistryKind("slime_register_commands", "command", "slime <command>"),
 }
 
 

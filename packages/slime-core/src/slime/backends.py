@@ -1,0 +1,75 @@
+"""What core expects of a train backend and a rollout backend (DESIGN §5).
+
+Backends implement these protocols in their own packages and register the class through
+``slime_register_train_backends`` / ``slime_register_rollout_backends``; core never imports a backend.
+"""
+
+import argparse
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from slime.types import Sample
+
+
+@dataclass
+class TrainBatch:
+    """One rollout's samples, as the trainer needs them. Lists are per sample, in sample order.
+
+    ``tokens[i]`` is prompt + response; the last ``response_lengths[i]`` tokens are the response, and
+    ``loss_masks[i]`` / ``rollout_log_probs[i]`` cover exactly those response tokens.
+    """
+
+    tokens: list[list[int]]
+    response_lengths: list[int]
+    loss_masks: list[list[int]]
+    rewards: list[float]  # after post-processing (group normalisation), what advantages are built from
+    raw_rewards: list[float]
+    truncated: list[bool]
+    sample_indices: list[int]
+    rollout_log_probs: list[list[float]] | None = None
+    metadata: list[dict[str, Any]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+
+class TrainBackend(Protocol):
+    """Runs inside one Ray actor per training rank."""
+
+    def init(self, args: argparse.Namespace, rank: int, world_size: int) -> int:
+        """Build the model (and reference model when a KL term needs it); load ``--load``; return the start rollout id."""
+
+    def train(self, rollout_id: int, batch: TrainBatch) -> list[dict[str, float]]:
+        """Log-probs, advantages, optimizer steps on one rollout; return the ``train/*`` metrics of each step."""
+
+    def save(self, rollout_id: int) -> None:
+        """Write a checkpoint atomically (the latest-iteration pointer last)."""
+
+    def update_weights(self, engine: "RolloutEngine") -> None:
+        """Push the current weights into the rollout engine (tensors, a distributed group, or disk)."""
+
+    def offload(self) -> None: ...
+
+    def onload(self) -> None: ...
+
+
+class RolloutEngine(Protocol):
+    """N inference engines behind one router, owned by the rollout manager."""
+
+    def start(self) -> None: ...
+
+    async def generate(self, sample: Sample, sampling_params: dict[str, Any]) -> Sample:
+        """Generate (or continue) ``sample``'s response; fill tokens, log-probs, loss mask and status."""
+
+    async def abort(self) -> None:
+        """Abort every in-flight request on every engine and wait until they are idle."""
+
+    def update_weights_from_disk(self, path: str, weight_version: str) -> None: ...
+
+    def release_memory(self) -> None: ...
+
+    def resume_memory(self) -> None: ...
+
+    def health(self) -> list[bool]: ...
+
+    def shutdown(self) -> None: ...
