@@ -1,0 +1,1 @@
+"""Math answer rewards for slime: deepscaler, dapo, math (boxed answers, symbolic equivalence)"""

@@ -1,0 +1,1 @@
+"""Text rewards for slime: f1, gpqa (letter choice), random"""
