@@ -37,7 +37,7 @@ class TrainBackend(Protocol):
     """Runs inside one Ray actor per training rank."""
 
     def init(self, args: argparse.Namespace, rank: int, world_size: int) -> int:
-        """Build the model (and reference model when a KL term needs it); load ``--load``; return the start rollout id."""
+        """Build the model (and the reference model a KL term needs), load ``--load``; return the start rollout id."""
 
     def train(self, rollout_id: int, batch: TrainBatch) -> list[dict[str, float]]:
         """Log-probs, advantages, optimizer steps on one rollout; return the ``train/*`` metrics of each step."""

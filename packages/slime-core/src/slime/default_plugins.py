@@ -2,3 +2,10 @@
 
 Each area of core keeps its registrations next to its code; this module only gathers them for the entry point.
 """
+
+from slime.data.plugin import slime_register_data_sources  # noqa: F401
+from slime.rl.plugin import (  # noqa: F401
+    slime_register_advantage_estimators,
+    slime_register_importance_weights,
+    slime_register_policy_losses,
+)

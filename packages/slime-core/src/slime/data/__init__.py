@@ -1,0 +1,1 @@
+"""Prompt data: reading files, building prompt samples, and the data source that hands them to rollouts."""

@@ -1,0 +1,28 @@
+"""Token log-probs and entropy from full-vocabulary logits, at the rollout temperature.
+
+Logits are ``[num_tokens, vocab]`` with row i the logits that produced ``tokens[i]`` (the backend shifts them).
+Dividing by ``--rollout-temperature`` first makes the trainer's log-probs those of the distribution the rollout
+engine sampled from, so old, rollout and current log-probs are comparable. Backends that shard the vocabulary
+compute the same quantities with their own parallel kernels.
+"""
+
+import torch
+
+
+def _tempered_log_softmax(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    if temperature <= 0:
+        raise ValueError(f"temperature must be positive, got {temperature}")
+    # float32 at least: bf16 log-softmax over a large vocabulary loses the precision ratios need.
+    logits = logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
+    return torch.log_softmax(logits / temperature, dim=-1)
+
+
+def log_probs_from_logits(logits: torch.Tensor, tokens: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """``log p(tokens[i])`` under ``softmax(logits[i] / temperature)``, shape ``[num_tokens]``."""
+    return _tempered_log_softmax(logits, temperature).gather(-1, tokens.long().unsqueeze(-1)).squeeze(-1)
+
+
+def entropy_from_logits(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """Entropy of ``softmax(logits[i] / temperature)`` for each row, shape ``[num_tokens]``."""
+    log_p = _tempered_log_softmax(logits, temperature)
+    return -(log_p.exp() * log_p).sum(-1)

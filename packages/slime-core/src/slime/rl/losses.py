@@ -1,0 +1,207 @@
+"""Training losses (``--loss-type``): the policy loss, the SFT loss and the critic's value loss.
+
+Layout: packed. Every tensor in a ``LossBatch`` is the concatenation of the samples' response-only 1-D tensors, with
+``response_lengths`` giving each sample's length (see ``slime.rl.reduction``); per-sample lists are packed with
+``torch.cat``. A sample must be whole within one batch (GSPO takes a mean over each sample).
+
+A loss function is ``f(args, batch: LossBatch, reducer: Reducer) -> (loss, metrics)``: ``loss`` a scalar to
+backpropagate, ``metrics`` detached scalars that slime logs as ``train/<name>``. It is registered by name through
+``slime_register_policy_losses`` and selected with ``--loss-type NAME`` (or a dotted import path).
+"""
+
+import argparse
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from slime import plugins
+from slime.rl.kl import compute_approx_kl
+from slime.rl.reduction import Reducer
+from slime.rl.tis import DEFAULT_IMPORTANCE_WEIGHTS
+
+
+@dataclass
+class LossBatch:
+    """A packed micro-batch. Which fields a loss needs depends on it and on the flags; each says what it is for.
+
+    ``log_probs``: the current policy's (with grad), from logits at the rollout temperature. ``entropy``: the current
+    policy's (with grad; needed for ``--entropy-coef``, logged when present). ``old_log_probs``: the policy that
+    generated the data, as recomputed by the trainer; ``None`` means training is exactly on-policy (one optimizer
+    step per rollout) and they equal the detached current ones. ``ref_log_probs``: reference model (KL loss).
+    ``rollout_log_probs``: the rollout engine's (TIS). ``values``/``old_values``/``returns``: the critic's (value loss).
+    """
+
+    response_lengths: list[int]
+    loss_masks: torch.Tensor
+    log_probs: torch.Tensor | None = None
+    entropy: torch.Tensor | None = None
+    old_log_probs: torch.Tensor | None = None
+    ref_log_probs: torch.Tensor | None = None
+    rollout_log_probs: torch.Tensor | None = None
+    advantages: torch.Tensor | None = None
+    values: torch.Tensor | None = None
+    old_values: torch.Tensor | None = None
+    returns: torch.Tensor | None = None
+
+
+LossFunction = Callable[[argparse.Namespace, LossBatch, Reducer], tuple[torch.Tensor, dict[str, torch.Tensor]]]
+
+
+def ppo_clip_loss(
+    log_ratio: torch.Tensor,
+    advantages: torch.Tensor,
+    eps_clip: float,
+    eps_clip_high: float,
+    eps_clip_c: float | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-token PPO clipped surrogate ``max(-r A, -clip(r, 1 - eps, 1 + eps_high) A)`` and where clipping won.
+
+    ``log_ratio`` is ``log_probs - old_log_probs``. Dual clip (``eps_clip_c`` > 1) also bounds the loss of
+    negative-advantage tokens by ``-eps_clip_c * A``, so a huge ratio cannot blow up the update.
+    """
+    ratio = log_ratio.exp()
+    unclipped = -ratio * advantages
+    clipped = -ratio.clamp(1 - eps_clip, 1 + eps_clip_high) * advantages
+    losses = torch.maximum(unclipped, clipped)
+    clipfrac = (clipped > unclipped).to(losses.dtype)
+    if eps_clip_c is not None:
+        if eps_clip_c <= 1:
+            raise ValueError(f"--eps-clip-c must be greater than 1, got {eps_clip_c}")
+        dual = torch.minimum(losses, -eps_clip_c * advantages)
+        losses = torch.where(advantages < 0, dual, losses)
+    return losses, clipfrac
+
+
+def cispo_loss(
+    log_ratio: torch.Tensor,
+    log_probs: torch.Tensor,
+    advantages: torch.Tensor,
+    eps_clip: float,
+    eps_clip_high: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-token CISPO loss ``-sg(clip(r, 1 - eps, 1 + eps_high)) * A * log_probs`` and where the ratio was clipped.
+
+    Clipping the (detached) weight instead of the surrogate keeps every token's gradient, clipped ones included.
+    """
+    ratio = log_ratio.detach().exp()
+    weight = ratio.clamp(1 - eps_clip, 1 + eps_clip_high)
+    return -weight * advantages * log_probs, (weight != ratio).to(log_probs.dtype)
+
+
+def sequence_log_ratio(log_ratio: torch.Tensor, loss_masks: torch.Tensor, response_lengths: list[int]) -> torch.Tensor:
+    """GSPO: each sample's masked mean log ratio, broadcast to its tokens (an all-masked sample gets 0)."""
+    lengths = torch.tensor(response_lengths, device=log_ratio.device)
+    sample_of_token = torch.arange(len(response_lengths), device=log_ratio.device).repeat_interleave(lengths)
+    mask = loss_masks.to(log_ratio.dtype)
+    sums = log_ratio.new_zeros(len(response_lengths)).index_add(0, sample_of_token, log_ratio * mask)
+    counts = mask.new_zeros(len(response_lengths)).index_add(0, sample_of_token, mask)
+    return (sums / counts.clamp(min=1))[sample_of_token]
+
+
+def clipped_value_loss(
+    values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor, value_clip: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-token PPO value loss ``0.5 * max((v - R)^2, (clip(v, old ± value_clip) - R)^2)`` and where clipping won."""
+    clipped_values = old_values + (values - old_values).clamp(-value_clip, value_clip)
+    unclipped_error = (values - returns).square()
+    clipped_error = (clipped_values - returns).square()
+    return 0.5 * torch.maximum(unclipped_error, clipped_error), (clipped_error > unclipped_error).to(values.dtype)
+
+
+def _require(batch: LossBatch, *names: str) -> None:
+    missing = [name for name in names if getattr(batch, name) is None]
+    if missing:
+        raise ValueError(f"this loss needs {', '.join(missing)} in the batch")
+
+
+def policy_loss(
+    args: argparse.Namespace, batch: LossBatch, reducer: Reducer
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """``pg_loss - entropy_coef * entropy + kl_loss_coef * kl_loss``, with TIS when ``--use-tis``.
+
+    The surrogate follows ``--advantage-estimator``: ``gspo`` clips a per-sequence ratio, ``cispo`` uses the CISPO
+    loss, every other estimator the PPO clip. Metrics: ``loss``, ``pg_loss``, ``pg_clipfrac``, ``ppo_kl`` (mean of
+    ``old_log_probs - log_probs``: exactly 0 on-policy), ``entropy_loss`` when entropy is given, ``kl_loss`` with
+    ``--use-kl-loss``, and the importance-weight function's metrics (``tis``, ``tis_clipfrac``, ``ois``) with TIS.
+    """
+    _require(batch, "log_probs", "advantages")
+    log_probs = batch.log_probs
+    old_log_probs = log_probs.detach() if batch.old_log_probs is None else batch.old_log_probs
+    log_ratio = log_probs - old_log_probs
+    eps_clip_high = args.eps_clip if args.eps_clip_high is None else args.eps_clip_high
+
+    if args.advantage_estimator == "gspo":
+        log_ratio = sequence_log_ratio(log_ratio, batch.loss_masks, batch.response_lengths)
+    if args.advantage_estimator == "cispo":
+        pg_losses, clipfrac = cispo_loss(log_ratio, log_probs, batch.advantages, args.eps_clip, eps_clip_high)
+    else:
+        pg_losses, clipfrac = ppo_clip_loss(log_ratio, batch.advantages, args.eps_clip, eps_clip_high, args.eps_clip_c)
+
+    pg_mask = batch.loss_masks
+    tis_metrics: dict[str, torch.Tensor] = {}
+    if args.use_tis:
+        _require(batch, "rollout_log_probs")
+        name = args.custom_tis_function_path or DEFAULT_IMPORTANCE_WEIGHTS
+        importance_weights = plugins.resolve("importance_weights", name)
+        pg_losses, pg_mask, tis_metrics = importance_weights(
+            args,
+            pg_loss=pg_losses,
+            train_log_probs=old_log_probs,
+            rollout_log_probs=batch.rollout_log_probs,
+            loss_masks=batch.loss_masks,
+            response_lengths=batch.response_lengths,
+        )
+
+    pg_loss = reducer(pg_losses, pg_mask)
+    loss = pg_loss
+    metrics = {"pg_loss": pg_loss, "pg_clipfrac": reducer(clipfrac), "ppo_kl": reducer(-log_ratio)}
+    metrics.update({name: reducer(value) for name, value in tis_metrics.items()})
+
+    if args.entropy_coef != 0:
+        _require(batch, "entropy")
+    if batch.entropy is not None:
+        entropy_loss = reducer(batch.entropy)
+        loss = loss - args.entropy_coef * entropy_loss
+        metrics["entropy_loss"] = entropy_loss
+
+    if args.use_kl_loss:
+        _require(batch, "ref_log_probs")
+        # --use-unbiased-kl: weight by pi/pi_old, keeping its gradient, for an unbiased KL gradient off-policy.
+        importance_ratio = (log_probs - old_log_probs).exp() if args.use_unbiased_kl else None
+        kl = compute_approx_kl(log_probs, batch.ref_log_probs, args.kl_loss_type, importance_ratio)
+        kl_loss = reducer(kl)
+        loss = loss + args.kl_loss_coef * kl_loss
+        metrics["kl_loss"] = kl_loss
+
+    metrics["loss"] = loss
+    return loss, {name: value.detach() for name, value in metrics.items()}
+
+
+def sft_loss(
+    args: argparse.Namespace, batch: LossBatch, reducer: Reducer
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Negative log-likelihood of the unmasked response tokens."""
+    _require(batch, "log_probs")
+    loss = reducer(-batch.log_probs)
+    return loss, {"loss": loss.detach()}
+
+
+def value_loss(
+    args: argparse.Namespace, batch: LossBatch, reducer: Reducer
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The critic's clipped value loss (``--value-clip``); ``old_values=None`` means the critic has not moved yet."""
+    _require(batch, "values", "returns")
+    old_values = batch.values.detach() if batch.old_values is None else batch.old_values
+    losses, clipfrac = clipped_value_loss(batch.values, old_values, batch.returns, args.value_clip)
+    loss = reducer(losses)
+    metrics = {"loss": loss, "value_loss": loss, "value_clipfrac": reducer(clipfrac)}
+    return loss, {name: value.detach() for name, value in metrics.items()}
+
+
+def compute_loss(
+    args: argparse.Namespace, batch: LossBatch, reducer: Reducer
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Run the loss ``--loss-type`` names."""
+    loss_function: LossFunction = plugins.resolve("policy_losses", args.loss_type)
+    return loss_function(args, batch, reducer)

@@ -1,0 +1,26 @@
+"""slime-core's RL defaults, registered through the same hooks a third-party plugin implements."""
+
+from slime.hookspecs import hookimpl
+from slime.rl import advantages, losses, tis
+
+
+@hookimpl
+def slime_register_advantage_estimators(register) -> None:
+    register("grpo", advantages.grpo_advantages)
+    register("gspo", advantages.grpo_advantages)
+    register("cispo", advantages.grpo_advantages)
+    register("reinforce_plus_plus", advantages.reinforce_plus_plus_advantages)
+    register("reinforce_plus_plus_baseline", advantages.reinforce_plus_plus_baseline_advantages)
+    register("ppo", advantages.ppo_advantages)
+
+
+@hookimpl
+def slime_register_policy_losses(register) -> None:
+    register("policy_loss", losses.policy_loss)
+    register("sft_loss", losses.sft_loss)
+    register("value_loss", losses.value_loss)
+
+
+@hookimpl
+def slime_register_importance_weights(register) -> None:
+    register(tis.DEFAULT_IMPORTANCE_WEIGHTS, tis.vanilla_tis)

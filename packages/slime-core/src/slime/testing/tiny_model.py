@@ -1,0 +1,85 @@
+"""A tiny randomly initialised causal LM (Qwen2, Qwen3 or Llama layout) saved as an HF model directory.
+
+slime.testing holds builders like this one because nothing can be downloaded in tests or CI: every model a test, a
+backend's CPU mode or the CPU demo needs is built on the spot, from an HF config and a tokenizer trained locally
+(`slime.testing.tokenizer`). The directory looks like a hub checkpoint (config.json, model.safetensors,
+generation_config.json, tokenizer files), so `AutoModelForCausalLM`, SGLang and the Megatron weight loader all read
+it through their ordinary paths.
+
+Usage::
+
+    from slime.testing.tiny_model import build_tiny_model
+    path = build_tiny_model(tmp_path / "model")  # then AutoModelForCausalLM.from_pretrained(path)
+"""
+
+from pathlib import Path
+
+from slime.testing.tokenizer import ENDOFTEXT, IM_END, build_tokenizer
+
+ARCHS = ("qwen2", "qwen3", "llama")
+
+
+def build_tiny_model(
+    out_dir: str | Path,
+    *,
+    hidden_size: int = 64,
+    num_layers: int = 2,
+    num_heads: int = 4,
+    num_kv_heads: int = 2,
+    intermediate_size: int | None = None,
+    vocab_size: int | None = None,
+    tie_word_embeddings: bool = True,
+    arch: str = "qwen2",
+    seed: int = 0,
+    corpus: list[str] | None = None,
+) -> Path:
+    """Write a tiny fp32 model with its tokenizer to `out_dir` and return `out_dir`.
+
+    `intermediate_size` defaults to 4 x `hidden_size`. `vocab_size=None` makes the embedding exactly as large as the
+    tokenizer; a given `vocab_size` is also the tokenizer's training target and may exceed its length (padding rows,
+    as real checkpoints have). The same arguments give byte-identical files.
+    """
+    if arch not in ARCHS:
+        raise ValueError(f"unknown arch {arch!r}: expected one of {', '.join(ARCHS)}")
+    # Imported here so that importing slime.testing stays cheap.
+    import torch
+    from tokenizers import Tokenizer
+    from transformers import AutoConfig, AutoModelForCausalLM, GenerationConfig
+
+    out = Path(out_dir)
+    if vocab_size is None:
+        build_tokenizer(out, corpus=corpus)
+    else:
+        build_tokenizer(out, corpus=corpus, vocab_size=vocab_size)
+    tokenizer = Tokenizer.from_file(str(out / "tokenizer.json"))
+    tokenizer_size = tokenizer.get_vocab_size(with_added_tokens=True)
+    if vocab_size is not None and vocab_size < tokenizer_size:
+        raise ValueError(f"vocab_size {vocab_size} is smaller than the tokenizer ({tokenizer_size} tokens)")
+    endoftext, im_end = tokenizer.token_to_id(ENDOFTEXT), tokenizer.token_to_id(IM_END)
+
+    # Qwen3's config defaults head_dim to 128 instead of deriving it from hidden_size / num_heads.
+    extra = {"head_dim": hidden_size // num_heads} if arch == "qwen3" else {}
+    config = AutoConfig.for_model(
+        arch,
+        vocab_size=vocab_size or tokenizer_size,
+        hidden_size=hidden_size,
+        intermediate_size=intermediate_size or 4 * hidden_size,
+        num_hidden_layers=num_layers,
+        num_attention_heads=num_heads,
+        num_key_value_heads=num_kv_heads,
+        tie_word_embeddings=tie_word_embeddings,
+        # Token roles as in Qwen2.5-Instruct: <|im_end|> ends a turn, <|endoftext|> is bos and padding.
+        bos_token_id=endoftext,
+        eos_token_id=im_end,
+        pad_token_id=endoftext,
+        **extra,
+    )
+    # A private RNG stream: the weights depend on `seed` alone, and the caller's torch RNG is left untouched.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.generation_config = GenerationConfig(
+        bos_token_id=endoftext, eos_token_id=[im_end, endoftext], pad_token_id=endoftext
+    )
+    model.save_pretrained(out)
+    return out
