@@ -10,3 +10,18 @@ os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def ray_runtime():
+    """One Ray runtime for the whole test session (starting one takes seconds)."""
+    import ray
+
+    if not ray.is_initialized():
+        # Logical CPUs: placement bundles are counted, not pinned, so tests may ask for more than the machine has.
+        ray.init(num_cpus=8, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()

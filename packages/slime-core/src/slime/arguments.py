@@ -106,6 +106,14 @@ def _add_rollout_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--max-tokens-per-gpu", type=int, default=None)
     group.add_argument("--log-probs-max-tokens-per-gpu", type=int, default=None)
     group.add_argument("--update-weights-interval", type=int, default=1)
+    group.add_argument(
+        "--update-weight-transport",
+        choices=["distributed", "nccl", "disk"],
+        default="distributed",
+        help="how weights reach the engines: a broadcast group (nccl on GPU, gloo on CPU; 'nccl' is slime's name) "
+        "or an HF checkpoint on disk",
+    )
+    group.add_argument("--update-weight-disk-dir", default=None, help="default: <output-dir>/weights")
     group.add_argument("--use-fault-tolerance", action="store_true")
     group.add_argument("--rollout-health-check-interval", type=float, default=30.0)
     group.add_argument("--rollout-health-check-timeout", type=float, default=30.0)
@@ -124,6 +132,12 @@ def _add_reward_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--eval-reward-key", default=None, help="default: --reward-key")
     group.add_argument("--group-rm", action="store_true", help="score a whole group in one call")
     group.add_argument("--rm-url", default=None, help="remote reward server URL")
+    group.add_argument("--rm-timeout", type=float, default=120.0, help="seconds per remote reward request")
+    group.add_argument("--rm-max-retries", type=int, default=10, help="retries of a failed remote reward request")
+    group.add_argument("--rm-retry-backoff", type=float, default=1.0, help="first retry delay (s), doubled each time")
+    group.add_argument(
+        "--reward-timeout", type=float, default=None, help="seconds a reward may take before its sample fails"
+    )
     group.add_argument("--custom-reward-post-process-path", default=None)
 
 

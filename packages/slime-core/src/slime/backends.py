@@ -5,8 +5,11 @@ Backends implement these protocols in their own packages and register the class 
 """
 
 import argparse
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+import torch
 
 from slime.types import Sample
 
@@ -45,12 +48,22 @@ class TrainBackend(Protocol):
     def save(self, rollout_id: int) -> None:
         """Write a checkpoint atomically (the latest-iteration pointer last)."""
 
-    def update_weights(self, engine: "RolloutEngine") -> None:
-        """Push the current weights into the rollout engine (tensors, a distributed group, or disk)."""
+    def update_weights(self, receiver: "WeightReceiver", weight_version: str) -> None:
+        """Send the current weights, under HF names and layouts, through the rollout engine's receiver."""
 
     def offload(self) -> None: ...
 
     def onload(self) -> None: ...
+
+
+class WeightReceiver(Protocol):
+    """The rollout engine's side of a weight update, used from the trainer's process (so it must be picklable).
+
+    The rollout backend makes it (``RolloutEngine.weight_receiver``) and decides the transport (a distributed
+    group, disk, or tensors); the train backend only hands it HF-named tensors. Neither imports the other.
+    """
+
+    def update_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]], weight_version: str) -> None: ...
 
 
 class RolloutEngine(Protocol):
@@ -63,6 +76,8 @@ class RolloutEngine(Protocol):
 
     async def abort(self) -> None:
         """Abort every in-flight request on every engine and wait until they are idle."""
+
+    def weight_receiver(self) -> WeightReceiver: ...
 
     def update_weights_from_disk(self, path: str, weight_version: str) -> None: ...
 

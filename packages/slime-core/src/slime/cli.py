@@ -5,6 +5,7 @@ A user mistake (``SlimeError``) is printed as one line, without a traceback, and
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable
 
@@ -25,8 +26,31 @@ commands:
 def _train(argv: list[str]) -> int:
     from slime.arguments import parse_args
 
-    parse_args(argv, prog="slime train")
-    raise SlimeError("the train loop is not implemented yet; see docs/status.md")
+    args = parse_args(argv, prog="slime train")
+    _start_ray(args)
+    from slime.loop import train
+
+    train(args)
+    return 0
+
+
+def _start_ray(args: argparse.Namespace) -> None:
+    """Join the Ray cluster named by RAY_ADDRESS, or start a local one big enough for the run's placement."""
+    # Set before Ray is imported: under `uv run`, Ray would otherwise rebuild a virtualenv for every worker.
+    os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    import ray
+
+    from slime.ray.placement import layout
+
+    if ray.is_initialized():
+        return
+    if os.environ.get("RAY_ADDRESS"):
+        ray.init()
+        return
+    bundles = layout(args)[0]
+    # CPU bundles are logical: a small machine still places the trainer and the engines side by side.
+    ray.init(num_cpus=max(os.cpu_count() or 1, bundles + 1), include_dashboard=False)
 
 
 def _eval(argv: list[str]) -> int:

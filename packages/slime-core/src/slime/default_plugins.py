@@ -9,3 +9,8 @@ from slime.rl.plugin import (  # noqa: F401
     slime_register_importance_weights,
     slime_register_policy_losses,
 )
+from slime.rollout.plugin import (  # noqa: F401
+    slime_register_generate_functions,
+    slime_register_rollout_functions,
+    slime_register_sample_filters,
+)

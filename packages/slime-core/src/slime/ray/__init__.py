@@ -1,0 +1,1 @@
+"""Ray orchestration: placement of trainer and rollout engines, the train actor group, the rollout manager."""

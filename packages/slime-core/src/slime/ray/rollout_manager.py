@@ -1,0 +1,66 @@
+"""The rollout manager: owns the rollout engine, the data source and the rollout/eval functions.
+
+It runs as one Ray actor. ``generate`` turns a rollout into a ``TrainBatch`` plus its metrics; ``eval`` runs the
+eval datasets; ``save``/``load`` keep the data source's position with the trainer's checkpoints.
+"""
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any
+
+import ray
+
+from slime.backends import TrainBatch, WeightReceiver
+from slime.plugins import resolve
+from slime.ray.placement import Placement
+from slime.train_data import samples_to_train_batch
+from slime.weights import DiskWeightReceiver
+
+
+def data_source_state_path(save_dir: str, rollout_id: int) -> Path:
+    return Path(save_dir) / "rollout" / f"data_source_{rollout_id}.json"
+
+
+class RolloutManager:
+    def __init__(self, args: argparse.Namespace, placement: Placement | None) -> None:
+        self.args = args
+        engine_class = resolve("rollout_backends", args.rollout_backend)
+        self.engine = engine_class.create(args, placement)
+        self.engine.start()
+        self.data_source = resolve("data_sources", args.data_source_path)(args)
+        self.rollout_function = resolve("rollout_functions", args.rollout_function_path)
+        self.eval_function = resolve("rollout_functions", args.eval_function_path, "--eval-function-path")
+
+    def num_prompts(self) -> int:
+        return len(self.data_source)
+
+    def generate(self, rollout_id: int) -> tuple[TrainBatch, list[dict[str, Any]], dict[str, float]]:
+        """One rollout: the train batch, the samples (as dicts, for metrics and dumps), and rollout metrics."""
+        start = time.perf_counter()
+        output = self.rollout_function(self.args, rollout_id, self.data_source, self.engine)
+        samples = output.samples
+        metrics = {**output.metrics, "perf/rollout_time": time.perf_counter() - start}
+        return samples_to_train_batch(self.args, samples), [s.to_dict() for s in samples], metrics
+
+    def eval(self, rollout_id: int) -> dict[str, Any]:
+        return self.eval_function(self.args, rollout_id, self.data_source, self.engine, evaluation=True)
+
+    def save(self, rollout_id: int) -> None:
+        self.data_source.save(data_source_state_path(self.args.save, rollout_id))
+
+    def load(self, rollout_id: int) -> None:
+        self.data_source.load(data_source_state_path(self.args.load, rollout_id))
+
+    def weight_receiver(self) -> WeightReceiver:
+        if self.args.update_weight_transport == "disk":
+            directory = self.args.update_weight_disk_dir or str(Path(self.args.output_dir) / "weights")
+            handle = ray.get_runtime_context().current_actor
+            return DiskWeightReceiver(handle, self.args.hf_checkpoint, directory)
+        return self.engine.weight_receiver()
+
+    def update_weights_from_disk(self, path: str, weight_version: str) -> None:
+        self.engine.update_weights_from_disk(path, weight_version)
+
+    def shutdown(self) -> None:
+        self.engine.shutdown()

@@ -1,0 +1,180 @@
+"""slime's default rollout function: groups of samples generated concurrently, scored, and dynamically filtered.
+
+One rollout asks the data source for ``--over-sampling-batch-size`` groups at a time and keeps generating until
+``--rollout-batch-size`` groups pass the dynamic-sampling filter; then it aborts what is still running. With
+``--partial-rollout``, groups that were cut short go back to the data source and continue in the next rollout.
+"""
+
+import argparse
+import asyncio
+import inspect
+from collections import Counter
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
+
+from slime import async_loop
+from slime.backends import RolloutEngine
+from slime.data.dataset import load_tokenizer
+from slime.plugins import resolve
+from slime.rewards import compute_group_rewards, compute_reward
+from slime.rollout.filters import FilterOutput, as_filter_output
+from slime.rollout.sampling import rollout_sampling_params
+from slime.types import Sample, Status
+
+
+@dataclass
+class RolloutOutput:
+    groups: list[list[Sample]]  # accepted groups, in data order
+    metrics: dict[str, float] = field(default_factory=dict)  # rollout/dynamic_filter/drop_<reason>, ...
+
+    @property
+    def samples(self) -> list[Sample]:
+        return [sample for group in self.groups for sample in group]
+
+
+@cache
+def _tokenizer(path: str | None) -> Any:
+    return load_tokenizer(path, "generation")
+
+
+def tokenize_prompt(args: argparse.Namespace, sample: Sample) -> None:
+    """Token ids of the prompt, computed once in slime and sent as ids (engines may tokenize text differently)."""
+    if sample.tokens:
+        return
+    if not isinstance(sample.prompt, str):
+        raise TypeError(f"sample {sample.index}: a message-list prompt needs --apply-chat-template to become text")
+    tokenizer = _tokenizer(args.hf_checkpoint)
+    sample.tokens = tokenizer.encode(sample.prompt, add_special_tokens=False)
+
+
+async def default_generate(
+    args: argparse.Namespace, sample: Sample, sampling_params: dict[str, Any], engine: RolloutEngine
+) -> Sample:
+    """Single-turn generation: the engine continues the sample's response (from scratch, or a partial one)."""
+    tokenize_prompt(args, sample)
+    return await engine.generate(sample, sampling_params)
+
+
+async def generate_and_reward(
+    args: argparse.Namespace,
+    sample: Sample,
+    sampling_params: dict[str, Any],
+    engine: RolloutEngine,
+    evaluation: bool = False,
+) -> Sample | list[Sample]:
+    if sample.status in (Status.COMPLETED, Status.TRUNCATED) and sample.reward is not None:
+        return sample  # finished in an earlier, partial rollout
+    if args.partial_rollout and args.mask_offpolicy_in_partial_rollout and sample.response_length:
+        # Tokens from an older policy stay in the context but do not train.
+        sample.loss_mask = [0] * sample.response_length
+    path = sample.generate_function_path or args.custom_generate_function_path or "default"
+    generate = resolve("generate_functions", path, "--custom-generate-function-path")
+    kwargs = {"evaluation": evaluation} if "evaluation" in inspect.signature(generate).parameters else {}
+    result = await generate(args, sample, dict(sampling_params), engine, **kwargs)
+    for hook_path in args.rollout_sample_hook_path or []:
+        await _maybe_await(resolve("generate_functions", hook_path, "--rollout-sample-hook-path")(args, result))
+    if args.group_rm and not evaluation:
+        return result  # the whole group is scored together afterwards
+    for produced in result if isinstance(result, list) else [result]:
+        if produced.status is not Status.ABORTED and produced.reward is None:
+            await compute_reward(args, produced, evaluation=evaluation)
+    return result
+
+
+async def _maybe_await(value: Any) -> Any:
+    return await value if inspect.isawaitable(value) else value
+
+
+async def generate_group(
+    args: argparse.Namespace,
+    group: list[Sample],
+    sampling_params: dict[str, Any],
+    engine: RolloutEngine,
+    evaluation: bool = False,
+) -> list[Sample]:
+    results = await asyncio.gather(
+        *(generate_and_reward(args, sample, sampling_params, engine, evaluation) for sample in group)
+    )
+    samples = [s for result in results for s in (result if isinstance(result, list) else [result])]
+    if args.group_rm and not evaluation and not any(s.status is Status.ABORTED for s in samples):
+        await compute_group_rewards(args, samples)
+    return samples
+
+
+def _group_aborted(group: list[Sample]) -> bool:
+    return any(sample.status is Status.ABORTED for sample in group)
+
+
+async def generate_rollout_async(
+    args: argparse.Namespace, rollout_id: int, data_source: Any, engine: RolloutEngine
+) -> RolloutOutput:
+    target = args.rollout_batch_size
+    sampling_params = rollout_sampling_params(args)
+    sample_filter = None
+    if args.dynamic_sampling_filter_path:
+        sample_filter = resolve("sample_filters", args.dynamic_sampling_filter_path)
+    accepted: list[list[Sample]] = []
+    drops: Counter[str] = Counter()
+    in_flight: set[asyncio.Task] = set()
+    try:
+        while len(accepted) < target:
+            # Keep enough groups in flight that, if all pass the filter, the target is reached.
+            while len(accepted) + len(in_flight) < target:
+                for group in data_source.get_samples(args.over_sampling_batch_size):
+                    for sample in group:
+                        sample.rollout_id = rollout_id
+                    in_flight.add(asyncio.create_task(generate_group(args, group, sampling_params, engine)))
+            done, in_flight = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                group = task.result()
+                if _group_aborted(group):
+                    raise RuntimeError(f"rollout {rollout_id}: the engine aborted a group before the rollout ended")
+                verdict = _filter(args, sample_filter, group)
+                if verdict.keep:
+                    accepted.append(group)
+                else:
+                    drops[verdict.reason] += 1
+    except BaseException:
+        for task in in_flight:  # a failed rollout leaves nothing running
+            task.cancel()
+        await asyncio.gather(*in_flight, return_exceptions=True)
+        raise
+
+    leftovers: list[list[Sample]] = []
+    if in_flight:
+        await engine.abort()
+        leftovers = list(await asyncio.gather(*in_flight))
+    accepted.sort(key=lambda group: group[0].group_index)
+    leftovers.extend(accepted[target:])  # groups that finished in the same round as the last accepted one
+    accepted = accepted[:target]
+    if args.partial_rollout:
+        data_source.add_samples([_reset_for_continuation(group) for group in leftovers])
+    metrics = {f"rollout/dynamic_filter/drop_{reason}": float(count) for reason, count in sorted(drops.items())}
+    return RolloutOutput(groups=accepted, metrics=metrics)
+
+
+def _filter(args: argparse.Namespace, sample_filter: Any, group: list[Sample]) -> FilterOutput:
+    if sample_filter is None:
+        return FilterOutput(keep=True)
+    return as_filter_output(sample_filter(args, group), args.dynamic_sampling_filter_path)
+
+
+def _reset_for_continuation(group: list[Sample]) -> list[Sample]:
+    """An aborted sample keeps its partial response and continues from it; finished ones are kept as they are."""
+    for sample in group:
+        if sample.status is Status.ABORTED:
+            sample.status = Status.PENDING
+            sample.reward = None
+    return group
+
+
+def generate_rollout(
+    args: argparse.Namespace, rollout_id: int, data_source: Any, engine: RolloutEngine, evaluation: bool = False
+) -> Any:
+    """slime's rollout-function entry: train rollout, or (``evaluation=True``) the eval datasets."""
+    if evaluation:
+        from slime.rollout.eval import generate_eval
+
+        return async_loop.run(generate_eval(args, rollout_id, engine))
+    return async_loop.run(generate_rollout_async(args, rollout_id, data_source, engine))

@@ -1,0 +1,20 @@
+"""Core's rollout defaults, registered through the same hooks a third-party plugin uses."""
+
+from slime.hookspecs import hookimpl
+from slime.rollout.default import default_generate, generate_rollout
+from slime.rollout.filters import check_reward_nonzero_std
+
+
+@hookimpl
+def slime_register_rollout_functions(register) -> None:
+    register("default", generate_rollout)
+
+
+@hookimpl
+def slime_register_generate_functions(register) -> None:
+    register("default", default_generate)
+
+
+@hookimpl
+def slime_register_sample_filters(register) -> None:
+    register("check_reward_nonzero_std", check_reward_nonzero_std)

@@ -1,0 +1,115 @@
+"""A small single-process train backend on HF transformers, for core's own tests of the loop.
+
+It trains for real with core's RL math (log-probs at the rollout temperature, advantages, policy loss, Adam) and
+checkpoints atomically, so the loop, resume and weight-sync wiring are tested without Megatron-core. It is not a
+backend users run: the Megatron backend has its own tests, and runs use it.
+"""
+
+import argparse
+import json
+import os
+import shutil
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from slime.backends import TrainBatch, WeightReceiver
+from slime.rl.advantages import AdvantageBatch, compute_advantages_and_returns
+from slime.rl.logprobs import log_probs_from_logits
+from slime.rl.losses import LossBatch, compute_loss
+from slime.rl.reduction import make_reducer
+from slime.weights import unshared_tensors
+
+POINTER = "latest_checkpointed_iteration.txt"
+
+
+def latest_iteration(checkpoint_dir: str | Path) -> int | None:
+    pointer = Path(checkpoint_dir) / POINTER
+    return int(pointer.read_text().strip()) if pointer.exists() else None
+
+
+class HFTrainer:
+    def init(self, args: argparse.Namespace, rank: int = 0, world_size: int = 1) -> int:
+        from transformers import AutoModelForCausalLM
+
+        if world_size != 1:
+            raise ValueError("HFTrainer trains in one process")
+        self.args = args
+        torch.manual_seed(args.seed)
+        self.model = AutoModelForCausalLM.from_pretrained(args.hf_checkpoint, dtype=torch.float32)
+        # The test trainer has no optimizer flags of its own; --lr comes from a backend's flags when installed.
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=getattr(args, "lr", 1e-5))
+        iteration = latest_iteration(args.load) if args.load else None
+        if iteration is None:
+            return 0
+        folder = Path(args.load) / f"iter_{iteration:07d}"
+        self.model.load_state_dict(load_file(folder / "model.safetensors"), strict=False)
+        self.model.tie_weights()
+        self.optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True))
+        return iteration + 1
+
+    def _log_probs(self, tokens: list[int], response_length: int) -> torch.Tensor:
+        ids = torch.tensor([tokens])
+        logits = self.model(input_ids=ids).logits[0, :-1]
+        targets = ids[0, 1:]
+        response = slice(len(tokens) - 1 - response_length, len(tokens) - 1)
+        return log_probs_from_logits(logits[response], targets[response], self.args.rollout_temperature)
+
+    def train(self, rollout_id: int, batch: TrainBatch) -> list[dict[str, float]]:
+        args = self.args
+        masks = [torch.tensor(mask, dtype=torch.float32) for mask in batch.loss_masks]
+        with torch.no_grad():
+            old = [self._log_probs(t, n) for t, n in zip(batch.tokens, batch.response_lengths, strict=True)]
+        advantages, _ = compute_advantages_and_returns(
+            args, AdvantageBatch(rewards=batch.rewards, loss_masks=masks, log_probs=old)
+        )
+        step_metrics = []
+        per_step = args.global_batch_size
+        for start in range(0, len(batch), per_step):
+            chosen = range(start, start + per_step)
+            lengths = [batch.response_lengths[i] for i in chosen]
+            log_probs = torch.cat([self._log_probs(batch.tokens[i], batch.response_lengths[i]) for i in chosen])
+            loss_batch = LossBatch(
+                response_lengths=lengths,
+                loss_masks=torch.cat([masks[i] for i in chosen]),
+                log_probs=log_probs,
+                old_log_probs=torch.cat([old[i] for i in chosen]),
+                advantages=torch.cat([advantages[i] for i in chosen]),
+            )
+            reducer = make_reducer(lengths, loss_batch.loss_masks, args.calculate_per_token_loss)
+            loss, metrics = compute_loss(args, loss_batch, reducer)
+            self.optimizer.zero_grad()
+            loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), getattr(args, "clip_grad", 1.0))
+            self.optimizer.step()
+            step_metrics.append({**{k: float(v) for k, v in metrics.items()}, "grad_norm": float(grad_norm)})
+        return step_metrics
+
+    def save(self, rollout_id: int) -> None:
+        """Write ``iter_<id>`` under a temporary name, rename it, then move the pointer: a crash leaves the old one."""
+        root = Path(self.args.save)
+        root.mkdir(parents=True, exist_ok=True)
+        final = root / f"iter_{rollout_id:07d}"
+        staging = root / f".tmp_iter_{rollout_id:07d}"
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir()
+        state = {name: tensor.contiguous() for name, tensor in self.model.state_dict().items()}
+        save_file(unshared_tensors(state), staging / "model.safetensors")
+        torch.save(self.optimizer.state_dict(), staging / "optimizer.pt")
+        (staging / "meta.json").write_text(json.dumps({"rollout_id": rollout_id}))
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(staging, final)
+        pointer_tmp = root / f".{POINTER}.tmp"
+        pointer_tmp.write_text(str(rollout_id))
+        os.replace(pointer_tmp, root / POINTER)
+
+    def update_weights(self, receiver: WeightReceiver, weight_version: str) -> None:
+        with torch.no_grad():
+            receiver.update_weights(self.model.state_dict().items(), weight_version)
+
+    def offload(self) -> None:
+        pass
+
+    def onload(self) -> None:
+        pass
