@@ -18,7 +18,9 @@ def test_usage_lists_the_commands():
 def test_unknown_command_is_one_line():
     result = slime("trian")
     assert result.returncode == 2
-    assert result.stderr.startswith("slime trian: error: unknown command 'trian'; commands: train, eval, plugins, download")
+    assert result.stderr.startswith(
+        "slime trian: error: unknown command 'trian'; commands: train, eval, plugins, download"
+    )
 
 
 @pytest.mark.parametrize(

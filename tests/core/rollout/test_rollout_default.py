@@ -33,7 +33,7 @@ def make_args(model, data, *extra):
 
 def test_plain_rollout_returns_rollout_batch_size_groups(tiny_model, arithmetic_data):
     args = make_args(tiny_model, arithmetic_data, "--custom-rm-path", f"{__name__}.always_one")
-    engine = HFEngine(tiny_model, seed=1)
+    engine = HFEngine.from_model(tiny_model, seed=1)
     output = generate_rollout(args, 0, RolloutDataSource(args), engine)
     assert [len(group) for group in output.groups] == [4, 4]
     assert [g[0].group_index for g in output.groups] == [0, 1]
@@ -52,7 +52,7 @@ def test_dynamic_sampling_keeps_exactly_the_batch_and_counts_drops(tiny_model, a
         "--custom-rm-path", f"{__name__}.mixed_in_every_third_group",
         "--over-sampling-batch-size", "3", "--dynamic-sampling-filter-path", "check_reward_nonzero_std",
     )  # fmt: skip
-    engine = HFEngine(tiny_model, seed=1)
+    engine = HFEngine.from_model(tiny_model, seed=1)
     output = generate_rollout(args, 0, RolloutDataSource(args), engine)
     assert [g[0].group_index for g in output.groups] == [0, 3]
     for group in output.groups:
@@ -68,7 +68,7 @@ def test_partial_rollout_hands_aborted_groups_to_the_next_rollout(tiny_model, ar
         "--over-sampling-batch-size", "4", "--partial-rollout", "--rollout-max-response-len", "16",
     )  # fmt: skip
     data_source = RolloutDataSource(args)
-    engine = HFEngine(tiny_model, seed=1, token_delay=0.01)
+    engine = HFEngine.from_model(tiny_model, seed=1, token_delay=0.01)
     first = async_loop.run(generate_rollout_async(args, 0, data_source, engine))
     accepted = [g[0].group_index for g in first.groups]
     buffered = [group[0].group_index for group in data_source.buffer]
@@ -85,7 +85,7 @@ def test_partial_rollout_hands_aborted_groups_to_the_next_rollout(tiny_model, ar
 
 
 def test_abort_returns_every_request_and_the_engine_takes_new_work(tiny_model):
-    engine = HFEngine(tiny_model, seed=1, token_delay=0.02)
+    engine = HFEngine.from_model(tiny_model, seed=1, token_delay=0.02)
     params = {"temperature": 1.0, "max_new_tokens": 50}
 
     async def run():
@@ -113,7 +113,7 @@ def test_rollout_needs_a_response_length(tiny_model, arithmetic_data, bad):
          "--rollout-batch-size", "1", "--actor-num-gpus-per-node", "1", "--custom-rm-path", f"{__name__}.always_one"]
     )  # fmt: skip
     with pytest.raises(ConfigError, match="--rollout-max-response-len is required to generate"):
-        generate_rollout(args, 0, RolloutDataSource(args), HFEngine(tiny_model))
+        generate_rollout(args, 0, RolloutDataSource(args), HFEngine.from_model(tiny_model))
 
 
 def test_eval_runs_each_dataset_with_its_own_n_and_length(tiny_model, arithmetic_data, tmp_path):
@@ -128,7 +128,7 @@ def test_eval_runs_each_dataset_with_its_own_n_and_length(tiny_model, arithmetic
     args = make_args(
         tiny_model, arithmetic_data, "--custom-rm-path", f"{__name__}.always_one", "--eval-config", str(config)
     )
-    results = generate_rollout(args, 0, None, HFEngine(tiny_model, seed=2), evaluation=True)
+    results = generate_rollout(args, 0, None, HFEngine.from_model(tiny_model, seed=2), evaluation=True)
     assert set(results) == {"short", "long"}
     short, long = results["short"], results["long"]
     assert (short.n_samples_per_prompt, len(short.samples)) == (2, 3 * 2)

@@ -114,6 +114,9 @@ def _add_rollout_arguments(parser: argparse.ArgumentParser) -> None:
         "or an HF checkpoint on disk",
     )
     group.add_argument("--update-weight-disk-dir", default=None, help="default: <output-dir>/weights")
+    group.add_argument(
+        "--update-weight-buffer-size", type=int, default=512 * 1024**2, help="bytes per bucket of a weight update"
+    )
     group.add_argument("--use-fault-tolerance", action="store_true")
     group.add_argument("--rollout-health-check-interval", type=float, default=30.0)
     group.add_argument("--rollout-health-check-timeout", type=float, default=30.0)

@@ -67,7 +67,7 @@ class WeightReceiver(Protocol):
 
 
 class RolloutEngine(Protocol):
-    """N inference engines behind one router, owned by the rollout manager."""
+    """N inference engines behind one router, owned by the rollout manager, built as ``engine_class(args)``."""
 
     def start(self) -> None: ...
 
@@ -83,7 +83,7 @@ class RolloutEngine(Protocol):
 
     def release_memory(self) -> None: ...
 
-    def resume_memory(self) -> None: ...
+    def resume_memory(self, tags: list[str] | None = None) -> None: ...
 
     def health(self) -> list[bool]: ...
 

@@ -16,7 +16,7 @@ logger = logging.getLogger(__name__)
 
 def train(args: argparse.Namespace, log=print) -> None:
     placement = create_placement(args)
-    rollout_manager = ray.remote(num_cpus=0)(RolloutManager).remote(args, placement)
+    rollout_manager = ray.remote(num_cpus=0)(RolloutManager).remote(args)
     trainer = TrainGroup(args, resolve("train_backends", args.train_backend), placement)
 
     start_rollout_id = trainer.init(args)

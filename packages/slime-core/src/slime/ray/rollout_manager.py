@@ -13,7 +13,6 @@ import ray
 
 from slime.backends import TrainBatch, WeightReceiver
 from slime.plugins import resolve
-from slime.ray.placement import Placement
 from slime.train_data import samples_to_train_batch
 from slime.weights import DiskWeightReceiver
 
@@ -23,10 +22,10 @@ def data_source_state_path(save_dir: str, rollout_id: int) -> Path:
 
 
 class RolloutManager:
-    def __init__(self, args: argparse.Namespace, placement: Placement | None) -> None:
+    def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
-        engine_class = resolve("rollout_backends", args.rollout_backend)
-        self.engine = engine_class.create(args, placement)
+        # Engines run as subprocesses of this actor, on its node (multi-node engine placement is not built yet).
+        self.engine = resolve("rollout_backends", args.rollout_backend)(args)
         self.engine.start()
         self.data_source = resolve("data_sources", args.data_source_path)(args)
         self.rollout_function = resolve("rollout_functions", args.rollout_function_path)

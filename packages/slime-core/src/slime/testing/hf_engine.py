@@ -18,7 +18,16 @@ from slime.types import Sample
 class HFEngine:
     """Generates one request at a time in a worker thread; ``abort()`` cuts in-flight and queued requests."""
 
-    def __init__(self, model_dir: str | Path, seed: int = 0, token_delay: float = 0.0) -> None:
+    def __init__(self, args: Any) -> None:
+        self._load(args.hf_checkpoint, args.seed, token_delay=0.0)
+
+    @classmethod
+    def from_model(cls, model_dir: str | Path, seed: int = 0, token_delay: float = 0.0) -> "HFEngine":
+        engine = cls.__new__(cls)
+        engine._load(model_dir, seed, token_delay)
+        return engine
+
+    def _load(self, model_dir: str | Path, seed: int, token_delay: float) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
@@ -29,10 +38,6 @@ class HFEngine:
         self._lock = threading.Lock()
         self._abort_epoch = 0
         self.requests = 0
-
-    @classmethod
-    def create(cls, args: Any, placement: Any = None) -> "HFEngine":
-        return cls(args.hf_checkpoint, seed=args.seed)
 
     def start(self) -> None:
         pass
@@ -58,7 +63,7 @@ class HFEngine:
     def release_memory(self) -> None:
         pass
 
-    def resume_memory(self) -> None:
+    def resume_memory(self, tags: list[str] | None = None) -> None:
         pass
 
     def health(self) -> list[bool]:

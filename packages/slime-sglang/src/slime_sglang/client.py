@@ -1,0 +1,165 @@
+"""The async ``/generate`` client: token ids in, tokens + log-probs + finish reason into the ``Sample``; abort.
+
+Prompts go as ``input_ids``, never text: transformers 5 and SGLang can tokenize the same text differently for
+Qwen2-type tokenizers (measured), and the trainer must see exactly the ids the engine saw.
+"""
+
+import asyncio
+import time
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+from slime.types import Sample, Status
+from slime_sglang.errors import RequestError
+
+# Transient: the engine or router is restarting, overloaded or briefly unreachable; worth retrying.
+TRANSIENT_STATUS = {500, 502, 503, 504}
+
+
+class _LoopState:
+    """An ``httpx.AsyncClient`` and a semaphore belong to one event loop; each loop that generates gets its own."""
+
+    def __init__(self, concurrency: int) -> None:
+        limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+        # No read timeout: a long generation on a slow engine is not an error; dead engines are found by health.
+        self.http = httpx.AsyncClient(timeout=httpx.Timeout(None, connect=30.0), limits=limits, trust_env=False)
+        self.semaphore = asyncio.Semaphore(concurrency)
+
+
+class GenerateClient:
+    """Sends ``/generate`` requests through the router, at most ``concurrency`` at a time."""
+
+    def __init__(
+        self,
+        router_url: str,
+        concurrency: int,
+        retry_timeout: float = 600.0,
+        check_engines: Callable[[], None] | None = None,
+    ) -> None:
+        self.router_url = router_url
+        self.concurrency = concurrency
+        self.retry_timeout = retry_timeout
+        # Called after a transient failure; raises when retrying is pointless (an engine died, no fault tolerance).
+        self.check_engines = check_engines
+        self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopState] = weakref.WeakKeyDictionary()
+        # abort() bumps the epoch: a request of an older epoch that has not been answered yet becomes ABORTED.
+        self.epoch = 0
+        self.in_flight: dict[int, int] = {}  # epoch -> requests sent and not yet answered
+
+    def _state(self) -> _LoopState:
+        loop = asyncio.get_running_loop()
+        if loop not in self._loops:
+            self._loops[loop] = _LoopState(self.concurrency)
+        return self._loops[loop]
+
+    async def generate(self, sample: Sample, sampling_params: dict[str, Any]) -> Sample:
+        """Generate, or continue, ``sample``'s response (``max_new_tokens`` counts what already exists)."""
+        if not sample.tokens:
+            raise ValueError(f"sample {sample.index} has no tokens; tokenize the prompt before generating")
+        epoch = self.epoch
+        params = dict(sampling_params)
+        if params.get("max_new_tokens") is not None and sample.response_length:
+            params["max_new_tokens"] -= sample.response_length
+            if params["max_new_tokens"] <= 0:
+                sample.status = Status.TRUNCATED
+                return sample
+        payload = {"input_ids": list(sample.tokens), "sampling_params": params, "return_logprob": True}
+        state = self._state()
+        async with state.semaphore:
+            if epoch != self.epoch:
+                sample.status = Status.ABORTED
+                return sample
+            output = await self._post_generate(state, payload, epoch)
+        if output is None:  # aborted while waiting to retry
+            sample.status = Status.ABORTED
+            return sample
+        apply_output(sample, output)
+        return sample
+
+    async def _post_generate(self, state: _LoopState, payload: dict, epoch: int) -> dict | None:
+        deadline = None
+        delay = 0.5
+        while True:
+            self.in_flight[epoch] = self.in_flight.get(epoch, 0) + 1
+            try:
+                response = await state.http.post(self.router_url + "/generate", json=payload)
+                error = f"HTTP {response.status_code}: {response.text[:300]}"
+                if response.status_code == 200:
+                    return response.json()
+                if response.status_code not in TRANSIENT_STATUS:
+                    raise RequestError(f"/generate via {self.router_url} failed: {error}")
+            except httpx.TransportError as exc:
+                error = f"{type(exc).__name__}: {exc}"
+            finally:
+                self.in_flight[epoch] -= 1
+            if self.check_engines is not None:
+                self.check_engines()
+            deadline = deadline or time.monotonic() + self.retry_timeout
+            if time.monotonic() > deadline:
+                raise RequestError(
+                    f"/generate via {self.router_url} kept failing for {self.retry_timeout:.0f} s; last error {error}"
+                )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+            if epoch != self.epoch:
+                return None
+
+    async def abort(self, worker_urls: list[str], timeout: float = 120.0) -> None:
+        """Abort everything in flight on every worker; return once they are idle and our requests have returned.
+
+        Requests not yet sent (waiting for the semaphore or to retry) come back ABORTED without being sent.
+        """
+        self.epoch += 1
+        old_epochs = [e for e in self.in_flight if e < self.epoch]
+        http = self._state().http
+        deadline = time.monotonic() + timeout
+        while True:
+            await asyncio.gather(*(_abort_all(http, url) for url in worker_urls))
+            await asyncio.sleep(0.2)
+            loads = await asyncio.gather(*(_requests_on(http, url) for url in worker_urls))
+            ours = sum(self.in_flight[e] for e in old_epochs)
+            if sum(loads) == 0 and ours == 0:
+                return
+            if time.monotonic() > deadline:
+                raise RequestError(
+                    f"abort: after {timeout:.0f} s workers still report {sum(loads)} requests and {ours} of ours "
+                    "are unanswered"
+                )
+
+    async def aclose(self) -> None:
+        """Close the HTTP client of the running loop."""
+        state = self._loops.pop(asyncio.get_running_loop(), None)
+        if state is not None:
+            await state.http.aclose()
+
+
+def apply_output(sample: Sample, output: dict[str, Any]) -> None:
+    """Append one ``/generate`` answer (tokens, log-probs, text, weight version, finish reason) to ``sample``."""
+    meta = output["meta_info"]
+    pairs = meta.get("output_token_logprobs") or []  # [log-prob, token id, token text or None] per new token
+    tokens = [int(p[1]) for p in pairs]
+    log_probs = [float(p[0]) for p in pairs]
+    sample.append_response_tokens(tokens, log_probs, text=output.get("text", ""))
+    if meta.get("weight_version") is not None:
+        sample.weight_versions.append(str(meta["weight_version"]))
+    sample.set_finish_reason(meta["finish_reason"]["type"])
+
+
+async def _abort_all(http: httpx.AsyncClient, worker_url: str) -> None:
+    try:
+        await http.post(worker_url + "/abort_request", json={"abort_all": True}, timeout=30)
+    except httpx.TransportError:
+        pass  # a dead worker has nothing running
+
+
+async def _requests_on(http: httpx.AsyncClient, worker_url: str) -> int:
+    """Running plus waiting requests on one worker, from ``/v1/loads`` (0 when it cannot be reached)."""
+    try:
+        response = await http.get(worker_url + "/v1/loads", timeout=30)
+        loads = response.json()["loads"]
+    except (httpx.TransportError, ValueError, KeyError):
+        return 0
+    return sum(load["num_running_reqs"] + load["num_waiting_reqs"] for load in loads)

@@ -1,0 +1,298 @@
+"""``SGLangRolloutEngine``: N SGLang servers behind one sglang-router, as slime's ``RolloutEngine``.
+
+It owns the processes it starts (servers, router) and attaches to those it is given (``--sglang-router-ip/port``,
+``--rollout-external-engine-addrs``). Importing this module stays cheap (no torch): it is registered on every
+``slime`` command.
+"""
+
+import argparse
+import asyncio
+import logging
+import threading
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from slime.types import Sample
+from slime_sglang import weights
+from slime_sglang.client import GenerateClient
+from slime_sglang.errors import EngineDiedError, SGLangError, UnsupportedOnCPUError
+from slime_sglang.health import HealthMonitor
+from slime_sglang.processes import free_port
+from slime_sglang.router import RouterClient, SGLangRouter
+from slime_sglang.server import ServerConfig, SGLangServer
+
+if TYPE_CHECKING:  # both import torch; this module must stay cheap to import
+    import torch
+
+    from slime_sglang.weights import DistributedWeightSender, SGLangWeightReceiver
+
+logger = logging.getLogger(__name__)
+
+
+def num_engines(args: argparse.Namespace) -> int:
+    """Engines slime launches: ``--rollout-num-gpus / --rollout-num-gpus-per-engine`` (one when unset)."""
+    if args.rollout_num_gpus is None:
+        return 1
+    return max(1, args.rollout_num_gpus // args.rollout_num_gpus_per_engine)
+
+
+def cpu_mode(args: argparse.Namespace) -> bool:
+    """CPU mode: ``--sglang-device cpu``, or no device given and no GPU present."""
+    device = getattr(args, "sglang_device", None)
+    if device is not None:
+        return device == "cpu"
+    import torch
+
+    return not torch.cuda.is_available()
+
+
+class SGLangRolloutEngine:
+    """N SGLang engines behind one router; see ``slime.backends.RolloutEngine``."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        if not args.hf_checkpoint and not args.rollout_external_engine_addrs:
+            raise SGLangError("rollout backend 'sglang' needs --hf-checkpoint (the model the engines serve)")
+        self.args = args
+        self.cpu = False
+        self.log_dir = Path(args.output_dir) / "sglang"
+        self.servers: list[SGLangServer] = []
+        self.external_urls = [f"http://{a}" for a in args.rollout_external_engine_addrs or []]
+        self.router: RouterClient | None = None
+        self.client: GenerateClient | None = None
+        self.monitor: HealthMonitor | None = None
+        # What a restarted engine loads: the last weights pushed from disk, and their version.
+        self.weights_path = args.hf_checkpoint
+        self.weight_version: str | None = None
+        self._lock = threading.RLock()  # engine list changes (restarts) vs readers
+
+    # ---- lifecycle ----
+
+    def start(self) -> None:
+        """Launch the router and the engines (in parallel), register them, start the health monitor if asked."""
+        args = self.args
+        self.cpu = cpu_mode(args)
+        try:
+            if args.sglang_router_ip:
+                if args.sglang_router_port is None:
+                    raise SGLangError("--sglang-router-ip needs --sglang-router-port")
+                self.router = RouterClient(args.sglang_router_ip, args.sglang_router_port)
+            else:
+                router = SGLangRouter(
+                    self.log_dir / "router.log", port=args.sglang_router_port, policy=args.sglang_router_policy
+                )
+                self.router = router
+                router.launch()
+            count = num_engines(args) if args.hf_checkpoint else 0
+            configs = [self._server_config(i) for i in range(count)]
+            self.servers = [SGLangServer(c) for c in configs]
+            with ThreadPoolExecutor(max(1, count)) as pool:
+                list(pool.map(lambda s: s.launch(args.sglang_server_start_timeout), self.servers))
+            for url in self.engine_urls:
+                self.router.add_worker(url)
+        except BaseException:
+            self.shutdown()
+            raise
+        concurrency = args.sglang_server_concurrency * max(1, len(self.engine_urls))
+        self.client = GenerateClient(
+            self.router.url, concurrency, args.sglang_request_retry_timeout, check_engines=self._check_engines
+        )
+        if args.use_fault_tolerance:
+            self.monitor = HealthMonitor(
+                check=self._check_health,
+                restart=self.restart_engine,
+                num_engines=lambda: len(self.servers),
+                interval=args.rollout_health_check_interval,
+                first_wait=args.rollout_health_check_first_wait,
+            )
+            self.monitor.start()
+
+    def _server_config(self, index: int, model_path: str | None = None) -> ServerConfig:
+        args = self.args
+        return ServerConfig(
+            model_path=model_path or args.hf_checkpoint,
+            port=free_port(),
+            nccl_port=free_port(),
+            log_path=self.log_dir / f"engine_{index}.log",
+            seed=args.seed + index,
+            tp_size=args.rollout_num_gpus_per_engine,
+            cpu=self.cpu,
+            enable_memory_saver=bool(args.offload_rollout) and not self.cpu,
+            sglang_args=list(args.sglang_server_args),
+        )
+
+    def shutdown(self) -> None:
+        """Stop the monitor, every engine and the router slime launched; no process is left behind."""
+        if self.monitor is not None:
+            self.monitor.stop()
+        errors = []
+        for server in self.servers:
+            try:
+                server.shutdown()
+            except Exception as exc:
+                errors.append(exc)
+        if isinstance(self.router, SGLangRouter):
+            self.router.shutdown()
+        if errors:
+            raise SGLangError(f"shutdown left processes behind: {errors[0]}")
+
+    # ---- addresses ----
+
+    @property
+    def engine_urls(self) -> list[str]:
+        with self._lock:
+            return [s.url for s in self.servers] + self.external_urls
+
+    @property
+    def tp_sizes(self) -> list[int]:
+        return [s.config.tp_size for s in self.servers] + [1] * len(self.external_urls)
+
+    def pids(self) -> list[int]:
+        """Every process slime started for this engine group (servers with their children, router)."""
+        found = [pid for s in self.servers for pid in s.pids()]
+        if isinstance(self.router, SGLangRouter):
+            found += self.router.process.pids()
+        return found
+
+    # ---- generation ----
+
+    async def generate(self, sample: Sample, sampling_params: dict[str, Any]) -> Sample:
+        if self.client is None:
+            raise SGLangError("SGLangRolloutEngine.generate called before start()")
+        return await self.client.generate(sample, sampling_params)
+
+    async def abort(self) -> None:
+        if self.client is None:
+            return
+        workers = await asyncio.to_thread(self.router.worker_urls)
+        await self.client.abort(workers)
+
+    def _check_engines(self) -> None:
+        """After a failed request: without fault tolerance, an engine whose process ended is a clear error."""
+        if self.args.use_fault_tolerance:
+            if self.monitor is not None and self.monitor.last_error is not None:
+                raise EngineDiedError(f"an engine could not be restarted: {self.monitor.last_error}")
+            return
+        for index, server in enumerate(self.servers):
+            if not server.running():
+                raise EngineDiedError(
+                    f"engine {index} ({server.url}) exited with code {server.process.exit_code()}; "
+                    f"log {server.config.log_path}. Pass --use-fault-tolerance to restart dead engines"
+                )
+
+    def health(self) -> list[bool]:
+        """One ``/health_generate`` per engine (slime's own, then external ones)."""
+        timeout = self.args.rollout_health_check_timeout
+        own = [s.healthy(timeout) for s in self.servers]
+        return own + [_url_healthy(url, timeout) for url in self.external_urls]
+
+    def _check_health(self, index: int) -> bool:
+        # Under the lock: a weight update pauses generation, and a paused engine must not look dead.
+        with self._lock:
+            return self.servers[index].healthy(self.args.rollout_health_check_timeout)
+
+    def restart_engine(self, index: int) -> None:
+        """Replace engine ``index`` with a fresh process serving the latest weights, and re-register it."""
+        with self._lock:
+            old = self.servers[index]
+            try:
+                self.router.remove_worker(old.url)
+            except Exception as exc:  # a router that lost it already is fine
+                logger.warning("removing %s from the router: %s", old.url, exc)
+            old.shutdown()
+            server = SGLangServer(self._server_config(index, model_path=self.weights_path))
+            server.launch(self.args.sglang_server_start_timeout)
+            if self.weight_version is not None:
+                weights.post(server.url, "/update_weight_version", {"new_version": self.weight_version})
+            self.servers[index] = server
+            self.router.add_worker(server.url)
+            logger.warning("engine %d restarted at %s", index, server.url)
+
+    # ---- weights ----
+
+    def update_weights_from_disk(self, path: str, weight_version: str) -> None:
+        with self._lock:
+            weights.update_weights_from_disk(self.engine_urls, str(path), weight_version)
+            self.weights_path = str(path)
+            self.weight_version = weight_version
+
+    def distributed_sender(
+        self, backend: str | None = None, master_address: str = "127.0.0.1"
+    ) -> "DistributedWeightSender":
+        """The trainer's end of a weight-update group over every engine (gloo on CPU, nccl on GPU); ``connect()`` it.
+
+        A restarted engine is not in the group: create a new sender after a restart.
+        """
+        from slime_sglang.weights import DistributedWeightSender
+
+        backend = backend or ("gloo" if self.cpu else "nccl")
+        return DistributedWeightSender(self.engine_urls, self.tp_sizes, master_address, backend=backend)
+
+    def weight_receiver(self) -> "SGLangWeightReceiver":
+        """What the trainer sends weights through: a broadcast group over every engine (gloo on CPU, nccl on GPU)."""
+        from slime_sglang.weights import SGLangWeightReceiver
+
+        backend = "gloo" if self.cpu else "nccl"
+        return SGLangWeightReceiver(self.engine_urls, self.tp_sizes, backend, self.args.update_weight_buffer_size)
+
+    def update_weights_from_distributed(
+        self,
+        sender: "DistributedWeightSender",
+        named_tensors: Iterable[tuple[str, "torch.Tensor"]],
+        weight_version: str,
+    ) -> None:
+        """Broadcast ``named_tensors`` (HF names) through ``sender`` in ``--update-weight-buffer-size`` buckets."""
+        with self._lock:
+            sender.update(named_tensors, weight_version, self.args.update_weight_buffer_size)
+            self.weight_version = weight_version
+
+    def update_weights_from_tensors(
+        self, named_tensors: Iterable[tuple[str, "torch.Tensor"]], weight_version: str
+    ) -> None:
+        """Colocated engines: tensors through shared memory, in ``--update-weight-buffer-size`` buckets."""
+        tp = {s.config.tp_size for s in self.servers} or {1}
+        if len(tp) > 1:
+            raise SGLangError("update_weights_from_tensors needs engines of one TP size")
+        with self._lock:
+            weights.update_weights_from_tensors(
+                self.engine_urls, named_tensors, weight_version, self.args.update_weight_buffer_size, tp.pop()
+            )
+            self.weight_version = weight_version
+
+    def flush_cache(self) -> None:
+        weights.flush_cache(self.engine_urls)
+
+    def pause_generation(self) -> None:
+        weights.pause_generation(self.engine_urls)
+
+    def continue_generation(self) -> None:
+        weights.continue_generation(self.engine_urls)
+
+    # ---- memory ----
+
+    def release_memory(self) -> None:
+        self._refuse_on_cpu("release_memory")
+        weights.flush_cache(self.engine_urls)
+        weights.on_all(self.engine_urls, "/release_memory_occupation", {})
+
+    def resume_memory(self, tags: list[str] | None = None) -> None:
+        """Resume everything, or only ``tags`` (``["weights"]`` then ``["kv_cache"]`` lets weights load first)."""
+        self._refuse_on_cpu("resume_memory")
+        weights.on_all(self.engine_urls, "/resume_memory_occupation", {"tags": tags} if tags else {})
+
+    def _refuse_on_cpu(self, what: str) -> None:
+        if self.cpu:
+            raise UnsupportedOnCPUError(
+                f"{what} is not supported on CPU: SGLang's /release_memory_occupation kills a CPU server; "
+                "drop --offload-rollout/--colocate offloading for CPU runs"
+            )
+
+
+def _url_healthy(url: str, timeout: float) -> bool:
+    import httpx
+
+    try:
+        return httpx.get(url + "/health_generate", timeout=timeout, trust_env=False).status_code == 200
+    except httpx.HTTPError:
+        return False

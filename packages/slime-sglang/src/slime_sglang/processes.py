@@ -1,0 +1,132 @@
+"""Subprocesses in their own process group: start, tail the log, stop the whole group and prove every pid is gone.
+
+SGLang's server forks a scheduler and a detokenizer (and more with TP); the router is one process. Each is started
+in a new session, so killing its process group reaches every child even when the leader already died.
+"""
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that is free right now (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def group_pids(pgid: int) -> list[int]:
+    """Every live (non-zombie) process in process group ``pgid``, read from /proc."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        # Fields after the command name (which may contain spaces) start after the last ')'.
+        fields = stat[stat.rindex(")") + 2 :].split()
+        state, pgrp = fields[0], int(fields[2])
+        if pgrp == pgid and state != "Z":
+            pids.append(int(entry))
+    return pids
+
+
+def pid_alive(pid: int) -> bool:
+    """True while ``pid`` exists and is not a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2 :].split()[0] != "Z"
+
+
+def tail(path: Path, lines: int = 20) -> str:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return "(no log)"
+    return "\n".join(text.splitlines()[-lines:])
+
+
+class ManagedProcess:
+    """One command run in its own process group with stdout and stderr going to a log file."""
+
+    def __init__(self, command: list[str], log_path: Path, env: dict[str, str] | None = None) -> None:
+        self.command = command
+        self.log_path = log_path
+        self.env = env
+        self.popen: subprocess.Popen | None = None
+        self.known_pids: set[int] = set()
+
+    def start(self) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as log:
+            self.popen = subprocess.Popen(
+                self.command,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=self.env,
+                start_new_session=True,  # its own process group: killpg reaches every child
+            )
+        self.known_pids = {self.popen.pid}
+
+    @property
+    def pid(self) -> int | None:
+        return self.popen.pid if self.popen else None
+
+    def running(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    def exit_code(self) -> int | None:
+        return self.popen.poll() if self.popen else None
+
+    def pids(self) -> list[int]:
+        """Every live process of the group (the leader's pid is the group id), remembered for ``stop``."""
+        if self.popen is None:
+            return []
+        found = group_pids(self.popen.pid)
+        self.known_pids.update(found)
+        return found
+
+    def stop(self, grace: float = 15.0) -> None:
+        """SIGTERM the group, SIGKILL what is left after ``grace`` seconds; raise if any pid survives."""
+        if self.popen is None:
+            return
+        self.pids()
+        pgid = self.popen.pid
+        _signal_group(pgid, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and (self.popen.poll() is None or group_pids(pgid)):
+            time.sleep(0.2)
+        if group_pids(pgid) or self.popen.poll() is None:
+            _signal_group(pgid, signal.SIGKILL)
+            for pid in list(self.known_pids):  # children that left the group still get killed by pid
+                if pid_alive(pid):
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+        try:
+            self.popen.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and any(pid_alive(p) for p in self.known_pids):
+            time.sleep(0.1)
+        survivors = [p for p in self.known_pids if pid_alive(p)]
+        if survivors:
+            raise RuntimeError(f"processes {survivors} of {self.command[:3]} survived SIGKILL")
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass

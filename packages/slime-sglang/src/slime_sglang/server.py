@@ -1,0 +1,155 @@
+"""One SGLang HTTP server as a subprocess: its command line, CPU mode, readiness, health and shutdown."""
+
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+
+import httpx
+
+from slime_sglang.arguments import load_option_table
+from slime_sglang.cpu_compat import SGL_KERNEL_STANDIN_DIR
+from slime_sglang.errors import ServerStartError
+from slime_sglang.processes import ManagedProcess, tail
+
+# SGLang options that CPU mode sets unless the user gave them (--sglang-<option>): the default CPU attention
+# backend needs AMX, fp16 is 2.5x slower than fp32 on AVX2 machines, and a small KV pool starts faster (measured).
+CPU_DEFAULTS = {
+    "device": ["--device", "cpu"],
+    "attention_backend": ["--attention-backend", "torch_native"],
+    "dtype": ["--dtype", "float32"],
+    "max_total_tokens": ["--max-total-tokens", "8192"],
+}
+
+
+@cache
+def _dest_of_option() -> dict[str, str]:
+    return {option: entry["dest"] for entry in load_option_table() for option in entry["options"]}
+
+
+def given_dests(sglang_args: list[str]) -> set[str]:
+    """SGLang option names (dests) that appear in a list of raw SGLang tokens."""
+    dest_of = _dest_of_option()
+    return {dest_of[t.split("=")[0]] for t in sglang_args if t.startswith("--") and t.split("=")[0] in dest_of}
+
+
+@dataclass
+class ServerConfig:
+    model_path: str
+    port: int
+    log_path: Path
+    host: str = "127.0.0.1"
+    seed: int = 1234
+    tp_size: int = 1
+    cpu: bool = False
+    nccl_port: int | None = None
+    enable_memory_saver: bool = False
+    sglang_args: list[str] = field(default_factory=list)  # raw tokens from the --sglang-* flags
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+
+def server_command(config: ServerConfig) -> list[str]:
+    command = [sys.executable, "-m", "sglang.launch_server"]
+    command += ["--model-path", config.model_path, "--host", config.host, "--port", str(config.port)]
+    command += ["--random-seed", str(config.seed), "--tp-size", str(config.tp_size), "--skip-server-warmup"]
+    if config.nccl_port is not None:
+        command += ["--nccl-port", str(config.nccl_port)]
+    if config.enable_memory_saver:
+        command += ["--enable-memory-saver"]
+    if config.cpu:
+        given = given_dests(config.sglang_args)
+        for dest, tokens in CPU_DEFAULTS.items():
+            if dest not in given:
+                command += tokens
+    return command + list(config.sglang_args)
+
+
+def server_env(config: ServerConfig, base: dict[str, str] | None = None) -> dict[str, str]:
+    env = dict(os.environ if base is None else base)
+    if config.cpu:
+        # Without it SGLang's RoPE imports vllm. The sgl_kernel stand-in goes on this process's path only.
+        env["SGLANG_USE_CPU_ENGINE"] = "1"
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(SGL_KERNEL_STANDIN_DIR), env.get("PYTHONPATH")) if p)
+        if config.tp_size > 1 and "SGLANG_CPU_OMP_THREADS_BIND" not in env:
+            env["SGLANG_CPU_OMP_THREADS_BIND"] = cpu_thread_binding(config.tp_size)
+    return env
+
+
+def cpu_thread_binding(tp_size: int) -> str:
+    """``SGLANG_CPU_OMP_THREADS_BIND`` for TP ranks on CPU: this process's cores split into ``tp_size`` parts."""
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) < tp_size:
+        cores = (cores * tp_size)[:tp_size]  # fewer cores than ranks: ranks share cores (slow but works)
+    per_rank = len(cores) // tp_size
+    parts = [cores[i * per_rank : (i + 1) * per_rank] for i in range(tp_size)]
+    return "|".join(",".join(str(c) for c in part) for part in parts)
+
+
+class SGLangServer:
+    """One SGLang HTTP server process (with its scheduler and detokenizer children)."""
+
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        self.process = ManagedProcess(server_command(config), config.log_path, server_env(config))
+
+    @property
+    def url(self) -> str:
+        return self.config.url
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid
+
+    def launch(self, timeout: float) -> None:
+        """Start the server and wait until it answers ``/health_generate``; stop it and raise if it cannot."""
+        self.process.start()
+        try:
+            self.wait_ready(timeout)
+        except BaseException:
+            self.shutdown()
+            raise
+
+    def wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        with httpx.Client(trust_env=False) as client:
+            while True:
+                code = self.process.exit_code()
+                if code is not None:
+                    raise ServerStartError(self._failure(f"exited with code {code} during start-up"))
+                try:
+                    if client.get(self.url + "/health_generate", timeout=10).status_code == 200:
+                        self.process.pids()  # remember the children for the shutdown check
+                        return
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise ServerStartError(self._failure(f"did not answer /health_generate within {timeout:.0f} s"))
+                time.sleep(1.0)
+
+    def _failure(self, what: str) -> str:
+        log = self.config.log_path
+        return f"SGLang server {self.url} {what}; log {log}, last lines:\n{tail(log)}"
+
+    def healthy(self, timeout: float = 30.0) -> bool:
+        """The process runs and generates one token within ``timeout`` seconds."""
+        if not self.process.running():
+            return False
+        try:
+            return httpx.get(self.url + "/health_generate", timeout=timeout, trust_env=False).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def running(self) -> bool:
+        return self.process.running()
+
+    def pids(self) -> list[int]:
+        return self.process.pids()
+
+    def shutdown(self) -> None:
+        """Stop the server and every child; raises if any of its pids survives."""
+        self.process.stop()

@@ -1,0 +1,65 @@
+"""--sglang-* pass-through: every SGLang server option except those slime manages, forwarded verbatim."""
+
+import pytest
+
+from slime.arguments import parse_args
+from slime.errors import ConfigError
+from slime_sglang.arguments import MANAGED_DESTS, generate_option_table, load_option_table
+
+
+def test_options_reach_the_server_verbatim_and_are_typed_on_args() -> None:
+    args = parse_args(
+        [
+            "--sglang-mem-fraction-static",
+            "0.5",
+            "--sglang-enable-metrics",
+            "--sglang-no-enable-tf32-matmul",
+            "--sglang-json-model-override-args",
+            '{"rope_scaling": null}',
+            "--sglang-server-concurrency",
+            "8",
+        ]
+    )
+    assert args.sglang_server_args == [
+        "--mem-fraction-static",
+        "0.5",
+        "--enable-metrics",
+        "--no-enable-tf32-matmul",
+        "--json-model-override-args",
+        '{"rope_scaling": null}',
+    ]
+    assert args.sglang_mem_fraction_static == 0.5
+    assert args.sglang_enable_metrics is True and args.sglang_enable_tf32_matmul is False
+    assert args.sglang_server_concurrency == 8
+    assert parse_args([]).sglang_server_args == []
+
+
+def test_yaml_config_feeds_the_same_flags(tmp_path) -> None:
+    config = tmp_path / "run.yaml"
+    config.write_text("sglang_enable_metrics: true\nsglang_max_running_requests: 4\n")
+    args = parse_args(["--config", str(config)])
+    assert args.sglang_server_args == ["--enable-metrics", "--max-running-requests", "4"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--sglang-mem-fraction-static", "lots"], "--sglang-mem-fraction-static: expected float, got 'lots'"),
+        (["--sglang-attention-backend", "magic"], "--sglang-attention-backend: invalid choice 'magic'"),
+        (["--sglang-port", "3000"], "unknown flag --sglang-port"),  # managed by slime
+        (["--sglang-server-concurrency", "0"], "--sglang-server-concurrency must be >= 1, got 0"),
+        (["--rollout-external-engine-addrs", "nohost"], "--rollout-external-engine-addrs: expected host:port"),
+    ],
+)
+def test_bad_flags_fail_before_any_server_starts(argv: list[str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        parse_args(argv)
+
+
+@pytest.mark.slow
+def test_option_table_matches_the_installed_sglang() -> None:
+    # Imports SGLang (seconds of CPU); if this fails, regenerate with `python -m slime_sglang.arguments`.
+    table = load_option_table()
+    assert table == generate_option_table()
+    dests = {entry["dest"] for entry in table}
+    assert len(table) > 400 and not dests & MANAGED_DESTS
