@@ -21,6 +21,7 @@ def test_unknown_command_is_one_line():
     assert result.stderr.startswith(
         "slime trian: error: unknown command 'trian'; commands: train, eval, plugins, download"
     )
+    assert "report" in result.stderr  # registered by slime-metrics through slime_register_commands
 
 
 @pytest.mark.parametrize(

@@ -36,8 +36,20 @@ def loop_args(root, model, data, *extra):
     )  # fmt: skip
 
 
-def events(lines):
-    return [line.split(":")[0] for line in lines]
+def events(output_dir):
+    """What the loop logged, in order: ("eval", 0), ("rollout", 0), ("train", 0), ("perf", 0), ..."""
+    found = []
+    for line in (output_dir / "metrics.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        if "eval/step" in record:
+            found.append(("eval", record["eval/step"]))
+        elif "train/step" in record:
+            found.append(("train", record["train/step"]))
+        elif any(key.startswith("rollout/") and key != "rollout/step" for key in record):
+            found.append(("rollout", record["rollout/step"]))
+        else:
+            found.append(("perf", record["rollout/step"]))
+    return found
 
 
 def test_loop_order_save_and_eval_rules(ray_runtime, setup):
@@ -46,9 +58,12 @@ def test_loop_order_save_and_eval_rules(ray_runtime, setup):
         root, model, data, "--num-rollout", "3", "--save", str(root / "ckpt"), "--save-interval", "2",
         "--eval-interval", "2", "--eval-prompt-data", "heldout", str(data),
     )  # fmt: skip
-    lines = []
-    train(args, log=lines.append)
-    assert events(lines) == ["eval 0", "rollout 0", "rollout 1", "eval 1", "rollout 2"]
+    train(args)
+    assert events(root / "out") == [
+        ("eval", 0), ("rollout", 0), ("train", 0), ("perf", 0),
+        ("rollout", 1), ("train", 1), ("perf", 1), ("eval", 1),
+        ("rollout", 2), ("train", 2), ("perf", 2),
+    ]  # fmt: skip
     assert (root / "ckpt" / "latest_checkpointed_iteration.txt").read_text() == "2"  # interval 2 -> 1, last -> 2
     assert sorted(p.name for p in (root / "ckpt").iterdir() if p.name.startswith("iter_")) == [
         "iter_0000001",
@@ -62,13 +77,12 @@ def test_loop_order_save_and_eval_rules(ray_runtime, setup):
 def test_resume_continues_with_the_next_prompts(ray_runtime, setup, tmp_path):
     root, model, data = setup
     common = ("--rollout-shuffle", "--save", str(tmp_path / "ckpt"), "--save-interval", "1")
-    full = []
-    train(loop_args(root, model, data, "--num-rollout", "3", *common), log=full.append)
+    common += ("--output-dir", str(tmp_path / "out"))
+    train(loop_args(root, model, data, "--num-rollout", "3", *common))
     state = json.loads((tmp_path / "ckpt" / "rollout" / "data_source_2.json").read_text())
     assert state["sample_offset"] == 6 and state["epoch_id"] == 0  # 3 rollouts x 2 prompts
-    resumed = []
     args = loop_args(root, model, data, "--num-rollout", "4", *common, "--load", str(tmp_path / "ckpt"))
-    train(args, log=resumed.append)
-    assert events(resumed) == ["rollout 3"]
+    train(args)
+    assert [e for e in events(tmp_path / "out") if e[0] == "rollout"] == [("rollout", r) for r in (0, 1, 2, 3)]
     state = json.loads((tmp_path / "ckpt" / "rollout" / "data_source_3.json").read_text())
     assert state["sample_offset"] == 8

@@ -4,6 +4,7 @@ Each area of core keeps its registrations next to its code; this module only gat
 """
 
 from slime.data.plugin import slime_register_data_sources  # noqa: F401
+from slime.metrics.plugin import slime_register_metric_sinks  # noqa: F401
 from slime.rl.plugin import (  # noqa: F401
     slime_register_advantage_estimators,
     slime_register_importance_weights,

@@ -1,20 +1,21 @@
 """The train loop: generate, train, save, update weights, evaluate — slime's ``train.py`` as one page."""
 
 import argparse
-import logging
+import time
 
 import ray
 
+from slime.metrics import finish_metrics, init_metrics, log_eval, log_perf, log_rollout, log_train_step
 from slime.plugins import resolve
 from slime.ray.placement import create_placement
 from slime.ray.rollout_manager import RolloutManager
 from slime.ray.train_group import TrainGroup
 from slime.schedule import should_run_periodic_action
+from slime.types import Sample
 
-logger = logging.getLogger(__name__)
 
-
-def train(args: argparse.Namespace, log=print) -> None:
+def train(args: argparse.Namespace) -> None:
+    init_metrics(args)  # before actors get args: it settles the W&B run they join
     placement = create_placement(args)
     rollout_manager = ray.remote(num_cpus=0)(RolloutManager).remote(args)
     trainer = TrainGroup(args, resolve("train_backends", args.train_backend), placement)
@@ -33,19 +34,51 @@ def train(args: argparse.Namespace, log=print) -> None:
 
     for rollout_id in range(start_rollout_id, num_rollout):
         if rollout_id == 0 and args.eval_interval is not None and not args.skip_eval_before_train:
-            log(f"eval {rollout_id}: {ray.get(rollout_manager.eval.remote(rollout_id))}")
+            evaluate(args, rollout_manager, rollout_id)
 
-        batch, samples, rollout_metrics = ray.get(rollout_manager.generate.remote(rollout_id))
-        train_metrics = trainer.train(rollout_id, batch)
-        log(f"rollout {rollout_id}: {rollout_metrics} train: {train_metrics}")
+        timings = {}
+        with timer(timings, "train_wait"):
+            rollout = ray.get(rollout_manager.generate.remote(rollout_id))
+        log_rollout(
+            args,
+            rollout_id,
+            [Sample.from_dict(sample) for sample in rollout.samples],
+            rollout_time=rollout.rollout_time,
+            extra=rollout.metrics,
+        )
+        with timer(timings, "train"):
+            step_metrics = trainer.train(rollout_id, rollout.batch)
+        for step_id, metrics in enumerate(step_metrics):
+            log_train_step(args, rollout_id, step_id, metrics)
 
         if should_run_periodic_action(rollout_id, args.save_interval, num_rollout_per_epoch, num_rollout):
-            trainer.save(rollout_id)
-            ray.get(rollout_manager.save.remote(rollout_id))
+            with timer(timings, "save_model"):
+                trainer.save(rollout_id)
+                ray.get(rollout_manager.save.remote(rollout_id))
 
-        trainer.update_weights(receiver, str(rollout_id + 1))
+        with timer(timings, "update_weights"):
+            trainer.update_weights(receiver, str(rollout_id + 1))
+        log_perf(args, rollout_id, timings)
 
         if should_run_periodic_action(rollout_id, args.eval_interval, num_rollout_per_epoch):
-            log(f"eval {rollout_id}: {ray.get(rollout_manager.eval.remote(rollout_id))}")
+            evaluate(args, rollout_manager, rollout_id)
 
     ray.get(rollout_manager.shutdown.remote())
+    finish_metrics()
+
+
+def evaluate(args: argparse.Namespace, rollout_manager, rollout_id: int) -> None:
+    log_eval(args, rollout_id, ray.get(rollout_manager.eval.remote(rollout_id)))
+
+
+class timer:
+    """``with timer(timings, "train"):`` adds the block's seconds to ``timings["train"]``."""
+
+    def __init__(self, timings: dict[str, float], name: str) -> None:
+        self.timings, self.name = timings, name
+
+    def __enter__(self) -> None:
+        self.start = time.perf_counter()
+
+    def __exit__(self, *exc) -> None:
+        self.timings[self.name] = self.timings.get(self.name, 0.0) + time.perf_counter() - self.start

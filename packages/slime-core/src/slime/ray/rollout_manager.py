@@ -6,6 +6,7 @@ eval datasets; ``save``/``load`` keep the data source's position with the traine
 
 import argparse
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,14 @@ from slime.backends import TrainBatch, WeightReceiver
 from slime.plugins import resolve
 from slime.train_data import samples_to_train_batch
 from slime.weights import DiskWeightReceiver
+
+
+@dataclass
+class RolloutResult:
+    batch: TrainBatch
+    samples: list[dict[str, Any]]  # Sample.to_dict(): plain data crosses Ray cheaply
+    metrics: dict[str, float]  # what the rollout function reported (dynamic-filter drops, ...)
+    rollout_time: float
 
 
 def data_source_state_path(save_dir: str, rollout_id: int) -> Path:
@@ -34,13 +43,17 @@ class RolloutManager:
     def num_prompts(self) -> int:
         return len(self.data_source)
 
-    def generate(self, rollout_id: int) -> tuple[TrainBatch, list[dict[str, Any]], dict[str, float]]:
-        """One rollout: the train batch, the samples (as dicts, for metrics and dumps), and rollout metrics."""
+    def generate(self, rollout_id: int) -> "RolloutResult":
         start = time.perf_counter()
         output = self.rollout_function(self.args, rollout_id, self.data_source, self.engine)
+        rollout_time = time.perf_counter() - start
         samples = output.samples
-        metrics = {**output.metrics, "perf/rollout_time": time.perf_counter() - start}
-        return samples_to_train_batch(self.args, samples), [s.to_dict() for s in samples], metrics
+        return RolloutResult(
+            batch=samples_to_train_batch(self.args, samples),
+            samples=[sample.to_dict() for sample in samples],
+            metrics=output.metrics,
+            rollout_time=rollout_time,
+        )
 
     def eval(self, rollout_id: int) -> dict[str, Any]:
         return self.eval_function(self.args, rollout_id, self.data_source, self.engine, evaluation=True)
