@@ -86,3 +86,27 @@ def test_resume_continues_with_the_next_prompts(ray_runtime, setup, tmp_path):
     assert [e for e in events(tmp_path / "out") if e[0] == "rollout"] == [("rollout", r) for r in (0, 1, 2, 3)]
     state = json.loads((tmp_path / "ckpt" / "rollout" / "data_source_3.json").read_text())
     assert state["sample_offset"] == 8
+
+
+def test_slime_eval_command_scores_the_eval_sets(setup, tmp_path):
+    import subprocess
+    import sys
+
+    root, model, data = setup
+    out = tmp_path / "eval-out"
+    result = subprocess.run(
+        [
+            sys.executable, "-m", "slime.cli", "eval",
+            "--rollout-backend", "slime.testing.hf_engine.HFEngine", "--actor-num-gpus-per-node", "1",
+            "--rollout-num-gpus", "1", "--hf-checkpoint", str(model), "--input-key", "prompt", "--label-key", "label",
+            "--eval-prompt-data", "small", str(data), "--n-samples-per-eval-prompt", "2",
+            "--rollout-max-response-len", "3", "--custom-rm-path", f"{__name__}.label_in_response",
+            "--output-dir", str(out),
+        ],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert len(records) == 1 and records[0]["eval/step"] == 0
+    assert 0.0 <= records[0]["eval/small"] <= 1.0
+    assert "eval 0: {" in result.stderr  # slime's console line

@@ -5,6 +5,7 @@ A user mistake (``SlimeError``) is printed as one line, without a traceback, and
 
 import argparse
 import json
+import logging
 import os
 import sys
 from collections.abc import Callable
@@ -27,11 +28,17 @@ def _train(argv: list[str]) -> int:
     from slime.arguments import parse_args
 
     args = parse_args(argv, prog="slime train")
+    _show_progress()
     _start_ray(args)
     from slime.loop import train
 
     train(args)
     return 0
+
+
+def _show_progress() -> None:
+    """Runs print slime's console lines (``rollout 3: {...}``), which go through logging at INFO."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
 
 
 def _start_ray(args: argparse.Namespace) -> None:
@@ -55,9 +62,17 @@ def _start_ray(args: argparse.Namespace) -> None:
 
 def _eval(argv: list[str]) -> int:
     from slime.arguments import parse_args
+    from slime.errors import ConfigError
 
-    parse_args(argv, prog="slime eval")
-    raise SlimeError("eval-only runs are not implemented yet; see docs/status.md")
+    args = parse_args(argv, prog="slime eval")
+    if not (args.eval_prompt_data or args.eval_config):
+        raise ConfigError("slime eval needs --eval-prompt-data or --eval-config")
+    _show_progress()
+    _start_ray(args)
+    from slime.loop import eval_only
+
+    eval_only(args)
+    return 0
 
 
 def _plugins(argv: list[str]) -> int:

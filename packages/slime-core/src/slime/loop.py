@@ -67,6 +67,17 @@ def train(args: argparse.Namespace) -> None:
     finish_metrics()
 
 
+def eval_only(args: argparse.Namespace) -> None:
+    """``slime eval``: the eval datasets once, on the weights the engines load from ``--hf-checkpoint``."""
+    init_metrics(args)
+    rollout_manager = ray.remote(num_cpus=0)(RolloutManager).remote(args, train=False)
+    try:
+        evaluate(args, rollout_manager, args.start_rollout_id or 0)
+    finally:
+        ray.get(rollout_manager.shutdown.remote())
+        finish_metrics()
+
+
 def evaluate(args: argparse.Namespace, rollout_manager, rollout_id: int) -> None:
     log_eval(args, rollout_id, ray.get(rollout_manager.eval.remote(rollout_id)))
 

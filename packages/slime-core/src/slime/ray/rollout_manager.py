@@ -31,12 +31,13 @@ def data_source_state_path(save_dir: str, rollout_id: int) -> Path:
 
 
 class RolloutManager:
-    def __init__(self, args: argparse.Namespace) -> None:
+    def __init__(self, args: argparse.Namespace, train: bool = True) -> None:
         self.args = args
         # Engines run as subprocesses of this actor, on its node (multi-node engine placement is not built yet).
         self.engine = resolve("rollout_backends", args.rollout_backend)(args)
         self.engine.start()
-        self.data_source = resolve("data_sources", args.data_source_path)(args)
+        # An eval-only run has no training prompts.
+        self.data_source = resolve("data_sources", args.data_source_path)(args) if train else None
         self.rollout_function = resolve("rollout_functions", args.rollout_function_path)
         self.eval_function = resolve("rollout_functions", args.eval_function_path, "--eval-function-path")
 
