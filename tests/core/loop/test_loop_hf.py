@@ -110,3 +110,23 @@ def test_slime_eval_command_scores_the_eval_sets(setup, tmp_path):
     assert len(records) == 1 and records[0]["eval/step"] == 0
     assert 0.0 <= records[0]["eval/small"] <= 1.0
     assert "eval 0: {" in result.stderr  # slime's console line
+
+
+def test_async_mode_overlaps_and_resumes_with_the_same_prompts(ray_runtime, setup, tmp_path):
+    root, model, data = setup
+    common = ("--rollout-shuffle", "--save", str(tmp_path / "ckpt"), "--save-interval", "1")
+    train(loop_args(root, model, data, "--num-rollout", "3", "--async", *common, "--output-dir", str(tmp_path / "a")))
+    # The next rollout had started before rollout 1 was saved; the checkpoint still records the position after 1.
+    state = json.loads((tmp_path / "ckpt" / "rollout" / "data_source_1.json").read_text())
+    assert state["sample_offset"] == 4
+    records = [json.loads(line) for line in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["rollout/step"] for r in records if "rollout/raw_reward" in r] == [0, 1, 2]
+
+
+def test_staleness_guard():
+    from slime.loop import check_staleness
+
+    args = parse_args(["--rollout-batch-size", "1", "--actor-num-gpus-per-node", "1", "--async"])
+    check_staleness(args, 5, [{"weight_versions": ["4"]}, {"weight_versions": ["3", "5"]}])  # newest version counts
+    with pytest.raises(RuntimeError, match="rollout 5 was generated with weights of version 3: 2 versions stale"):
+        check_staleness(args, 5, [{"weight_versions": ["3"]}])

@@ -107,6 +107,12 @@ def _add_rollout_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--log-probs-max-tokens-per-gpu", type=int, default=None)
     group.add_argument("--update-weights-interval", type=int, default=1)
     group.add_argument(
+        "--async",
+        dest="async_training",
+        action="store_true",
+        help="generate the next rollout while training on this one (slime's train_async.py)",
+    )
+    group.add_argument(
         "--update-weight-transport",
         choices=["distributed", "nccl", "disk"],
         default="distributed",
@@ -309,6 +315,10 @@ def validate_args(args: argparse.Namespace) -> None:
         _fail("--debug-rollout-only and --debug-train-only cannot be used together")
     if args.load_debug_rollout_data:
         args.debug_train_only = True
+    if args.async_training and args.colocate:
+        _fail("--async overlaps generation with training on separate devices, so it cannot be used with --colocate")
+    if args.update_weights_interval < 1:
+        _fail(f"--update-weights-interval must be >= 1, got {args.update_weights_interval}")
 
     _validate_batch_sizes(args)
     _validate_algorithm(args)

@@ -1,4 +1,8 @@
-"""The train loop: generate, train, save, update weights, evaluate — slime's ``train.py`` as one page."""
+"""The train loop: generate, train, save, update weights, evaluate — slime's ``train.py`` as one page.
+
+With ``--async`` the next rollout generates while the current one trains (data one policy version old), as slime's
+``train_async.py``; weights are only swapped between generations.
+"""
 
 import argparse
 import time
@@ -32,13 +36,18 @@ def train(args: argparse.Namespace) -> None:
     # Always push the trainer's weights first, so the engines serve exactly the policy being trained.
     trainer.update_weights(receiver, str(start_rollout_id))
 
+    next_rollout = None  # --async: the next rollout, generating while this one trains
     for rollout_id in range(start_rollout_id, num_rollout):
         if rollout_id == 0 and args.eval_interval is not None and not args.skip_eval_before_train:
             evaluate(args, rollout_manager, rollout_id)
 
         timings = {}
         with timer(timings, "train_wait"):
-            rollout = ray.get(rollout_manager.generate.remote(rollout_id))
+            rollout = ray.get(next_rollout or rollout_manager.generate.remote(rollout_id))
+        check_staleness(args, rollout_id, rollout.samples)
+        next_rollout = None
+        if args.async_training and rollout_id + 1 < num_rollout:
+            next_rollout = rollout_manager.generate.remote(rollout_id + 1)
         log_rollout(
             args,
             rollout_id,
@@ -56,15 +65,35 @@ def train(args: argparse.Namespace) -> None:
                 trainer.save(rollout_id)
                 ray.get(rollout_manager.save.remote(rollout_id))
 
-        with timer(timings, "update_weights"):
-            trainer.update_weights(receiver, str(rollout_id + 1))
+        if (rollout_id + 1) % args.update_weights_interval == 0:
+            with timer(timings, "update_weights"):
+                wait_for(next_rollout)  # never swap weights under a generation in flight
+                trainer.update_weights(receiver, str(rollout_id + 1))
         log_perf(args, rollout_id, timings)
 
         if should_run_periodic_action(rollout_id, args.eval_interval, num_rollout_per_epoch):
+            wait_for(next_rollout)
             evaluate(args, rollout_manager, rollout_id)
 
     ray.get(rollout_manager.shutdown.remote())
     finish_metrics()
+
+
+def wait_for(rollout_ref) -> None:
+    """Let an in-flight generation finish (its result stays in Ray for the next iteration)."""
+    if rollout_ref is not None:
+        ray.wait([rollout_ref])
+
+
+def check_staleness(args: argparse.Namespace, rollout_id: int, samples: list[dict]) -> None:
+    """Guard: data trains at most one policy version behind (--async), plus what --update-weights-interval skips."""
+    allowed = int(args.async_training) + args.update_weights_interval - 1
+    versions = [int(max(sample["weight_versions"], key=int)) for sample in samples if sample["weight_versions"]]
+    if versions and rollout_id - min(versions) > allowed:
+        raise RuntimeError(
+            f"rollout {rollout_id} was generated with weights of version {min(versions)}: "
+            f"{rollout_id - min(versions)} versions stale, more than the {allowed} this run allows"
+        )
 
 
 def eval_only(args: argparse.Namespace) -> None:

@@ -182,11 +182,12 @@ class RolloutDataSource:
         self.buffer = buffer
         self._epoch_prompts = self._order_epoch(self.epoch_id)
 
-    def save(self, path: str | Path) -> None:
-        """Write ``state_dict()`` as JSON to ``path`` (atomically: a crash leaves the old file or the new one)."""
+    def save(self, path: str | Path, state: dict[str, Any] | None = None) -> None:
+        """Write ``state`` (default: ``state_dict()`` now) as JSON to ``path``, atomically: a crash leaves the old
+        file or the new one."""
         path = Path(path)
         try:
-            text = json.dumps(self.state_dict())
+            text = json.dumps(self.state_dict() if state is None else state)
         except (TypeError, ValueError) as exc:
             raise DataError(f"cannot save the data source state to {path}: {exc} (metadata must be JSON)") from None
         path.parent.mkdir(parents=True, exist_ok=True)

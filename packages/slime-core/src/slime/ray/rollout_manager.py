@@ -38,6 +38,7 @@ class RolloutManager:
         self.engine.start()
         # An eval-only run has no training prompts.
         self.data_source = resolve("data_sources", args.data_source_path)(args) if train else None
+        self.positions: dict[int, dict[str, Any]] = {}
         self.rollout_function = resolve("rollout_functions", args.rollout_function_path)
         self.eval_function = resolve("rollout_functions", args.eval_function_path, "--eval-function-path")
 
@@ -48,6 +49,9 @@ class RolloutManager:
         start = time.perf_counter()
         output = self.rollout_function(self.args, rollout_id, self.data_source, self.engine)
         rollout_time = time.perf_counter() - start
+        # The data position right after this rollout: what a checkpoint of this rollout must record, even when
+        # (--async) the next rollout has already moved the data source on.
+        self.positions[rollout_id] = self.data_source.state_dict()
         samples = output.samples
         return RolloutResult(
             batch=samples_to_train_batch(self.args, samples),
@@ -60,7 +64,10 @@ class RolloutManager:
         return self.eval_function(self.args, rollout_id, self.data_source, self.engine, evaluation=True)
 
     def save(self, rollout_id: int) -> None:
-        self.data_source.save(data_source_state_path(self.args.save, rollout_id))
+        path = data_source_state_path(self.args.save, rollout_id)
+        self.data_source.save(path, self.positions.pop(rollout_id))
+        for older in [r for r in self.positions if r < rollout_id]:
+            del self.positions[older]
 
     def load(self, rollout_id: int) -> None:
         self.data_source.load(data_source_state_path(self.args.load, rollout_id))
