@@ -43,7 +43,13 @@ class TrainBackend(Protocol):
         """Build the model (and the reference model a KL term needs), load ``--load``; return the start rollout id."""
 
     def train(self, rollout_id: int, batch: TrainBatch) -> list[dict[str, float]]:
-        """Log-probs, advantages, optimizer steps on one rollout; return the ``train/*`` metrics of each step."""
+        """Log-probs, advantages, optimizer steps on one rollout; return the ``train/*`` metrics of each step.
+
+        Every rank receives the whole rollout and takes its own data-parallel share.
+        """
+
+    def perf_metrics(self) -> dict[str, float]:
+        """The last ``train`` call's ``perf/*`` (log-prob and train times, tokens/s, TFLOPs); may be empty."""
 
     def save(self, rollout_id: int) -> None:
         """Write a checkpoint atomically (the latest-iteration pointer last)."""

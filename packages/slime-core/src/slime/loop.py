@@ -23,6 +23,14 @@ def train(args: argparse.Namespace) -> None:
     placement = create_placement(args)
     rollout_manager = ray.remote(num_cpus=0)(RolloutManager).remote(args)
     trainer = TrainGroup(args, resolve("train_backends", args.train_backend), placement)
+    try:
+        run_rollouts(args, rollout_manager, trainer)
+    finally:
+        release(rollout_manager, trainer.actors, placement)
+        finish_metrics()
+
+
+def run_rollouts(args: argparse.Namespace, rollout_manager, trainer: TrainGroup) -> None:
 
     start_rollout_id = trainer.init(args)
     if args.start_rollout_id is not None:
@@ -56,7 +64,7 @@ def train(args: argparse.Namespace) -> None:
             extra=rollout.metrics,
         )
         with timer(timings, "train"):
-            step_metrics = trainer.train(rollout_id, rollout.batch)
+            step_metrics, train_perf = trainer.train(rollout_id, rollout.batch)
         for step_id, metrics in enumerate(step_metrics):
             log_train_step(args, rollout_id, step_id, metrics)
 
@@ -69,14 +77,21 @@ def train(args: argparse.Namespace) -> None:
             with timer(timings, "update_weights"):
                 wait_for(next_rollout)  # never swap weights under a generation in flight
                 trainer.update_weights(receiver, str(rollout_id + 1))
-        log_perf(args, rollout_id, timings)
+        log_perf(args, rollout_id, timings, extra=train_perf)
 
         if should_run_periodic_action(rollout_id, args.eval_interval, num_rollout_per_epoch):
             wait_for(next_rollout)
             evaluate(args, rollout_manager, rollout_id)
 
-    ray.get(rollout_manager.shutdown.remote())
-    finish_metrics()
+
+def release(rollout_manager, train_actors: list, placement) -> None:
+    """Stop the engines (no orphan servers), end the actors and free the placement group, even after a failure."""
+    try:
+        ray.get(rollout_manager.shutdown.remote(), timeout=120)
+    finally:
+        for actor in [rollout_manager, *train_actors]:
+            ray.kill(actor)
+        ray.util.remove_placement_group(placement.group)
 
 
 def wait_for(rollout_ref) -> None:
@@ -103,8 +118,11 @@ def eval_only(args: argparse.Namespace) -> None:
     try:
         evaluate(args, rollout_manager, args.start_rollout_id or 0)
     finally:
-        ray.get(rollout_manager.shutdown.remote())
-        finish_metrics()
+        try:
+            ray.get(rollout_manager.shutdown.remote(), timeout=120)
+        finally:
+            ray.kill(rollout_manager)
+            finish_metrics()
 
 
 def evaluate(args: argparse.Namespace, rollout_manager, rollout_id: int) -> None:

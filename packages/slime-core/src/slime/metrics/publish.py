@@ -79,9 +79,14 @@ def log_perf(
     seq_lens: Sequence[int] | None = None,
     fwd_flops: float | None = None,
     num_gpus: int = 1,
+    extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The trainer's ``perf/*`` of one rollout (phase timings, throughput, TFLOPs), against ``rollout/step``."""
-    metrics: dict[str, Any] = train_perf_metrics(timings, seq_lens=seq_lens, fwd_flops=fwd_flops, num_gpus=num_gpus)
+    """The trainer's ``perf/*`` of one rollout (phase timings, throughput, TFLOPs), against ``rollout/step``.
+
+    ``extra`` holds ``perf/*`` the train backend measured itself (e.g. log-prob and actor-train times).
+    """
+    metrics: dict[str, Any] = dict(extra or {})
+    metrics |= train_perf_metrics(timings, seq_lens=seq_lens, fwd_flops=fwd_flops, num_gpus=num_gpus)
     _print("perf", rollout_id, metrics)
     metrics[ROLLOUT_STEP] = rollout_step(args, rollout_id)
     return log(args, metrics, ROLLOUT_STEP)

@@ -29,8 +29,8 @@ class TrainActor:
     def init(self, args: argparse.Namespace) -> int:
         return self.backend.init(args, self.rank, self.world_size)
 
-    def train(self, rollout_id: int, batch: TrainBatch) -> list[dict[str, float]]:
-        return self.backend.train(rollout_id, batch)
+    def train(self, rollout_id: int, batch: TrainBatch) -> tuple[list[dict[str, float]], dict[str, float]]:
+        return self.backend.train(rollout_id, batch), self.backend.perf_metrics()
 
     def save(self, rollout_id: int) -> None:
         self.backend.save(rollout_id)
@@ -66,8 +66,9 @@ class TrainGroup:
     def init(self, args: argparse.Namespace) -> int:
         return self._all("init", args)
 
-    def train(self, rollout_id: int, batch_ref: Any) -> list[dict[str, float]]:
-        return self._all("train", rollout_id, batch_ref)
+    def train(self, rollout_id: int, batch: Any) -> tuple[list[dict[str, float]], dict[str, float]]:
+        """Rank 0's per-step ``train/*`` metrics and its ``perf/*``."""
+        return self._all("train", rollout_id, batch)
 
     def save(self, rollout_id: int) -> None:
         self._all("save", rollout_id)

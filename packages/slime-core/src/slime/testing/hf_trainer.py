@@ -86,6 +86,9 @@ class HFTrainer:
             step_metrics.append({**{k: float(v) for k, v in metrics.items()}, "grad_norm": float(grad_norm)})
         return step_metrics
 
+    def perf_metrics(self) -> dict[str, float]:
+        return {}
+
     def save(self, rollout_id: int) -> None:
         """Write ``iter_<id>`` under a temporary name, rename it, then move the pointer: a crash leaves the old one."""
         root = Path(self.args.save)

@@ -1,0 +1,71 @@
+"""``MegatronTrainBackend``: slime's ``TrainBackend`` protocol on megatron-core (registered as ``megatron``).
+
+This module stays cheap to import (the plugin registers the class for every ``slime`` command); megatron-core is
+imported in ``init``, after CPU mode is switched on where there is no GPU.
+"""
+
+import argparse
+from typing import TYPE_CHECKING
+
+from slime.backends import TrainBatch, WeightReceiver
+
+if TYPE_CHECKING:
+    from slime_megatron.trainer import MegatronTrainer
+
+
+class MegatronTrainBackend:
+    """One training rank. Every rank of the job calls each method (they are collective)."""
+
+    def __init__(self) -> None:
+        self.trainer: MegatronTrainer | None = None
+
+    def init(self, args: argparse.Namespace, rank: int, world_size: int) -> int:
+        """Join the process group (``MASTER_ADDR``/``MASTER_PORT``), build the model, load; the start rollout id."""
+        import torch
+
+        on_cpu = not torch.cuda.is_available()
+        if on_cpu:
+            from slime_megatron import cpu_compat
+
+            cpu_compat.enable()
+        from slime_megatron.trainer import MegatronTrainer
+
+        self.trainer = MegatronTrainer(args, rank, world_size, on_cpu)
+        if args.start_rollout_id is not None:
+            return args.start_rollout_id
+        return self.trainer.start_rollout_id
+
+    def _require_trainer(self) -> "MegatronTrainer":
+        if self.trainer is None:
+            raise RuntimeError("MegatronTrainBackend.init() has not been called")
+        return self.trainer
+
+    def train(self, rollout_id: int, batch: TrainBatch) -> list[dict[str, float]]:
+        """Every rank receives the whole rollout and trains on its data-parallel share; metrics without the
+        ``train/`` prefix, the same on every rank."""
+        return self._require_trainer().train(rollout_id, batch)
+
+    def perf_metrics(self) -> dict[str, float]:
+        """The ``perf/*`` timings of the last ``train`` call (logged at ``rollout/step``)."""
+        return dict(self._require_trainer().perf)
+
+    def save(self, rollout_id: int) -> None:
+        self._require_trainer().save(rollout_id)
+
+    def update_weights(self, receiver: WeightReceiver, weight_version: str) -> None:
+        """Gather the weights under HF names and layouts on rank 0, which sends them through ``receiver``."""
+        import torch.distributed as dist
+
+        state = self._require_trainer().hf_state_dict()
+        if state is not None:
+            receiver.update_weights(state.items(), weight_version)
+        dist.barrier()
+
+    def offload(self) -> None:
+        """Nothing to free on CPU; on GPU, offloading (for --colocate) is not implemented yet."""
+        if not self._require_trainer().on_cpu:
+            raise NotImplementedError("the megatron backend cannot offload GPU memory yet (--offload-train)")
+
+    def onload(self) -> None:
+        if not self._require_trainer().on_cpu:
+            raise NotImplementedError("the megatron backend cannot offload GPU memory yet (--offload-train)")

@@ -1,0 +1,81 @@
+"""What slime reads of an HF causal-LM ``config.json`` (Qwen2, Qwen3, Llama), checked once.
+
+Read from the JSON directly (no transformers import, no megatron-core import): the fields these families share are
+few, and reading them here makes every unsupported option a clear error instead of a silently different model.
+"""
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+SUPPORTED_MODEL_TYPES = ("qwen2", "qwen3", "llama")
+
+# Megatron pads the vocabulary so every tensor-parallel rank holds an equal, aligned slice of it (Megatron-LM's
+# --make-vocab-size-divisible-by default). Padding rows never reach a log-prob: logits are cut to the real vocabulary.
+VOCAB_DIVISOR = 128
+
+
+@dataclass(frozen=True)
+class HFModelConfig:
+    """What slime needs of an HF config.json, checked once."""
+
+    model_type: str
+    vocab_size: int
+    hidden_size: int
+    intermediate_size: int
+    num_layers: int
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
+    rms_norm_eps: float
+    rope_theta: float
+    max_position_embeddings: int
+    tie_word_embeddings: bool
+    qkv_bias: bool  # Qwen2: q/k/v projections have biases
+    qk_norm: bool  # Qwen3: RMSNorm over each head of q and k
+
+    @classmethod
+    def from_dict(cls, config: dict[str, Any]) -> "HFModelConfig":
+        model_type = config.get("model_type")
+        if model_type not in SUPPORTED_MODEL_TYPES:
+            raise ValueError(f"model_type {model_type!r} is not supported; expected one of {SUPPORTED_MODEL_TYPES}")
+        if config.get("hidden_act", "silu") != "silu":
+            raise ValueError(f"hidden_act {config['hidden_act']!r} is not supported (SwiGLU needs silu)")
+        if config.get("mlp_bias"):
+            raise ValueError("mlp_bias=true is not supported")
+        if model_type == "llama" and config.get("attention_bias"):
+            raise ValueError("llama with attention_bias=true (an o_proj bias) is not supported")
+        if config.get("use_sliding_window"):
+            raise ValueError("use_sliding_window=true is not supported")
+        rope = config.get("rope_parameters") or config.get("rope_scaling") or {}
+        rope_type = rope.get("rope_type", rope.get("type", "default"))
+        if rope_type != "default":
+            raise ValueError(f"rope_type {rope_type!r} is not supported (only 'default' RoPE)")
+        rope_theta = rope.get("rope_theta", config.get("rope_theta", 10000.0))
+        num_heads = config["num_attention_heads"]
+        return cls(
+            model_type=model_type,
+            vocab_size=config["vocab_size"],
+            hidden_size=config["hidden_size"],
+            intermediate_size=config["intermediate_size"],
+            num_layers=config["num_hidden_layers"],
+            num_heads=num_heads,
+            num_kv_heads=config.get("num_key_value_heads") or num_heads,
+            head_dim=config.get("head_dim") or config["hidden_size"] // num_heads,
+            rms_norm_eps=config.get("rms_norm_eps", 1e-6),
+            rope_theta=float(rope_theta),
+            max_position_embeddings=config.get("max_position_embeddings", 4096),
+            tie_word_embeddings=bool(config.get("tie_word_embeddings", False)),
+            qkv_bias=model_type == "qwen2" or bool(config.get("attention_bias", False)),
+            qk_norm=model_type == "qwen3",
+        )
+
+    @classmethod
+    def load(cls, hf_dir: str | Path) -> "HFModelConfig":
+        return cls.from_dict(json.loads((Path(hf_dir) / "config.json").read_text()))
+
+    def padded_vocab_size(self, tp_size: int) -> int:
+        multiple = VOCAB_DIVISOR * tp_size
+        return math.ceil(self.vocab_size / multiple) * multiple

@@ -1,0 +1,293 @@
+"""One training rank of the megatron backend: model, reference weights, RL train step, checkpoints, weight export.
+
+Import this module only after ``cpu_compat.enable()`` on a machine without a GPU (``backend.py`` does that).
+
+Per rollout (``train``): split the samples into ``num_steps_per_rollout`` optimizer steps of ``--global-batch-size``
+samples; each data-parallel rank takes a contiguous share of every step. Reference log-probs (only for a KL term)
+and old-policy log-probs (only when the policy moves within the rollout, or the reward needs them) come from
+forward-only passes; advantages from slime's estimator; then one ``train_step`` per step with slime's loss.
+"""
+
+import argparse
+import time
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from megatron.core import parallel_state
+
+from slime.backends import TrainBatch
+from slime.rl.advantages import AdvantageBatch, compute_advantages_and_returns
+from slime.rl.losses import LossBatch, compute_loss
+from slime.rl.reduction import make_reducer
+from slime_megatron import checkpoint
+from slime_megatron.batches import MicroBatch, make_micro_batches, response_logits, split_by_count, split_by_tokens
+from slime_megatron.flops import forward_flops
+from slime_megatron.hf_config import HFModelConfig
+from slime_megatron.logprobs import vocab_parallel_log_probs
+from slime_megatron.model import build_gpt_model, transformer_config
+from slime_megatron.optimizer import build_trainable
+from slime_megatron.parallel import init_parallel
+from slime_megatron.training import forward_only, train_step
+from slime_megatron.weights import (
+    copy_weights,
+    gather_hf_state_dict,
+    hf_shards,
+    load_hf_weights,
+    save_hf_checkpoint,
+    snapshot_weights,
+)
+
+
+@dataclass
+class _RolloutData:
+    """Per-sample tensors of this rank's samples (response-only, by sample id), what the loss reads."""
+
+    loss_masks: dict[int, torch.Tensor]
+    advantages: dict[int, torch.Tensor]
+    old_log_probs: dict[int, torch.Tensor] | None
+    ref_log_probs: dict[int, torch.Tensor] | None
+    rollout_log_probs: dict[int, torch.Tensor] | None
+
+
+def needs_reference(args: argparse.Namespace) -> bool:
+    return bool(args.use_kl_loss or args.kl_coef != 0)
+
+
+class MegatronTrainer:
+    """Builds the model from ``--hf-checkpoint``, resumes ``--load``; every method is collective over all ranks."""
+
+    def __init__(self, args: argparse.Namespace, rank: int, world_size: int, on_cpu: bool) -> None:
+        if not args.hf_checkpoint:
+            raise ValueError("the megatron backend needs --hf-checkpoint (the model's config and initial weights)")
+        self.args = args
+        self.on_cpu = on_cpu
+        init_parallel(
+            rank=rank,
+            world_size=world_size,
+            tp_size=args.tensor_model_parallel_size,
+            pp_size=args.pipeline_model_parallel_size,
+            seed=args.seed,
+            on_cpu=on_cpu,
+        )
+        self.device = torch.device("cpu") if on_cpu else torch.device("cuda", torch.cuda.current_device())
+        self.hf = HFModelConfig.load(args.hf_checkpoint)
+        dtype = torch.bfloat16 if args.bf16 else torch.float32
+        self.config = transformer_config(
+            self.hf,
+            tp_size=args.tensor_model_parallel_size,
+            pp_size=args.pipeline_model_parallel_size,
+            dtype=dtype,
+            on_cpu=on_cpu,
+        )
+        model = build_gpt_model(self.hf, self.config)
+        if not on_cpu:
+            model.cuda()
+        self.ref_weights = self._reference_weights(model) if needs_reference(args) else None
+        load_hf_weights(model, self.hf, args.hf_checkpoint)
+        total_steps = args.lr_decay_iters or (args.num_rollout or 0) * (args.num_steps_per_rollout or 1) or 1
+        self.trainable = build_trainable(model, self.config, args, total_steps)
+        self.start_rollout_id = 0
+        if args.load and checkpoint.latest_iteration(args.load) is not None:
+            iteration = checkpoint.load_checkpoint(
+                args.load, self.trainable, load_optimizer=not args.no_load_optim, load_rng=not args.no_load_rng
+            )
+            self.start_rollout_id = iteration + 1
+        self.perf: dict[str, float] = {}
+
+    def _reference_weights(self, model: torch.nn.Module) -> dict[str, torch.Tensor]:
+        """This rank's reference weights on CPU: ``--ref-load`` (megatron checkpoint or HF directory), else HF's."""
+        ref = self.args.ref_load
+        if ref and checkpoint.latest_iteration(ref) is not None:
+            checkpoint.load_model_weights(ref, model)
+            return snapshot_weights(model)
+        return hf_shards(model, self.hf, ref or self.args.hf_checkpoint)
+
+    # -- log-probs -------------------------------------------------------------------------------------------------
+
+    def _log_probs_of(self, batch: MicroBatch, logits: torch.Tensor) -> dict[str, list[torch.Tensor]]:
+        packed, targets = response_logits(logits, batch)
+        log_probs, _ = vocab_parallel_log_probs(packed, targets, self.hf.vocab_size, self.args.rollout_temperature)
+        # To CPU: outputs may travel to other pipeline stages as pickled objects.
+        return {"log_probs": [lp.cpu() for lp in log_probs.split(batch.response_lengths)]}
+
+    def _micro_batches(self, batch: TrainBatch, sample_ids: list[int], max_tokens: int | None) -> list[MicroBatch]:
+        if self.args.use_dynamic_batch_size:
+            groups = split_by_tokens(sample_ids, [len(t) for t in batch.tokens], max_tokens)
+        else:
+            groups = split_by_count(sample_ids, self.args.micro_batch_size)
+        return make_micro_batches(batch.tokens, batch.response_lengths, groups)
+
+    def compute_log_probs(self, batch: TrainBatch, sample_ids: list[int]) -> dict[int, torch.Tensor]:
+        """Response log-probs of the current weights for ``sample_ids``, by sample id, on every pipeline stage."""
+        micro_batches = self._micro_batches(batch, sample_ids, self.args.log_probs_max_tokens_per_gpu)
+        outputs = forward_only(self.trainable.model, micro_batches, self._log_probs_of, self.device)
+        result: dict[int, torch.Tensor] = {}
+        for micro_batch, output in zip(micro_batches, outputs, strict=True):
+            result.update(zip(micro_batch.sample_ids, [lp.to(self.device) for lp in output["log_probs"]], strict=True))
+        return result
+
+    def compute_ref_log_probs(self, batch: TrainBatch, sample_ids: list[int]) -> dict[int, torch.Tensor]:
+        """Like ``compute_log_probs`` with the reference weights swapped in (and the actor's swapped back)."""
+        actor = snapshot_weights(self.trainable.model)
+        copy_weights(self.trainable.model, self.ref_weights)
+        try:
+            return self.compute_log_probs(batch, sample_ids)
+        finally:
+            copy_weights(self.trainable.model, actor)
+
+    # -- training --------------------------------------------------------------------------------------------------
+
+    def _step_sample_ids(self, num_samples: int) -> list[list[int]]:
+        """For each optimizer step, the sample ids this data-parallel rank trains on."""
+        global_batch = self.args.global_batch_size or num_samples
+        dp_size = parallel_state.get_data_parallel_world_size()
+        dp_rank = parallel_state.get_data_parallel_rank()
+        if num_samples % global_batch:
+            raise ValueError(f"{num_samples} samples do not split into steps of --global-batch-size {global_batch}")
+        # Micro-batches by count must fill every rank's share exactly; by token budget only the share must be even.
+        micro_batch = 1 if self.args.use_dynamic_batch_size else self.args.micro_batch_size
+        if global_batch % (dp_size * micro_batch):
+            raise ValueError(
+                f"--global-batch-size {global_batch} is not divisible by data-parallel size {dp_size} x "
+                f"micro-batch size {micro_batch}"
+            )
+        per_rank = global_batch // dp_size
+        return [
+            list(range(start + dp_rank * per_rank, start + (dp_rank + 1) * per_rank))
+            for start in range(0, num_samples, global_batch)
+        ]
+
+    def _rollout_data(self, batch: TrainBatch, sample_ids: list[int], num_steps: int) -> _RolloutData:
+        args = self.args
+        # On the training device: advantage whitening all-reduces them over the data-parallel group (NCCL on GPU).
+        device = self.device
+        loss_masks = {i: torch.tensor(batch.loss_masks[i], dtype=torch.float32, device=device) for i in sample_ids}
+        ref_log_probs = old_log_probs = rollout_log_probs = None
+        if batch.rollout_log_probs is not None:
+            rollout_log_probs = {i: torch.tensor(batch.rollout_log_probs[i], device=device) for i in sample_ids}
+        if self.ref_weights is not None:
+            start = time.perf_counter()
+            ref_log_probs = self.compute_ref_log_probs(batch, sample_ids)
+            self.perf["ref_log_probs_time"] = time.perf_counter() - start
+        if args.use_rollout_logprobs:
+            if rollout_log_probs is None:
+                raise ValueError("--use-rollout-logprobs needs the rollout engine's log-probs in the batch")
+            old_log_probs = rollout_log_probs
+        elif num_steps > 1 or args.kl_coef != 0:
+            # With one step per rollout and no KL in the reward, old == current (detached): the loss reuses them.
+            start = time.perf_counter()
+            old_log_probs = self.compute_log_probs(batch, sample_ids)
+            self.perf["log_probs_time"] = time.perf_counter() - start
+        advantages, _ = compute_advantages_and_returns(
+            args,
+            AdvantageBatch(
+                rewards=[batch.rewards[i] for i in sample_ids],
+                loss_masks=[loss_masks[i] for i in sample_ids],
+                log_probs=[old_log_probs[i] for i in sample_ids] if old_log_probs else None,
+                ref_log_probs=[ref_log_probs[i] for i in sample_ids] if ref_log_probs else None,
+            ),
+            group=parallel_state.get_data_parallel_group(),
+        )
+        return _RolloutData(
+            loss_masks=loss_masks,
+            advantages=dict(zip(sample_ids, advantages, strict=True)),
+            old_log_probs=old_log_probs,
+            ref_log_probs=ref_log_probs,
+            rollout_log_probs=rollout_log_probs,
+        )
+
+    def _loss(
+        self, data: _RolloutData, num_samples: int, num_tokens: float, batch: MicroBatch, logits: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        args = self.args
+        packed, targets = response_logits(logits, batch)
+        # Entropy is always logged; it carries a gradient only when it is part of the loss.
+        log_probs, entropy = vocab_parallel_log_probs(
+            packed,
+            targets,
+            self.hf.vocab_size,
+            args.rollout_temperature,
+            entropy="grad" if args.entropy_coef != 0 else "detached",
+        )
+
+        def packed_of(per_sample: dict[int, torch.Tensor] | None) -> torch.Tensor | None:
+            if per_sample is None:
+                return None
+            return torch.cat([per_sample[i] for i in batch.sample_ids]).to(logits.device)
+
+        loss_masks = packed_of(data.loss_masks)
+        loss_batch = LossBatch(
+            response_lengths=batch.response_lengths,
+            loss_masks=loss_masks,
+            log_probs=log_probs,
+            entropy=entropy,
+            old_log_probs=packed_of(data.old_log_probs),
+            ref_log_probs=packed_of(data.ref_log_probs),
+            rollout_log_probs=packed_of(data.rollout_log_probs),
+            advantages=packed_of(data.advantages),
+        )
+        # Denominators of the whole step (all micro-batches, all data-parallel ranks), so shares add up.
+        reducer = make_reducer(
+            batch.response_lengths,
+            loss_masks,
+            args.calculate_per_token_loss,
+            num_samples=num_samples,
+            num_tokens=num_tokens,
+        )
+        return compute_loss(args, loss_batch, reducer)
+
+    def train(self, rollout_id: int, batch: TrainBatch) -> list[dict[str, float]]:
+        train_start = time.perf_counter()
+        self.perf = {}
+        steps = self._step_sample_ids(len(batch))
+        mine = [i for step in steps for i in step]
+        data = self._rollout_data(batch, mine, len(steps))
+        global_batch = len(batch) // len(steps)
+
+        actor_start = time.perf_counter()
+        results = []
+        for step_index, sample_ids in enumerate(steps):
+            first = step_index * global_batch
+            step_tokens = float(sum(sum(batch.loss_masks[i]) for i in range(first, first + global_batch)))
+            micro_batches = self._micro_batches(batch, sample_ids, self.args.max_tokens_per_gpu)
+            loss_fn = partial(self._loss, data, global_batch, step_tokens)
+            metrics = train_step(self.trainable, micro_batches, loss_fn, self.device)
+            results.append(metrics)
+        actor_time = time.perf_counter() - actor_start
+
+        self._record_perf(batch, actor_time, time.perf_counter() - train_start)
+        return results
+
+    def _record_perf(self, batch: TrainBatch, actor_time: float, train_time: float) -> None:
+        world = dist.get_world_size()
+        lengths = [len(tokens) for tokens in batch.tokens]
+        flops = forward_flops(self.hf, lengths)
+        perf = {"actor_train_time": actor_time, "train_time": train_time}
+        perf["actor_train_tok_per_s"] = sum(lengths) / actor_time
+        perf["actor_train_tflops"] = 3 * flops / world / actor_time / 1e12
+        for name in ("log_probs", "ref_log_probs"):
+            if f"{name}_time" in self.perf:
+                perf[f"{name}_time"] = self.perf[f"{name}_time"]
+                perf[f"{name}_tflops"] = flops / world / self.perf[f"{name}_time"] / 1e12
+        self.perf = {f"perf/{name}": value for name, value in perf.items()}
+
+    # -- checkpoints and weights ----------------------------------------------------------------------------------
+
+    def save(self, rollout_id: int) -> None:
+        if self.args.save:
+            checkpoint.save_checkpoint(self.args.save, rollout_id, self.trainable)
+        if self.args.save_hf:
+            self.save_hf(self.args.save_hf.format(rollout_id=rollout_id))
+
+    def hf_state_dict(self) -> dict[str, torch.Tensor] | None:
+        """The whole model in HF names and layouts on global rank 0 (``None`` elsewhere); a collective."""
+        return gather_hf_state_dict(self.trainable.model, self.hf)
+
+    def save_hf(self, out_dir: str | Path) -> None:
+        state = self.hf_state_dict()
+        if state is not None:
+            save_hf_checkpoint(state, self.args.hf_checkpoint, out_dir)
+        dist.barrier()

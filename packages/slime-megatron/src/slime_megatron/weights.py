@@ -1,0 +1,261 @@
+"""HF <-> megatron-core weight mapping for Qwen2/Qwen3/Llama, sharded for the current TP/PP layout.
+
+One table (``parameter_mappings``) says, for each parameter of this rank's pipeline stage, which HF tensors it is
+made of and how (its ``Layout``). Loading applies a layout forwards on one TP rank's slice; exporting gathers the TP
+slices and applies it backwards, giving HF names and layouts. The same export feeds weight sync to rollout engines,
+``--save-hf`` and ``megatron-to-hf`` conversion.
+"""
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from megatron.core import parallel_state
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from slime_megatron.hf_config import HFModelConfig
+from slime_megatron.model import unwrap_model
+
+
+class Layout(Enum):
+    """How the HF tensors of one parameter make the megatron tensor, and how tensor parallelism splits it."""
+
+    REPLICATED = "replicated"  # norms: the same tensor on every TP rank
+    ROW = "row"  # split along dim 1 (input features): attention output, MLP down projection
+    VOCAB = "vocab"  # embedding / output rows, padded to the padded vocabulary, split along dim 0
+    QKV = "qkv"  # q, k, v interleaved per key/value group ([q heads of group g, k_g, v_g] for each g), dim 0
+    GATE_UP = "gate_up"  # each TP rank holds [its slice of gate; its slice of up]
+
+
+@dataclass(frozen=True)
+class ParamMapping:
+    megatron_name: str  # in this rank's (unwrapped) GPTModel
+    hf_names: tuple[str, ...]
+    layout: Layout
+    exported: bool = True  # False for the last stage's copy of tied embeddings (exported by the first stage)
+
+
+def parameter_mappings(hf: HFModelConfig, *, pre_process: bool, post_process: bool, layer_offset: int, num_layers: int):
+    """The mapping of every parameter of one pipeline stage holding layers ``layer_offset .. + num_layers``."""
+    mappings: list[ParamMapping] = []
+    if pre_process:
+        mappings.append(ParamMapping("embedding.word_embeddings.weight", ("model.embed_tokens.weight",), Layout.VOCAB))
+    for local in range(num_layers):
+        m, h = f"decoder.layers.{local}.", f"model.layers.{layer_offset + local}."
+        attn = h + "self_attn."
+        mappings += [
+            ParamMapping(m + "input_layernorm.weight", (h + "input_layernorm.weight",), Layout.REPLICATED),
+            ParamMapping(
+                m + "self_attention.linear_qkv.weight",
+                (attn + "q_proj.weight", attn + "k_proj.weight", attn + "v_proj.weight"),
+                Layout.QKV,
+            ),
+            ParamMapping(m + "self_attention.linear_proj.weight", (attn + "o_proj.weight",), Layout.ROW),
+            ParamMapping(m + "pre_mlp_layernorm.weight", (h + "post_attention_layernorm.weight",), Layout.REPLICATED),
+            ParamMapping(
+                m + "mlp.linear_fc1.weight", (h + "mlp.gate_proj.weight", h + "mlp.up_proj.weight"), Layout.GATE_UP
+            ),
+            ParamMapping(m + "mlp.linear_fc2.weight", (h + "mlp.down_proj.weight",), Layout.ROW),
+        ]
+        if hf.qkv_bias:
+            names = (attn + "q_proj.bias", attn + "k_proj.bias", attn + "v_proj.bias")
+            mappings.append(ParamMapping(m + "self_attention.linear_qkv.bias", names, Layout.QKV))
+        if hf.qk_norm:
+            mappings += [
+                ParamMapping(m + "self_attention.q_layernorm.weight", (attn + "q_norm.weight",), Layout.REPLICATED),
+                ParamMapping(m + "self_attention.k_layernorm.weight", (attn + "k_norm.weight",), Layout.REPLICATED),
+            ]
+    if post_process:
+        mappings.append(ParamMapping("decoder.final_layernorm.weight", ("model.norm.weight",), Layout.REPLICATED))
+        if not hf.tie_word_embeddings:
+            mappings.append(ParamMapping("output_layer.weight", ("lm_head.weight",), Layout.VOCAB))
+        elif not pre_process:
+            # Tied embeddings across pipeline stages: the last stage keeps its own copy of the embedding.
+            mappings.append(
+                ParamMapping("output_layer.weight", ("model.embed_tokens.weight",), Layout.VOCAB, exported=False)
+            )
+    return mappings
+
+
+def stage_mappings(hf: HFModelConfig) -> list[ParamMapping]:
+    """``parameter_mappings`` of this rank's pipeline stage (``parallel_state`` must be initialised)."""
+    pp_size = parallel_state.get_pipeline_model_parallel_world_size()
+    per_stage = hf.num_layers // pp_size
+    return parameter_mappings(
+        hf,
+        pre_process=parallel_state.is_pipeline_first_stage(),
+        post_process=parallel_state.is_pipeline_last_stage(),
+        layer_offset=parallel_state.get_pipeline_model_parallel_rank() * per_stage,
+        num_layers=per_stage,
+    )
+
+
+def _interleave_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, hf: HFModelConfig) -> torch.Tensor:
+    groups, d = hf.num_kv_heads, hf.head_dim
+    rest = q.shape[1:]
+    q = q.reshape(groups, (hf.num_heads // groups) * d, *rest)
+    k = k.reshape(groups, d, *rest)
+    v = v.reshape(groups, d, *rest)
+    return torch.cat([q, k, v], dim=1).reshape(-1, *rest)
+
+
+def _split_qkv(qkv: torch.Tensor, hf: HFModelConfig) -> list[torch.Tensor]:
+    groups, d = hf.num_kv_heads, hf.head_dim
+    rest = qkv.shape[1:]
+    per_group = qkv.reshape(groups, -1, *rest)
+    q, k, v = per_group.split([(hf.num_heads // groups) * d, d, d], dim=1)
+    return [q.reshape(-1, *rest), k.reshape(-1, *rest), v.reshape(-1, *rest)]
+
+
+def to_megatron(
+    layout: Layout, hf_tensors: list[torch.Tensor], hf: HFModelConfig, tp_rank: int, tp_size: int
+) -> torch.Tensor:
+    """The TP rank's slice of the megatron parameter made of ``hf_tensors``."""
+    if layout is Layout.REPLICATED:
+        return hf_tensors[0]
+    if layout is Layout.ROW:
+        return hf_tensors[0].chunk(tp_size, dim=1)[tp_rank]
+    if layout is Layout.VOCAB:
+        weight = hf_tensors[0]
+        padded = weight.new_zeros(hf.padded_vocab_size(tp_size), *weight.shape[1:])
+        padded[: weight.shape[0]] = weight
+        return padded.chunk(tp_size, dim=0)[tp_rank]
+    if layout is Layout.QKV:
+        # Whole key/value groups per rank, so a contiguous split of the interleaved tensor is right.
+        return _interleave_qkv(*hf_tensors, hf).chunk(tp_size, dim=0)[tp_rank]
+    if layout is Layout.GATE_UP:
+        gate, up = hf_tensors
+        return torch.cat([gate.chunk(tp_size, dim=0)[tp_rank], up.chunk(tp_size, dim=0)[tp_rank]], dim=0)
+    raise ValueError(f"unknown layout {layout}")
+
+
+def to_hf(layout: Layout, shards: list[torch.Tensor], hf: HFModelConfig) -> list[torch.Tensor]:
+    """The HF tensors of one parameter from its slices on every TP rank (in rank order)."""
+    if layout is Layout.REPLICATED:
+        return [shards[0]]
+    if layout is Layout.ROW:
+        return [torch.cat(shards, dim=1)]
+    if layout is Layout.VOCAB:
+        return [torch.cat(shards, dim=0)[: hf.vocab_size]]
+    if layout is Layout.QKV:
+        return _split_qkv(torch.cat(shards, dim=0), hf)
+    if layout is Layout.GATE_UP:
+        halves = [shard.chunk(2, dim=0) for shard in shards]
+        return [torch.cat([g for g, _ in halves], dim=0), torch.cat([u for _, u in halves], dim=0)]
+    raise ValueError(f"unknown layout {layout}")
+
+
+class HFCheckpointReader:
+    """Reads tensors by name from an HF model directory (one ``model.safetensors`` or an index of shards)."""
+
+    def __init__(self, hf_dir: str | Path) -> None:
+        self.dir = Path(hf_dir)
+        index = self.dir / "model.safetensors.index.json"
+        if index.exists():
+            self.files = {name: file for name, file in json.loads(index.read_text())["weight_map"].items()}
+        elif (self.dir / "model.safetensors").exists():
+            with safe_open(self.dir / "model.safetensors", framework="pt") as f:
+                self.files = {name: "model.safetensors" for name in f.keys()}
+        else:
+            raise FileNotFoundError(f"{self.dir} has no model.safetensors or model.safetensors.index.json")
+
+    def get(self, name: str) -> torch.Tensor:
+        if name not in self.files:
+            raise KeyError(f"{self.dir} has no tensor {name!r}")
+        with safe_open(self.dir / self.files[name], framework="pt") as f:
+            return f.get_tensor(name)
+
+
+def hf_shards(model: torch.nn.Module, hf: HFModelConfig, hf_dir: str | Path) -> dict[str, torch.Tensor]:
+    """This rank's slice of every parameter of ``model``, from the HF checkpoint at ``hf_dir``, by megatron name."""
+    reader = HFCheckpointReader(hf_dir)
+    params = dict(unwrap_model(model).named_parameters())
+    tp_rank = parallel_state.get_tensor_model_parallel_rank()
+    tp_size = parallel_state.get_tensor_model_parallel_world_size()
+    mappings = stage_mappings(hf)
+    missing = sorted(set(params) - {m.megatron_name for m in mappings})
+    if missing:
+        raise RuntimeError(f"no HF mapping for megatron parameters {missing}")
+    shards = {}
+    for mapping in mappings:
+        value = to_megatron(mapping.layout, [reader.get(n) for n in mapping.hf_names], hf, tp_rank, tp_size)
+        expected = params[mapping.megatron_name].shape
+        if value.shape != expected:
+            raise RuntimeError(
+                f"{mapping.megatron_name}: HF {mapping.hf_names} give shape {tuple(value.shape)}, "
+                f"the model expects {tuple(expected)}"
+            )
+        shards[mapping.megatron_name] = value
+    return shards
+
+
+@torch.no_grad()
+def copy_weights(model: torch.nn.Module, weights: dict[str, torch.Tensor]) -> None:
+    """Copy ``weights`` (megatron names, this rank's slices) into ``model``'s parameters, in place."""
+    params = dict(unwrap_model(model).named_parameters())
+    for name, value in weights.items():
+        params[name].copy_(value)
+
+
+@torch.no_grad()
+def snapshot_weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A CPU copy of this rank's parameters, by megatron name (e.g. the reference model's weights)."""
+    return {name: param.detach().to("cpu", copy=True) for name, param in unwrap_model(model).named_parameters()}
+
+
+def load_hf_weights(model: torch.nn.Module, hf: HFModelConfig, hf_dir: str | Path) -> None:
+    """Copy this rank's slice of every parameter from the HF checkpoint at ``hf_dir`` into ``model``."""
+    copy_weights(model, hf_shards(model, hf, hf_dir))
+
+
+@torch.no_grad()
+def export_hf_weights(model: torch.nn.Module, hf: HFModelConfig) -> Iterator[tuple[str, torch.Tensor]]:
+    """This pipeline stage's weights as HF ``(name, tensor)`` pairs, whole (gathered over TP), on CPU.
+
+    Every TP rank of the stage must iterate it (the gathers are collective); every one gets the same tensors.
+    """
+    params = dict(unwrap_model(model).named_parameters())
+    group = parallel_state.get_tensor_model_parallel_group()
+    tp_size = parallel_state.get_tensor_model_parallel_world_size()
+    for mapping in stage_mappings(hf):
+        if not mapping.exported:
+            continue
+        local = params[mapping.megatron_name].detach()
+        if mapping.layout is Layout.REPLICATED or tp_size == 1:
+            shards = [local]
+        else:
+            shards = [torch.empty_like(local) for _ in range(tp_size)]
+            dist.all_gather(shards, local.contiguous(), group=group)
+        for name, tensor in zip(mapping.hf_names, to_hf(mapping.layout, shards, hf), strict=True):
+            yield name, tensor.cpu().contiguous()
+
+
+def gather_hf_state_dict(model: torch.nn.Module, hf: HFModelConfig) -> dict[str, torch.Tensor] | None:
+    """The whole model's HF state dict on global rank 0 (``None`` elsewhere); every rank must call it."""
+    stage = dict(export_hf_weights(model, hf))
+    # One rank per stage contributes: data-parallel and tensor-parallel peers hold the same tensors.
+    is_sender = parallel_state.get_data_parallel_rank() == 0 and parallel_state.get_tensor_model_parallel_rank() == 0
+    parts: list | None = [None] * dist.get_world_size() if dist.get_rank() == 0 else None
+    dist.gather_object(stage if is_sender else None, parts, dst=0)
+    if parts is None:
+        return None
+    merged: dict[str, torch.Tensor] = {}
+    for part in parts:
+        merged.update(part or {})
+    return merged
+
+
+def save_hf_checkpoint(state_dict: dict[str, torch.Tensor], hf_source_dir: str | Path, out_dir: str | Path) -> Path:
+    """Write ``state_dict`` as ``model.safetensors`` next to the source model's config, tokenizer and other files."""
+    source, out = Path(hf_source_dir), Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for path in source.iterdir():
+        if path.is_file() and not path.name.startswith("model.safetensors") and not path.name.endswith(".bin"):
+            (out / path.name).write_bytes(path.read_bytes())
+    save_file(state_dict, out / "model.safetensors", metadata={"format": "pt"})
+    return out

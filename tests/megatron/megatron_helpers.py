@@ -1,0 +1,100 @@
+"""Helpers shared by the megatron tests and by parallel_worker.py (which runs them in several processes)."""
+
+import argparse
+import os
+import socket
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from safetensors.torch import load_file, save_file
+
+from slime.arguments import parse_args
+from slime.backends import TrainBatch
+from slime.testing.tiny_model import build_tiny_model
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def init_single_process_world() -> None:
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{free_port()}", rank=0, world_size=1)
+
+
+def destroy_world() -> None:
+    from megatron.core import parallel_state
+
+    parallel_state.destroy_model_parallel()
+    dist.destroy_process_group()
+
+
+def build_random_model(out_dir: Path, arch: str, vocab_size: int | None = 600) -> Path:
+    """A tiny HF model whose every tensor is random, so a mix-up of any two tensors changes the outputs.
+
+    (Freshly initialised norms are all ones and biases all zeros: swapping them would go unnoticed.) The default
+    vocabulary, 600, is not a multiple of 128, so megatron's vocabulary padding is exercised.
+    """
+    build_tiny_model(out_dir, arch=arch, tie_word_embeddings=arch != "llama", vocab_size=vocab_size, seed=0)
+    path = Path(out_dir) / "model.safetensors"
+    generator = torch.Generator().manual_seed(1)
+    tensors = {}
+    for name, tensor in sorted(load_file(path).items()):
+        noise = torch.randn(tensor.shape, generator=generator)
+        tensors[name] = (1 + 0.1 * noise) if name.endswith("norm.weight") else 0.1 * noise
+    save_file(tensors, path, metadata={"format": "pt"})
+    return Path(out_dir)
+
+
+def make_args(hf_dir: Path, *extra: str) -> argparse.Namespace:
+    """slime's flags for an RL run on the tiny model: 8 samples per rollout in 2 optimizer steps, KL to a reference."""
+    return parse_args(
+        [
+            "--hf-checkpoint", str(hf_dir),
+            "--rollout-batch-size", "4", "--n-samples-per-prompt", "2",
+            "--global-batch-size", "4", "--micro-batch-size", "1",
+            "--actor-num-gpus-per-node", "1",
+            "--lr", "1e-3", "--weight-decay", "0.1",
+            "--use-kl-loss", "--kl-loss-coef", "0.1", "--kl-loss-type", "low_var_kl",
+            "--entropy-coef", "0.01",
+            "--rollout-temperature", "0.8",
+            *extra,
+        ]
+    )  # fmt: skip
+
+
+def make_batch(vocab_size: int, num_samples: int = 8, seed: int = 0) -> TrainBatch:
+    """Samples of different lengths, some response tokens masked out, rewards of both signs."""
+    generator = torch.Generator().manual_seed(seed)
+    tokens, response_lengths, loss_masks = [], [], []
+    for i in range(num_samples):
+        prompt, response = 3 + i % 4, 2 + (i * 3) % 5
+        tokens.append(torch.randint(3, vocab_size, (prompt + response,), generator=generator).tolist())
+        response_lengths.append(response)
+        loss_masks.append([0 if (i + t) % 4 == 3 else 1 for t in range(response)])
+    rewards = [1.0 if i % 3 == 0 else 0.0 for i in range(num_samples)]
+    return TrainBatch(
+        tokens=tokens,
+        response_lengths=response_lengths,
+        loss_masks=loss_masks,
+        rewards=[r - 0.25 for r in rewards],
+        raw_rewards=rewards,
+        truncated=[False] * num_samples,
+        sample_indices=list(range(num_samples)),
+    )
+
+
+def make_trainer(args: argparse.Namespace):
+    from slime_megatron.trainer import MegatronTrainer
+
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    world_size = dist.get_world_size() if dist.is_initialized() else 1
+    os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+    return MegatronTrainer(args, rank, world_size, on_cpu=True)
+
+
+def train_rollouts(trainer, batch: TrainBatch, rollout_ids: range) -> list[dict[str, float]]:
+    """Every step's metrics over these rollouts (the same batch each time)."""
+    return [metrics for rollout_id in rollout_ids for metrics in trainer.train(rollout_id, batch)]

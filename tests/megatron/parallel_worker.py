@@ -1,0 +1,60 @@
+"""One rank of test_megatron_parallel.py's two-process run (``RANK``, ``MASTER_PORT`` set by the test).
+
+Usage: parallel_worker.py HF_DIR CHECKPOINT_DIR RESULTS_JSON. In one process group of two it trains the same two
+rollouts under each layout of ``LAYOUTS`` in turn, saves the TP=2 run after its first rollout, and rank 0 writes
+every step's metrics to RESULTS_JSON.
+"""
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from safetensors.torch import load_file
+
+from slime_megatron import cpu_compat
+
+# Layout name -> its flags. PP=2 also packs micro-batches by token budget, so stages exchange varying shapes; the
+# last layout also switches the loss to a per-token mean, whose denominator spans ranks.
+LAYOUTS = {
+    "tp2": ["--tensor-model-parallel-size", "2"],
+    "pp2": ["--pipeline-model-parallel-size", "2", "--use-dynamic-batch-size", "--max-tokens-per-gpu", "24"],
+    "dp2": [],
+    "dp2_distributed_optimizer": ["--use-distributed-optimizer"],
+    "dp2_per_token_loss": ["--calculate-per-token-loss"],
+}
+
+
+def main() -> None:
+    hf_dir, checkpoint_dir, results_path = sys.argv[1:]
+    cpu_compat.enable()
+    import megatron_helpers as helpers  # after enable(): it imports megatron-core model modules
+
+    rank = int(os.environ["RANK"])
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{os.environ['MASTER_PORT']}", rank=rank, world_size=2)
+    batch = helpers.make_batch(600)
+    original = load_file(Path(hf_dir) / "model.safetensors")
+    results, exports = {}, {}
+    for name, flags in LAYOUTS.items():
+        save = ["--save", f"{checkpoint_dir}/{name}"] if name in ("tp2", "dp2_distributed_optimizer") else []
+        args = helpers.make_args(hf_dir, "--actor-num-gpus-per-node", "2", *flags, *save)
+        trainer = helpers.make_trainer(args)
+        exported = trainer.hf_state_dict()  # gathered over TP and pipeline stages onto rank 0
+        if rank == 0:
+            exports[name] = sorted(exported) == sorted(original) and all(
+                torch.equal(exported[key], value) for key, value in original.items()
+            )
+        metrics = helpers.train_rollouts(trainer, batch, range(1))
+        if save:
+            trainer.save(0)
+        results[name] = metrics + helpers.train_rollouts(trainer, batch, range(1, 2))
+    if rank == 0:
+        with open(results_path, "w") as f:
+            json.dump({"steps": results, "exports": exports}, f)
+    helpers.destroy_world()
+
+
+if __name__ == "__main__":
+    main()

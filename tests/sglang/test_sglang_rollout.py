@@ -1,0 +1,116 @@
+"""slime's default rollout and eval functions against the real SGLang deployment (two CPU engines, one router)."""
+
+import json
+import statistics
+
+import pytest
+
+from slime import async_loop
+from slime.arguments import parse_args
+from slime.data.data_source import RolloutDataSource
+from slime.metrics.eval import eval_metrics
+from slime.rollout.default import generate_rollout, generate_rollout_async
+from slime.types import Status
+
+
+async def mixed_in_groups_0_and_5(args, sample) -> float:
+    """Groups 0 and 5 get rewards 1/0 (kept by the std filter); every other group is all 0 (dropped)."""
+    return float(sample.group_index in (0, 5) and sample.index % 2 == 0)
+
+
+async def label_in_response(args, sample) -> float:
+    return float(str(sample.label) in sample.response)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("rollout-data")
+    paths = {}
+    for name, count in (("train", 24), ("eval_a", 3), ("eval_b", 2)):
+        path = root / f"{name}.jsonl"
+        path.write_text("".join(json.dumps({"prompt": f"{i}+{i}=", "label": str(2 * i)}) + "\n" for i in range(count)))
+        paths[name] = str(path)
+    return paths
+
+
+def rollout_args(tiny_model, engine_args, data, *extra):
+    return parse_args(
+        [
+            "--hf-checkpoint", str(tiny_model), "--prompt-data", data["train"], "--input-key", "prompt",
+            "--label-key", "label", "--rollout-batch-size", "2", "--n-samples-per-prompt", "4",
+            "--rollout-max-response-len", "24", "--actor-num-gpus-per-node", "1",
+            "--output-dir", engine_args.output_dir, *extra,
+        ]
+    )  # fmt: skip
+
+
+def engines_idle(engine) -> bool:
+    import httpx
+
+    loads = [httpx.get(f"{url}/v1/loads", timeout=30).json() for url in engine.engine_urls]
+    return all(_running(load) == 0 for load in loads)
+
+
+def _running(load) -> int:
+    entries = load if isinstance(load, list) else load.get("loads", [load])
+    return sum(int(e.get("num_reqs", e.get("num_running_reqs", 0)) or 0) for e in entries if isinstance(e, dict))
+
+
+def test_over_sampling_and_the_std_filter_keep_exactly_the_batch(tiny_model, engine_args, engine, data):
+    args = rollout_args(
+        tiny_model, engine_args, data,
+        "--custom-rm-path", f"{__name__}.mixed_in_groups_0_and_5", "--over-sampling-batch-size", "4",
+        "--dynamic-sampling-filter-path", "check_reward_nonzero_std",
+    )  # fmt: skip
+    output = generate_rollout(args, 0, RolloutDataSource(args), engine)
+    # Groups 1-3 must all be dropped before the next over-sampling batch (4-7, with group 5) is fetched.
+    assert [g[0].group_index for g in output.groups] == [0, 5]
+    for group in output.groups:
+        assert len(group) == 4 and statistics.pstdev(s.reward for s in group) > 0
+        assert all(s.status in (Status.COMPLETED, Status.TRUNCATED) for s in group)
+    assert output.metrics["rollout/dynamic_filter/drop_zero_std_0"] >= 3
+    assert engines_idle(engine)  # the remainder was aborted, nothing keeps running
+
+
+def test_partial_rollout_resumes_the_buffered_groups(tiny_model, engine_args, engine, data):
+    args = rollout_args(
+        tiny_model, engine_args, data,
+        "--custom-rm-path", f"{__name__}.label_in_response", "--over-sampling-batch-size", "6", "--partial-rollout",
+        "--rollout-max-response-len", "200", "--rollout-stop-token-ids", "9999",
+    )  # fmt: skip
+    data_source = RolloutDataSource(args)
+    first = async_loop.run(generate_rollout_async(args, 0, data_source, engine))
+    accepted = [g[0].group_index for g in first.groups]
+    buffered = [g[0].group_index for g in data_source.buffer]
+    assert len(accepted) == 2 and sorted(accepted + buffered) == list(range(6))
+    args.over_sampling_batch_size = 2
+    second = async_loop.run(generate_rollout_async(args, 1, data_source, engine))
+    assert sorted(g[0].group_index for g in second.groups) == sorted(buffered[:2])  # the buffer is served first
+    assert all(s.status in (Status.COMPLETED, Status.TRUNCATED) for s in second.samples)
+    assert engines_idle(engine)
+
+
+def test_eval_runs_two_datasets_with_their_own_n_and_length(tiny_model, engine_args, engine, data, tmp_path):
+    config = tmp_path / "eval.yaml"
+    config.write_text(
+        "eval:\n"
+        "  defaults: {max_response_len: 4}\n"
+        "  datasets:\n"
+        f"    - {{name: a, path: {data['eval_a']}, n_samples_per_eval_prompt: 2}}\n"
+        f"    - {{name: b, path: {data['eval_b']}, n_samples_per_eval_prompt: 4, max_response_len: 12}}\n"
+    )
+    args = rollout_args(
+        tiny_model, engine_args, data, "--custom-rm-path", f"{__name__}.label_in_response", "--eval-config", str(config)
+    )
+    results = generate_rollout(args, 0, None, engine, evaluation=True)
+    assert (len(results["a"].samples), len(results["b"].samples)) == (6, 8)
+    assert max(s.response_length for s in results["a"].samples) <= 4
+    assert max(s.response_length for s in results["b"].samples) <= 12
+    metrics = eval_metrics(
+        {name: r.samples for name, r in results.items()}, {name: r.n_samples_per_prompt for name, r in results.items()}
+    )
+    for name, result in results.items():
+        rewards = [s.reward for s in result.samples]
+        assert metrics[f"eval/{name}"] == pytest.approx(sum(rewards) / len(rewards))
+        truncated = [s.status is Status.TRUNCATED for s in result.samples]
+        assert metrics[f"eval/{name}-truncated_ratio"] == pytest.approx(sum(truncated) / len(truncated))
