@@ -259,8 +259,8 @@ def update_weights_from_tensors(
 class SGLangWeightReceiver:
     """slime's ``WeightReceiver`` for SGLang engines: made by the engine, used in the trainer's sender process.
 
-    It holds only addresses until first use, so it pickles; the broadcast group is created (and joined by every
-    engine) on the first update, in the process that sends, and reused after.
+    It holds only addresses, so it pickles (Ray hands the trainer a fresh copy on every call). The broadcast group
+    is created on the first update, in the process that sends, and kept for the process's later updates.
     """
 
     def __init__(self, engine_urls: list[str], tp_sizes: list[int], backend: str, buffer_size: int) -> None:
@@ -268,13 +268,15 @@ class SGLangWeightReceiver:
         self.tp_sizes = list(tp_sizes)
         self.backend = backend
         self.buffer_size = buffer_size
-        self._sender: DistributedWeightSender | None = None
-
-    def __getstate__(self) -> dict:
-        return {**self.__dict__, "_sender": None}  # a process group does not travel
 
     def update_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]], weight_version: str) -> None:
-        if self._sender is None:
-            self._sender = DistributedWeightSender(self.engine_urls, self.tp_sizes, backend=self.backend)
-            self._sender.connect()
-        self._sender.update(named_tensors, weight_version, self.buffer_size)
+        key = tuple(self.engine_urls)
+        if key not in _SENDERS:
+            sender = DistributedWeightSender(self.engine_urls, self.tp_sizes, backend=self.backend)
+            sender.connect()
+            _SENDERS[key] = sender
+        _SENDERS[key].update(named_tensors, weight_version, self.buffer_size)
+
+
+# The connected sender of each engine set, per process: a group can be joined once, and engines join it once.
+_SENDERS: dict[tuple[str, ...], DistributedWeightSender] = {}

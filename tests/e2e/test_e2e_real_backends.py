@@ -1,0 +1,72 @@
+"""The whole loop with the real components on CPU: Ray, Megatron-core (train), SGLang behind sglang-router (rollout),
+weights over a gloo broadcast group, and every metric sink (JSONL, W&B offline, TensorBoard) read back."""
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from slime.arguments import parse_args
+from slime.loop import train
+from slime.testing.tiny_model import build_tiny_model
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "metrics"))  # the sink readers of the metric tests
+from readers import read_jsonl, read_tensorboard, read_wandb  # noqa: E402
+
+STEP_KEYS = ("train/step", "rollout/step", "eval/step")
+
+
+async def label_in_response(args, sample) -> float:
+    return float(sample.label in sample.response)
+
+
+@pytest.mark.slow
+def test_three_rollouts_with_megatron_sglang_and_every_sink(ray_runtime, tmp_path):
+    model = build_tiny_model(tmp_path / "model")
+    data = tmp_path / "train.jsonl"
+    data.write_text("".join(json.dumps({"prompt": f"{i}+1=", "label": str(i + 1)}) + "\n" for i in range(12)))
+    out = tmp_path / "out"
+    args = parse_args(
+        [
+            "--train-backend", "megatron", "--rollout-backend", "sglang",
+            "--actor-num-gpus-per-node", "1", "--rollout-num-gpus", "1", "--sglang-device", "cpu",
+            "--hf-checkpoint", str(model), "--prompt-data", str(data), "--input-key", "prompt", "--label-key", "label",
+            "--rollout-batch-size", "2", "--n-samples-per-prompt", "4", "--rollout-max-response-len", "6",
+            "--custom-rm-path", f"{__name__}.label_in_response", "--lr", "1e-3",
+            "--num-rollout", "3", "--eval-interval", "2", "--eval-prompt-data", "heldout", str(data),
+            "--n-samples-per-eval-prompt", "2", "--save", str(tmp_path / "ckpt"), "--save-interval", "2",
+            "--use-wandb", "--wandb-mode", "offline", "--wandb-project", "e2e", "--use-tensorboard",
+            "--tb-experiment-name", "e2e", "--log-passrate", "--output-dir", str(out),
+        ]
+    )  # fmt: skip
+    train(args)
+
+    lines = read_jsonl(out)
+    order = [(next(k for k in STEP_KEYS if k in line), line[next(k for k in STEP_KEYS if k in line)]) for line in lines]
+    rollout_lines = [line for line in lines if "rollout/raw_reward" in line]
+    assert order[0] == ("eval/step", 0)  # eval before training
+    assert [line["rollout/step"] for line in rollout_lines] == [0, 1, 2]
+    assert [step for key, step in order if key == "train/step"] == [0, 1, 2]
+    assert [step for key, step in order if key == "eval/step"] == [0, 1]  # rollout 0 and after rollout 1 (interval 2)
+    assert all("passrate/pass@4" in line for line in rollout_lines)
+    first_step = next(line for line in lines if "train/step" in line)
+    assert first_step["train/ppo_kl"] == 0.0 and first_step["train/pg_clipfrac"] == 0.0  # on-policy first step
+
+    # The same rows in W&B's offline file, with slime's step-metric definitions, and in TensorBoard.
+    run = read_wandb(out / "wandb")
+    assert run.history == lines
+    assert run.step_metrics["train/*"] == "train/step" and run.step_metrics["eval/*"] == "eval/step"
+    scalars = read_tensorboard(out / "tensorboard" / "slime" / "e2e")
+    for line in lines:
+        step_key = next(k for k in STEP_KEYS if k in line)
+        for key, value in line.items():
+            if key != step_key:
+                assert (line[step_key], pytest.approx(float(np.float32(value)))) in [
+                    (step, pytest.approx(v)) for step, v in scalars[key]
+                ], key
+
+    # Checkpoint at rollout 1 (interval) and 2 (last), with the data position of each.
+    assert (tmp_path / "ckpt" / "latest_checkpointed_iteration.txt").read_text().strip() == "2"
+    assert json.loads((tmp_path / "ckpt" / "rollout" / "data_source_2.json").read_text())["sample_offset"] == 6
