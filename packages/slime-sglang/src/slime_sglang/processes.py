@@ -5,18 +5,29 @@ in a new session, so killing its process group reaches every child even when the
 """
 
 import os
+import random
 import signal
 import socket
 import subprocess
 import time
 from pathlib import Path
 
+# Servers bind their port tens of seconds after it is chosen. Ports from the kernel's ephemeral range
+# (32768-60999 on Linux) may meanwhile become the source port of some outgoing connection, so choose below it.
+_PORT_RANGE = (15000, 32000)
+
 
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that is free right now (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
+    """A TCP port that is free right now, outside the ephemeral range."""
+    for _ in range(1000):
+        port = random.randint(*_PORT_RANGE)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+            return port
+    raise OSError(f"no free TCP port in {_PORT_RANGE[0]}-{_PORT_RANGE[1]} on {host}")
 
 
 def group_pids(pgid: int) -> list[int]:

@@ -1,9 +1,10 @@
 """One SGLang HTTP server as a subprocess: its command line, CPU mode, readiness, health and shutdown."""
 
+import logging
 import os
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
 
@@ -12,7 +13,9 @@ import httpx
 from slime_sglang.arguments import load_option_table
 from slime_sglang.cpu_compat import SGL_KERNEL_STANDIN_DIR
 from slime_sglang.errors import ServerStartError
-from slime_sglang.processes import ManagedProcess, tail
+from slime_sglang.processes import ManagedProcess, free_port, tail
+
+logger = logging.getLogger(__name__)
 
 # SGLang options that CPU mode sets unless the user gave them (--sglang-<option>): the default CPU attention
 # backend needs AMX, fp16 is 2.5x slower than fp32 on AVX2 machines, and a small KV pool starts faster (measured).
@@ -90,6 +93,13 @@ def cpu_thread_binding(tp_size: int) -> str:
     return "|".join(",".join(str(c) for c in part) for part in parts)
 
 
+def _port_was_taken(log_path: Path, start_offset: int) -> bool:
+    """Whether this launch attempt's part of the (appended) log reports a failed bind."""
+    with open(log_path, "rb") as log:
+        log.seek(start_offset)
+        return b"address already in use" in log.read()
+
+
 class SGLangServer:
     """One SGLang HTTP server process (with its scheduler and detokenizer children)."""
 
@@ -105,14 +115,27 @@ class SGLangServer:
     def pid(self) -> int | None:
         return self.process.pid
 
-    def launch(self, timeout: float) -> None:
-        """Start the server and wait until it answers ``/health_generate``; stop it and raise if it cannot."""
-        self.process.start()
-        try:
-            self.wait_ready(timeout)
-        except BaseException:
-            self.shutdown()
-            raise
+    def launch(self, timeout: float, attempts: int = 3) -> None:
+        """Start the server and wait until it answers ``/health_generate``; stop it and raise if it cannot.
+
+        A port taken by another process between choosing it and binding it is retried on a new port.
+        """
+        for attempt in range(attempts):
+            log_offset = self.config.log_path.stat().st_size if self.config.log_path.exists() else 0
+            self.process.start()
+            try:
+                self.wait_ready(timeout)
+                return
+            except ServerStartError:
+                self.shutdown()
+                if attempt + 1 == attempts or not _port_was_taken(self.config.log_path, log_offset):
+                    raise
+            except BaseException:
+                self.shutdown()
+                raise
+            logger.warning("port %d of %s was taken meanwhile; retrying on another", self.config.port, self.url)
+            self.config = replace(self.config, port=free_port(self.config.host))
+            self.process = ManagedProcess(server_command(self.config), self.config.log_path, server_env(self.config))
 
     def wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
