@@ -3,11 +3,13 @@
 from slime.hookspecs import hookimpl
 from slime.rollout.default import default_generate, generate_rollout
 from slime.rollout.filters import check_reward_nonzero_std
+from slime.rollout.sft import sft_rollout
 
 
 @hookimpl
 def slime_register_rollout_functions(register) -> None:
     register("default", generate_rollout)
+    register("sft", sft_rollout)
 
 
 @hookimpl

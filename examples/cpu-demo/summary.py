@@ -1,0 +1,36 @@
+"""Print what the CPU demo measured: held-out eval reward per eval step of each stage, and each stage's wall time.
+
+uv run python examples/cpu-demo/summary.py outputs/cpu-demo
+"""
+
+import json
+import sys
+from pathlib import Path
+
+EVAL_KEY = "eval/arith"  # mean reward on the held-out split (named `arith` by run.sh's --eval-prompt-data)
+
+
+def eval_rewards(run_dir: Path) -> list[tuple[int, float]]:
+    """(eval step, mean eval reward) from a run's metrics.jsonl, in order."""
+    rows = []
+    for line in (run_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines():
+        record = json.loads(line)
+        if EVAL_KEY in record:
+            rows.append((int(record["eval/step"]), float(record[EVAL_KEY])))
+    return rows
+
+
+def main() -> None:
+    out = Path(sys.argv[1] if len(sys.argv) > 1 else "outputs/cpu-demo")
+    for stage in ("sft", "grpo"):
+        rewards = eval_rewards(out / stage)
+        trail = "  ".join(f"{step}:{reward:.2f}" for step, reward in rewards)
+        print(f"{stage:5s} eval reward by rollout: {trail}")
+    first, last = eval_rewards(out / "sft")[0][1], eval_rewards(out / "grpo")[-1][1]
+    print(f"held-out eval reward: {first:.2f} at the start -> {last:.2f} at the end")
+    print("wall time: " + ", ".join((out / "timings.txt").read_text(encoding="utf-8").split("\n")).strip(", "))
+    print(f"reports: {out}/sft/report/index.html, {out}/grpo/report/index.html")
+
+
+if __name__ == "__main__":
+    main()

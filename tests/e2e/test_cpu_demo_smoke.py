@@ -1,0 +1,54 @@
+"""The CPU demo (examples/cpu-demo/run.sh) end to end at smoke size: every stage runs with the real backends (Ray,
+Megatron CPU, SGLang CPU) and leaves its metrics, W&B offline run, HF export and report. It does not check learning:
+that takes the full-size run (see examples/cpu-demo/README.md for what it measured)."""
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parents[2]
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.slow
+def test_cpu_demo_smoke(tmp_path):
+    out = tmp_path / "demo"
+    env = {**os.environ, "OUT": str(out), "SMOKE": "1"}
+    result = subprocess.run(
+        ["bash", str(ROOT / "examples" / "cpu-demo" / "run.sh")],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+    # prepare.py: the model, its tokenizer and the three data files.
+    assert (out / "model" / "config.json").is_file() and (out / "model" / "tokenizer.json").is_file()
+    train = [json.loads(line) for line in (out / "data" / "train.jsonl").read_text().splitlines()]
+    held_out = [json.loads(line) for line in (out / "data" / "eval.jsonl").read_text().splitlines()]
+    assert len(train) == 80 and len(held_out) == 20
+    assert not {r["prompt"][0]["content"] for r in train} & {r["prompt"][0]["content"] for r in held_out}
+
+    # SFT: one rollout trained with sft_loss, eval before it, and the HF export GRPO starts from.
+    sft = read_metrics(out / "sft")
+    assert [r["rollout/step"] for r in sft if "rollout/raw_reward" in r] == [0]
+    assert any("train/loss" in r for r in sft)
+    assert [r["eval/step"] for r in sft if "eval/arith" in r][0] == 0
+    assert (out / "sft" / "hf" / "model.safetensors").is_file()
+
+    # GRPO: two rollouts from the export, evaluated before and after each.
+    grpo = read_metrics(out / "grpo")
+    assert [r["rollout/step"] for r in grpo if "rollout/raw_reward" in r] == [0, 1]
+    assert [r["eval/step"] for r in grpo if "eval/arith" in r] == [0, 0, 1]
+    for run in ("sft", "grpo"):
+        assert list((out / run / "wandb").glob("**/*.wandb")), f"{run}: no offline W&B run"
+        assert "<html" in (out / run / "report" / "index.html").read_text().lower()
+    assert "held-out eval reward" in result.stdout
