@@ -7,13 +7,11 @@ Every mistake ends in a ``ConfigError`` whose one line names the flag (and the c
 import argparse
 import difflib
 import json
-from pathlib import Path
 from typing import Any
-
-import yaml
 
 from slime.errors import ConfigError
 from slime.plugins import plugin_manager
+from slime.yaml_file import load_yaml
 
 
 class SlimeArgumentParser(argparse.ArgumentParser):
@@ -228,19 +226,7 @@ def _options(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:
 
 def _config_tokens(parser: argparse.ArgumentParser, path: str) -> list[str]:
     """Turn a YAML mapping of flag names into command-line tokens, so YAML values get the flags' own parsing."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"--config {path}: file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"--config {path}: cannot read ({exc})") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(f"{path}{where}: invalid YAML ({problem})") from None
+    data = load_yaml(path, "--config")
     if data is None:
         return []
     if not isinstance(data, dict):

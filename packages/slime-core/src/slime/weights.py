@@ -15,9 +15,6 @@ import ray
 import torch
 from safetensors.torch import save_file
 
-# Files of an HF model directory that are not weights: engines need them to load the directory.
-_MODEL_FILES = ("*.json", "*.txt", "*.model", "*.tiktoken", "*.jinja")
-
 
 class DiskWeightReceiver:
     """Picklable: made in the rollout manager, used in the trainer's process."""
@@ -29,18 +26,27 @@ class DiskWeightReceiver:
 
     def update_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]], weight_version: str) -> None:
         target = Path(self.directory) / f"weight_v{weight_version}"
-        staging = Path(self.directory) / f".tmp_weight_v{weight_version}"
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir(parents=True)
-        for pattern in _MODEL_FILES:
-            for path in Path(self.hf_checkpoint).glob(pattern):
-                if path.name != "model.safetensors.index.json":
-                    shutil.copyfile(path, staging / path.name)
-        tensors = unshared_tensors({name: tensor.detach().contiguous().cpu() for name, tensor in named_tensors})
-        save_file(tensors, staging / "model.safetensors")
-        shutil.rmtree(target, ignore_errors=True)
-        os.replace(staging, target)  # engines never see a half-written directory
+        tensors = {name: tensor.detach().contiguous().cpu() for name, tensor in named_tensors}
+        write_hf_checkpoint(tensors, self.hf_checkpoint, target)
         ray.get(self.rollout_manager.update_weights_from_disk.remote(str(target), weight_version))
+
+
+def write_hf_checkpoint(tensors: dict[str, torch.Tensor], hf_source_dir: str | Path, out_dir: str | Path) -> Path:
+    """``tensors`` as ``model.safetensors`` beside the source model's config, tokenizer and other non-weight files.
+
+    Written under a temporary name and renamed, so readers (engines, a later run) never see a half-written directory.
+    """
+    source, out = Path(hf_source_dir), Path(out_dir)
+    staging = out.with_name(f".tmp_{out.name}")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    for path in source.iterdir():
+        if path.is_file() and not path.name.startswith("model.safetensors") and not path.name.endswith(".bin"):
+            shutil.copyfile(path, staging / path.name)
+    save_file(unshared_tensors(tensors), staging / "model.safetensors", metadata={"format": "pt"})
+    shutil.rmtree(out, ignore_errors=True)
+    os.replace(staging, out)
+    return out
 
 
 def unshared_tensors(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -54,12 +54,13 @@ def megatron_to_hf(megatron_dir: str | Path, hf_dir: str | Path, out_dir: str | 
 
     ``hf_dir`` is the HF model it was trained from: its config, tokenizer and other files are copied.
     """
+    from slime.weights import write_hf_checkpoint
     from slime_megatron.checkpoint import load_model_weights
-    from slime_megatron.weights import gather_hf_state_dict, save_hf_checkpoint
+    from slime_megatron.weights import gather_hf_state_dict
 
     hf, model = _single_process_model(hf_dir)
     load_model_weights(megatron_dir, model)
-    return save_hf_checkpoint(gather_hf_state_dict(model, hf), hf_dir, out_dir)
+    return write_hf_checkpoint(gather_hf_state_dict(model, hf), hf_dir, out_dir)
 
 
 def main(argv: list[str]) -> int:

@@ -22,6 +22,7 @@ from slime.backends import TrainBatch
 from slime.rl.advantages import AdvantageBatch, compute_advantages_and_returns
 from slime.rl.losses import LossBatch, compute_loss
 from slime.rl.reduction import make_reducer
+from slime.weights import write_hf_checkpoint
 from slime_megatron import checkpoint
 from slime_megatron.batches import MicroBatch, make_micro_batches, response_logits, split_by_count, split_by_tokens
 from slime_megatron.flops import forward_flops
@@ -36,7 +37,6 @@ from slime_megatron.weights import (
     gather_hf_state_dict,
     hf_shards,
     load_hf_weights,
-    save_hf_checkpoint,
     snapshot_weights,
 )
 
@@ -289,5 +289,5 @@ class MegatronTrainer:
     def save_hf(self, out_dir: str | Path) -> None:
         state = self.hf_state_dict()
         if state is not None:
-            save_hf_checkpoint(state, self.args.hf_checkpoint, out_dir)
+            write_hf_checkpoint(state, self.args.hf_checkpoint, out_dir)
         dist.barrier()

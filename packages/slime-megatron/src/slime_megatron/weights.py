@@ -16,7 +16,6 @@ import torch
 import torch.distributed as dist
 from megatron.core import parallel_state
 from safetensors import safe_open
-from safetensors.torch import save_file
 
 from slime_megatron.hf_config import HFModelConfig
 from slime_megatron.model import unwrap_model
@@ -248,14 +247,3 @@ def gather_hf_state_dict(model: torch.nn.Module, hf: HFModelConfig) -> dict[str,
     for part in parts:
         merged.update(part or {})
     return merged
-
-
-def save_hf_checkpoint(state_dict: dict[str, torch.Tensor], hf_source_dir: str | Path, out_dir: str | Path) -> Path:
-    """Write ``state_dict`` as ``model.safetensors`` next to the source model's config, tokenizer and other files."""
-    source, out = Path(hf_source_dir), Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    for path in source.iterdir():
-        if path.is_file() and not path.name.startswith("model.safetensors") and not path.name.endswith(".bin"):
-            (out / path.name).write_bytes(path.read_bytes())
-    save_file(state_dict, out / "model.safetensors", metadata={"format": "pt"})
-    return out

@@ -34,7 +34,8 @@ class RolloutOutput:
 
 
 @cache
-def _tokenizer(path: str | None) -> Any:
+def prompt_tokenizer(path: str | None) -> Any:
+    """The tokenizer prompts are encoded with (``--hf-checkpoint``), loaded once per process."""
     return load_tokenizer(path, "generation")
 
 
@@ -44,7 +45,7 @@ def tokenize_prompt(args: argparse.Namespace, sample: Sample) -> None:
         return
     if not isinstance(sample.prompt, str):
         raise TypeError(f"sample {sample.index}: a message-list prompt needs --apply-chat-template to become text")
-    tokenizer = _tokenizer(args.hf_checkpoint)
+    tokenizer = prompt_tokenizer(args.hf_checkpoint)
     sample.tokens = tokenizer.encode(sample.prompt, add_special_tokens=False)
 
 

@@ -18,16 +18,14 @@ import copy
 import json
 from dataclasses import dataclass, fields
 from functools import cache
-from pathlib import Path
 from typing import Any
-
-import yaml
 
 from slime.backends import RolloutEngine
 from slime.data.dataset import load_prompt_samples, load_tokenizer
 from slime.errors import ConfigError
 from slime.rollout.default import generate_group
 from slime.types import Sample
+from slime.yaml_file import load_yaml
 
 
 @dataclass(frozen=True)
@@ -123,14 +121,7 @@ def eval_dataset_configs(args: argparse.Namespace) -> list[EvalDatasetConfig]:
     if not args.eval_config:
         return []
     path = args.eval_config
-    try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"--eval-config {path}: file not found") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path}{where}: invalid YAML ({getattr(exc, 'problem', None) or exc})") from None
+    data = load_yaml(path, "--eval-config")
     section = data.get("eval") if isinstance(data, dict) else None
     if not isinstance(section, dict) or not isinstance(section.get("datasets"), list) or not section["datasets"]:
         raise ConfigError(f"{path}: expected 'eval: {{defaults: {{...}}, datasets: [...]}}' with at least one dataset")

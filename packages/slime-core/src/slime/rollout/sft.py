@@ -12,7 +12,7 @@ import argparse
 from typing import Any
 
 from slime.backends import RolloutEngine
-from slime.rollout.default import RolloutOutput, _tokenizer, generate_rollout, tokenize_prompt
+from slime.rollout.default import RolloutOutput, generate_rollout, prompt_tokenizer, tokenize_prompt
 from slime.types import Sample, Status
 
 SFT_RESPONSE_KEY = "response"  # metadata key of the answer text; the label is used when it is missing
@@ -28,7 +28,7 @@ def answer_text(sample: Sample) -> str:
 def make_sft_sample(args: argparse.Namespace, sample: Sample) -> Sample:
     """Fill ``sample`` in place: tokens = prompt + answer + eos, response = the answer, loss on the response only."""
     tokenize_prompt(args, sample)  # the prompt ids exactly as generation would send them
-    tokenizer = _tokenizer(args.hf_checkpoint)
+    tokenizer = prompt_tokenizer(args.hf_checkpoint)
     answer = answer_text(sample)
     # Tokenized apart from the prompt, as the model would produce it after the prompt at generation time.
     response_ids = tokenizer.encode(answer, add_special_tokens=False) + [tokenizer.eos_token_id]
