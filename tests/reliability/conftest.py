@@ -1,0 +1,48 @@
+"""The reliability suite's scoreboard: every test records what it injected and what happened, and the session ends
+with one table (faults injected / survived / data lost, bad inputs tried / clear errors)."""
+
+from dataclasses import dataclass, field
+
+import pytest
+
+
+@dataclass
+class Scoreboard:
+    faults: list[tuple[str, bool, int]] = field(default_factory=list)  # (fault, survived, prompts lost or repeated)
+    bad_inputs: list[tuple[str, bool]] = field(default_factory=list)  # (case, ended in one clear line)
+
+    def fault(self, name: str, survived: bool, data_lost: int = 0) -> None:
+        self.faults.append((name, survived, data_lost))
+
+    def bad_input(self, name: str, clear: bool) -> None:
+        self.bad_inputs.append((name, clear))
+
+    def table(self) -> str:
+        survived = sum(ok for _, ok, _ in self.faults)
+        lost = sum(n for _, _, n in self.faults)
+        clear = sum(ok for _, ok in self.bad_inputs)
+        rows = [
+            ("faults injected", len(self.faults)),
+            ("faults survived", survived),
+            ("prompts lost or trained twice", lost),
+            ("bad inputs tried", len(self.bad_inputs)),
+            ("bad inputs with one clear error", clear),
+        ]
+        failed = [name for name, ok, n in self.faults if not ok or n] + [name for name, ok in self.bad_inputs if not ok]
+        lines = [f"{label:<34}{value:>6}" for label, value in rows]
+        lines += [f"  failed: {name}" for name in failed]
+        return "\n".join(lines)
+
+
+SCOREBOARD = Scoreboard()
+
+
+@pytest.fixture(scope="session")
+def scoreboard() -> Scoreboard:
+    return SCOREBOARD
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if SCOREBOARD.faults or SCOREBOARD.bad_inputs:
+        terminalreporter.section("reliability")
+        terminalreporter.write_line(SCOREBOARD.table())
