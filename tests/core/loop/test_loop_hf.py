@@ -57,6 +57,7 @@ def test_loop_order_save_and_eval_rules(ray_runtime, setup):
     args = loop_args(
         root, model, data, "--num-rollout", "3", "--save", str(root / "ckpt"), "--save-interval", "2",
         "--eval-interval", "2", "--eval-prompt-data", "heldout", str(data),
+        "--save-debug-rollout-data", str(root / "dumps" / "rollout_{rollout_id}.json"),
     )  # fmt: skip
     train(args)
     assert events(root / "out") == [
@@ -70,6 +71,9 @@ def test_loop_order_save_and_eval_rules(ray_runtime, setup):
         "iter_0000002",
     ]
     assert (root / "ckpt" / "rollout" / "data_source_2.json").exists()
+    dump = json.loads((root / "dumps" / "rollout_1.json").read_text())
+    assert dump["rollout_id"] == 1 and [s["index"] for s in dump["samples"]] == [4, 5, 6, 7]  # 2 prompts x 2
+    assert sorted(p.name for p in (root / "dumps").iterdir()) == [f"rollout_{i}.json" for i in range(3)]
     weights = sorted(p.name for p in (root / "out" / "weights").iterdir())
     assert weights == ["weight_v0", "weight_v1", "weight_v2", "weight_v3"]
 

@@ -131,6 +131,7 @@ def ref_policy_loss(args, samples, on_policy=False):
     eps_low, eps_high = args.eps_clip, args.eps_clip if args.eps_clip_high is None else args.eps_clip_high
     weights = token_weights(samples, args.calculate_per_token_loss)
     names = ["pg_loss", "pg_clipfrac", "ppo_kl", "entropy_loss", "kl_loss", "tis", "tis_clipfrac", "ois"]
+    names.append("train_rollout_logprob_abs_diff")  # the samples always carry the engine's log-probs
     totals = dict.fromkeys(names, 0.0)
     grad = []
     for s, w in zip(samples, weights, strict=True):
@@ -166,6 +167,7 @@ def ref_policy_loss(args, samples, on_policy=False):
             totals["pg_loss"] += w * m * pg
             totals["pg_clipfrac"] += w * m * clipped
             totals["ppo_kl"] += w * m * -log_ratios[t]
+            totals["train_rollout_logprob_abs_diff"] += w * m * abs(old[t] - s["rollout"][t])
             totals["entropy_loss"] += w * m * s["entropy"][t]
             if args.advantage_estimator == "gspo":
                 dloss_dratio[t] = w * m * dpg

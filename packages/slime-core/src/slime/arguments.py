@@ -127,7 +127,9 @@ def _add_rollout_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--rollout-health-check-first-wait", type=float, default=0.0)
     group.add_argument("--debug-rollout-only", action="store_true")
     group.add_argument("--debug-train-only", action="store_true")
-    group.add_argument("--save-debug-rollout-data", default=None)
+    group.add_argument(
+        "--save-debug-rollout-data", default=None, help="JSON dump of each rollout's samples; {rollout_id} in the path"
+    )
     group.add_argument("--load-debug-rollout-data", default=None)
 
 

@@ -160,6 +160,9 @@ class SGLangRolloutEngine:
     async def generate(self, sample: Sample, sampling_params: dict[str, Any]) -> Sample:
         if self.client is None:
             raise SGLangError("SGLangRolloutEngine.generate called before start()")
+        if self.args.sglang_enable_deterministic_inference:
+            # One seed per sample (slime's rule): a rerun with the same --rollout-seed draws the same tokens.
+            sampling_params = {**sampling_params, "sampling_seed": self.args.rollout_seed + sample.index}
         return await self.client.generate(sample, sampling_params)
 
     async def abort(self) -> None:

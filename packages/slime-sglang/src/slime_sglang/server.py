@@ -57,7 +57,8 @@ class ServerConfig:
 
 
 def server_command(config: ServerConfig) -> list[str]:
-    command = [sys.executable, "-m", "sglang.launch_server"]
+    # CPU servers start through slime's entry, which lets SGLang's seeded sampling run on CPU.
+    command = [sys.executable, "-m", "slime_sglang.cpu_server" if config.cpu else "sglang.launch_server"]
     command += ["--model-path", config.model_path, "--host", config.host, "--port", str(config.port)]
     command += ["--random-seed", str(config.seed), "--tp-size", str(config.tp_size), "--skip-server-warmup"]
     if config.nccl_port is not None:

@@ -5,6 +5,7 @@ eval datasets; ``save``/``load`` keep the data source's position with the traine
 """
 
 import argparse
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,7 @@ import ray
 from slime.backends import TrainBatch, WeightReceiver
 from slime.plugins import resolve
 from slime.train_data import samples_to_train_batch
+from slime.types import Sample
 from slime.weights import DiskWeightReceiver
 
 
@@ -28,6 +30,15 @@ class RolloutResult:
 
 def data_source_state_path(save_dir: str, rollout_id: int) -> Path:
     return Path(save_dir) / "rollout" / f"data_source_{rollout_id}.json"
+
+
+def save_rollout_dump(path: str, rollout_id: int, samples: list[Sample]) -> None:
+    """``--save-debug-rollout-data``: slime's ``{"rollout_id", "samples"}`` dump, as JSON (never a pickle)."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(target.name + ".tmp")
+    tmp.write_text(json.dumps({"rollout_id": rollout_id, "samples": [s.to_dict() for s in samples]}), encoding="utf-8")
+    tmp.replace(target)
 
 
 class RolloutManager:
@@ -53,6 +64,8 @@ class RolloutManager:
         # (--async) the next rollout has already moved the data source on.
         self.positions[rollout_id] = self.data_source.state_dict()
         samples = output.samples
+        if self.args.save_debug_rollout_data:
+            save_rollout_dump(self.args.save_debug_rollout_data.format(rollout_id=rollout_id), rollout_id, samples)
         return RolloutResult(
             batch=samples_to_train_batch(self.args, samples),
             samples=[sample.to_dict() for sample in samples],

@@ -123,7 +123,8 @@ def policy_loss(
     The surrogate follows ``--advantage-estimator``: ``gspo`` clips a per-sequence ratio, ``cispo`` uses the CISPO
     loss, every other estimator the PPO clip. Metrics: ``loss``, ``pg_loss``, ``pg_clipfrac``, ``ppo_kl`` (mean of
     ``old_log_probs - log_probs``: exactly 0 on-policy), ``entropy_loss`` when entropy is given, ``kl_loss`` with
-    ``--use-kl-loss``, and the importance-weight function's metrics (``tis``, ``tis_clipfrac``, ``ois``) with TIS.
+    ``--use-kl-loss``, ``train_rollout_logprob_abs_diff`` when the engine's log-probs are given, and the
+    importance-weight function's metrics (``tis``, ``tis_clipfrac``, ``ois``) with TIS.
     """
     _require(batch, "log_probs", "advantages")
     log_probs = batch.log_probs
@@ -157,6 +158,9 @@ def policy_loss(
     loss = pg_loss
     metrics = {"pg_loss": pg_loss, "pg_clipfrac": reducer(clipfrac), "ppo_kl": reducer(-log_ratio)}
     metrics.update({name: reducer(value) for name, value in tis_metrics.items()})
+    if batch.rollout_log_probs is not None:
+        # The engine's sampling policy vs the trainer's: large values mean their weights or numerics differ.
+        metrics["train_rollout_logprob_abs_diff"] = reducer((old_log_probs - batch.rollout_log_probs).abs())
 
     if args.entropy_coef != 0:
         _require(batch, "entropy")

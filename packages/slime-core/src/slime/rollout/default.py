@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
+from ray.experimental import tqdm_ray
+
 from slime import async_loop
 from slime.backends import RolloutEngine
 from slime.data.dataset import load_tokenizer
@@ -118,6 +120,8 @@ async def generate_rollout_async(
     accepted: list[list[Sample]] = []
     drops: Counter[str] = Counter()
     in_flight: set[asyncio.Task] = set()
+    # Ray's tqdm: the driver draws the bar of this rollout-manager actor.
+    progress = tqdm_ray.tqdm(desc=f"rollout {rollout_id}", total=target * args.n_samples_per_prompt, unit="sample")
     try:
         while len(accepted) < target:
             # Keep enough groups in flight that, if all pass the filter, the target is reached.
@@ -134,6 +138,7 @@ async def generate_rollout_async(
                 verdict = _filter(args, sample_filter, group)
                 if verdict.keep:
                     accepted.append(group)
+                    progress.update(len(group))
                 else:
                     drops[verdict.reason] += 1
     except BaseException:
@@ -141,6 +146,8 @@ async def generate_rollout_async(
             task.cancel()
         await asyncio.gather(*in_flight, return_exceptions=True)
         raise
+    finally:
+        progress.close()
 
     leftovers: list[list[Sample]] = []
     if in_flight:

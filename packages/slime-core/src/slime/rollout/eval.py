@@ -20,6 +20,8 @@ from dataclasses import dataclass, fields
 from functools import cache
 from typing import Any
 
+from ray.experimental import tqdm_ray
+
 from slime.backends import RolloutEngine
 from slime.data.dataset import load_prompt_samples, load_tokenizer
 from slime.errors import ConfigError
@@ -184,9 +186,18 @@ def _groups(args: argparse.Namespace, config: EvalDatasetConfig) -> list[list[Sa
 
 async def _eval_dataset(args: argparse.Namespace, config: EvalDatasetConfig, engine: RolloutEngine) -> EvalResult:
     params = config.sampling_params(args)
-    groups = await asyncio.gather(
-        *(generate_group(args, group, params, engine, evaluation=True) for group in _groups(args, config))
-    )
+    prompt_groups = _groups(args, config)
+    progress = tqdm_ray.tqdm(desc=f"eval {config.name}", total=sum(map(len, prompt_groups)), unit="sample")
+
+    async def generate_counted(group: list[Sample]) -> list[Sample]:
+        samples = await generate_group(args, group, params, engine, evaluation=True)
+        progress.update(len(samples))
+        return samples
+
+    try:
+        groups = await asyncio.gather(*(generate_counted(group) for group in prompt_groups))
+    finally:
+        progress.close()
     return EvalResult(config.name, config.n_samples_per_eval_prompt, [s for group in groups for s in group])
 
 

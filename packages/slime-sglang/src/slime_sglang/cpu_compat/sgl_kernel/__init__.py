@@ -62,3 +62,43 @@ class _SubmoduleFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
 __getattr__ = _module_getattr(__name__)
 sys.meta_path.insert(0, _SubmoduleFinder())
+
+
+# The one kernel SGLang calls on CPU: the hash behind seeded sampling (--enable-deterministic-inference). The same
+# MurmurHash3 mix as SGLang's GPU kernel, on 32-bit values held in int64 (products wrap mod 2**64, which keeps
+# the low 32 bits right).
+_MASK32 = 0xFFFFFFFF
+
+
+def _rotl32(x: "torch.Tensor", r: int) -> "torch.Tensor":
+    return ((x << r) | (x >> (32 - r))) & _MASK32
+
+
+def _mix(h: "torch.Tensor", k: "torch.Tensor") -> "torch.Tensor":
+    k = _rotl32((k * 0xCC9E2D51) & _MASK32, 15)
+    k = (k * 0x1B873593) & _MASK32
+    h = _rotl32(h ^ k, 13)
+    return (h * 5 + 0xE6546B64) & _MASK32
+
+
+def _murmur_hash32(seed: "torch.Tensor", positions: "torch.Tensor", col_indices: "torch.Tensor") -> "torch.Tensor":
+    seed = seed.to(torch.int64).view(-1, 1)
+    h = torch.zeros_like(seed)
+    h = _mix(h, seed & _MASK32)
+    h = _mix(h, (seed >> 32) & _MASK32)
+    h = _mix(h, positions.to(torch.int64).view(-1, 1) & _MASK32)
+    h = _mix(h, col_indices.to(torch.int64).view(1, -1) & _MASK32)
+    h = h ^ 16
+    h = h ^ (h >> 16)
+    h = (h * 0x85EBCA6B) & _MASK32
+    h = h ^ (h >> 13)
+    h = (h * 0xC2B2AE35) & _MASK32
+    h = h ^ (h >> 16)
+    return h.to(torch.uint32)
+
+
+import torch  # noqa: E402  (only the server process, which has torch, imports this stand-in)
+
+torch.library.custom_op("sgl_kernel::murmur_hash32_cpu", mutates_args=())(_murmur_hash32).register_fake(
+    lambda seed, positions, col_indices: seed.new_empty((seed.shape[0], col_indices.shape[0]), dtype=torch.uint32)
+)

@@ -1,0 +1,27 @@
+"""An SGLang server in CPU mode: ``python -m slime_sglang.cpu_server <sglang server args>``.
+
+SGLang's deterministic inference (``--enable-deterministic-inference``: per-request ``sampling_seed``) is wired
+for GPU attention kernels only: it refuses the CPU attention backend and turns on CUDA-only batch-invariant
+kernels. On CPU, ``torch_native`` attention computes each request on its own, so seeded sampling draws the same
+tokens whatever else is in the batch; this entry lets the flag through with it and skips the CUDA kernels.
+The patches run at import: SGLang's scheduler processes are spawned and re-import this module as their main.
+"""
+
+import sys
+
+from sglang.srt import server_args
+from sglang.srt.model_executor.model_runner import ModelRunner
+
+if "torch_native" not in server_args.DETERMINISTIC_ATTENTION_BACKEND_CHOICES:
+    server_args.DETERMINISTIC_ATTENTION_BACKEND_CHOICES.append("torch_native")
+ModelRunner.maybe_enable_batch_invariant_mode = lambda self: None
+
+
+def main(argv: list[str]) -> None:
+    from sglang.launch_server import run_server
+
+    run_server(server_args.prepare_server_args(argv))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
