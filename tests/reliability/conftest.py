@@ -1,7 +1,9 @@
 """The reliability suite's scoreboard: every test records what it injected and what happened, and the session ends
 with one table (faults injected / survived / data lost, bad inputs tried / clear errors)."""
 
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
@@ -46,3 +48,15 @@ def pytest_terminal_summary(terminalreporter) -> None:
     if SCOREBOARD.faults or SCOREBOARD.bad_inputs:
         terminalreporter.section("reliability")
         terminalreporter.write_line(SCOREBOARD.table())
+
+
+@pytest.fixture(scope="session")
+def tiny_run_files(tmp_path_factory) -> tuple[Path, Path]:
+    """The fault tests' tiny HF model and 10 prompts (``{"prompt": "3+1=", "label": "4"}``, labels all different)."""
+    from slime.testing.tiny_model import build_tiny_model
+
+    root = tmp_path_factory.mktemp("tiny-run")
+    model = build_tiny_model(root / "model")
+    data = root / "train.jsonl"
+    data.write_text("".join(json.dumps({"prompt": f"{i}+1=", "label": str(i + 1)}) + "\n" for i in range(10)))
+    return model, data

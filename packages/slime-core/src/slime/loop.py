@@ -70,8 +70,9 @@ def run_rollouts(args: argparse.Namespace, rollout_manager, trainer: TrainGroup)
 
         if should_run_periodic_action(rollout_id, args.save_interval, num_rollout_per_epoch, num_rollout):
             with timer(timings, "save_model"):
-                trainer.save(rollout_id)
+                # Data position first: the trainer's save moves the latest-checkpoint pointer, so it must come last.
                 ray.get(rollout_manager.save.remote(rollout_id))
+                trainer.save(rollout_id)
 
         if (rollout_id + 1) % args.update_weights_interval == 0:
             with timer(timings, "update_weights"):

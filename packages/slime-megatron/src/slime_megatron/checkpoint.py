@@ -20,6 +20,7 @@ import torch.distributed as dist
 from megatron.core import dist_checkpointing, parallel_state, tensor_parallel
 from megatron.core.dist_checkpointing.mapping import ShardedObject
 from megatron.core.optimizer.distrib_optimizer import DistributedOptimizer
+from torch.distributed.checkpoint.api import CheckpointException
 
 from slime_megatron.model import unwrap_model
 from slime_megatron.optimizer import Trainable
@@ -29,6 +30,10 @@ logger = logging.getLogger(__name__)
 POINTER = "latest_checkpointed_iteration.txt"
 # The distributed optimizer's state saves (and reshards across data-parallel sizes) only in this format.
 OPTIMIZER_METADATA = {"distrib_optim_sharding_type": "dp_reshardable"}
+
+
+class CheckpointSaveError(RuntimeError):
+    """A checkpoint could not be written (disk full, permissions); the previous one is untouched."""
 
 
 # A converted checkpoint (weights only, no training state) is Megatron-LM's "release": a run loading it starts at 0.
@@ -143,7 +148,19 @@ def _write_atomically(root: str | Path, iteration: int, state: dict) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)  # left by a crash mid-save
         tmp.mkdir(parents=True)
     dist.barrier()
-    dist_checkpointing.save(state, str(tmp))
+    try:
+        dist_checkpointing.save(state, str(tmp))
+    except CheckpointException as exc:
+        # A BaseException: Ray and callers catching Exception would not see it, and its text names a writer thread,
+        # not the cause. The pointer was not moved, so the previous checkpoint stays the one a resume loads.
+        if dist.get_rank() == 0:
+            shutil.rmtree(tmp, ignore_errors=True)  # give the space back
+        failure = next(iter(exc.failures.values()))[0]  # (exception, traceback) per failed rank
+        cause = " ".join(f"{type(failure).__name__}: {failure}".split())[:300]
+        raise CheckpointSaveError(
+            f"saving {final.name} under {root} failed (disk full? {shutil.disk_usage(root).free / 2**20:.0f} MiB "
+            f"free): {cause}; {POINTER} still names the previous checkpoint"
+        ) from exc
     dist.barrier()
     if dist.get_rank() == 0:
         if final.exists():  # the same rollout id saved again (a resumed run): the new one replaces it

@@ -216,7 +216,12 @@ class SGLangRolloutEngine:
 
     def update_weights_from_disk(self, path: str, weight_version: str) -> None:
         with self._lock:
-            weights.update_weights_from_disk(self.engine_urls, str(path), weight_version)
+            urls = self.engine_urls
+            if self.args.use_fault_tolerance:
+                # A dead engine is the health monitor's to restart, and it starts from self.weights_path (set
+                # below): updating only the live ones keeps the run going instead of failing on the dead one.
+                urls = [s.url for s in self.servers if s.running()] + self.external_urls
+            weights.update_weights_from_disk(urls, str(path), weight_version)
             self.weights_path = str(path)
             self.weight_version = weight_version
 
