@@ -164,9 +164,14 @@ def _prompts(config: EvalDatasetConfig, hf_checkpoint: str | None, template_kwar
     return tuple(samples)
 
 
-def _groups(args: argparse.Namespace, config: EvalDatasetConfig) -> list[list[Sample]]:
+def eval_prompts(args: argparse.Namespace, config: EvalDatasetConfig) -> tuple[Sample, ...]:
+    """One eval dataset's prompts, read once per process."""
     # The template kwargs travel as JSON text so the cache key is hashable.
-    prompts = _prompts(config, args.hf_checkpoint, json.dumps(args.apply_chat_template_kwargs or {}, sort_keys=True))
+    return _prompts(config, args.hf_checkpoint, json.dumps(args.apply_chat_template_kwargs or {}, sort_keys=True))
+
+
+def _groups(args: argparse.Namespace, config: EvalDatasetConfig) -> list[list[Sample]]:
+    prompts = eval_prompts(args, config)
     groups = []
     for group_index, prompt in enumerate(prompts):
         group = []
