@@ -2,8 +2,11 @@
 with one table (faults injected / survived / data lost, bad inputs tried / clear errors)."""
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
+
+from slime.testing.tiny_model import build_tiny_model
 
 
 @dataclass
@@ -40,6 +43,14 @@ SCOREBOARD = Scoreboard()
 @pytest.fixture(scope="session")
 def scoreboard() -> Scoreboard:
     return SCOREBOARD
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny HF model directory (config, weights, tokenizer with a chat template), built once for the suite.
+
+    Tests must not change it: copy it to make a broken variant."""
+    return build_tiny_model(tmp_path_factory.mktemp("reliability") / "model")
 
 
 def pytest_terminal_summary(terminalreporter) -> None:

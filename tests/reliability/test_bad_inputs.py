@@ -10,7 +10,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,6 @@ import pyarrow.parquet as pq
 import pytest
 
 from slime.cli import main
-from slime.testing.tiny_model import build_tiny_model
 
 PLUGIN_CODE = """
 async def reward_ok(args, sample):
@@ -44,9 +42,9 @@ class Inputs:
 
 
 @pytest.fixture(scope="module")
-def inputs(tmp_path_factory: pytest.TempPathFactory):
+def inputs(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path):
     root = tmp_path_factory.mktemp("bad-inputs")
-    model = build_tiny_model(root / "model")
+    model = tiny_model
     model_without_template = root / "model-no-template"
     shutil.copytree(model, model_without_template)
     (model_without_template / "chat_template.jinja").unlink()
@@ -139,7 +137,7 @@ PROMPTS = pa.table({"prompt": ["1+1=", "2+1="], "label": ["2", "3"]})
 class Case:
     name: str
     make: Callable[[Path, Inputs], list[str]]
-    expected: str  # a fragment of the error line; "{dir}" is the case's folder, "{model}" the tiny model's
+    expected: str  # a fragment of the error line; "{dir}": the case's folder, "{no_template}": that model's
     command: str = "train"
     subprocess: bool = False  # run as a real process (the others run in this process)
 
@@ -188,9 +186,9 @@ CASES = [
     Case("eval: no eval data", flags(), "slime eval needs --eval-prompt-data or --eval-config", command="eval"),
     Case("eval: missing eval dataset", flags("--eval-prompt-data", "heldout", "/nonexistent/heldout.jsonl"), "/nonexistent/heldout.jsonl: no such file (from eval dataset 'heldout')", command="eval"),
     # model
-    Case("model: missing directory", flags("--hf-checkpoint", "/nonexistent/model"), "--hf-checkpoint /nonexistent/model: no such directory", subprocess=True),
+    Case("model: missing directory", flags("--hf-checkpoint", "/nonexistent/model"), "--hf-checkpoint /nonexistent/model: no such directory"),
     Case("model: directory without config.json", empty_dir, "--hf-checkpoint {dir}/model: no config.json"),
-    Case("model: tokenizer without a chat template", lambda d, i: ["--hf-checkpoint", str(i.model_without_template), "--apply-chat-template"], "--apply-chat-template: the tokenizer in '{model}-no-template' (from --hf-checkpoint) has no chat template"),
+    Case("model: tokenizer without a chat template", lambda d, i: ["--hf-checkpoint", str(i.model_without_template), "--apply-chat-template"], "--apply-chat-template: the tokenizer in '{no_template}' (from --hf-checkpoint) has no chat template"),
     # plugins
     Case("plugin: entry point fails to import", flags(), "plugin 'rel_broken' (distribution rel-broken-plugin 0.1) failed to import 'rel_broken_plugin': ModuleNotFoundError", subprocess=True),
     Case("plugin: unknown reward type", flags("--rm-type", "nope"), "unknown reward function 'nope' (from --rm-type); registered:"),
@@ -240,7 +238,7 @@ def test_bad_input_ends_in_one_clear_line(case: Case, inputs: Inputs, tmp_path: 
     code, out, err = run_case(case, inputs, tmp_path, capfd)
 
     lines = [line for line in err.splitlines() if line.strip()]
-    expected = case.expected.format(dir=tmp_path, model=inputs.model)
+    expected = case.expected.format(dir=tmp_path, no_template=inputs.model_without_template)
     prefix = f"slime {case.command}: error: "
     one_line = lines == [lines[-1]] if lines else False
     clear = (
@@ -264,17 +262,24 @@ def test_bad_input_ends_in_one_clear_line(case: Case, inputs: Inputs, tmp_path: 
 
 
 def test_reward_of_the_wrong_type_stops_the_run_with_one_line(inputs: Inputs, tmp_path: Path, scoreboard) -> None:
-    """A broken plugin found only once the run is going (inside a Ray actor) still reaches the user as one line."""
-    argv = base_argv(inputs, tmp_path) + ["--custom-rm-path", "rel_plugins.reward_text", "--num-rollout", "1"]
+    """A broken plugin found only once the run is going (inside a Ray actor) still reaches the user as one line.
+
+    ``slime eval``: the same path from a Ray actor to the terminal as ``slime train``, with one actor instead of two.
+    The run has started, so it has written its own files; what was in the output directory before stays as it was.
+    """
+    earlier = tmp_path / "out" / "earlier" / "metrics.jsonl"
+    earlier.parent.mkdir(parents=True)
+    earlier.write_text('{"rollout/step": 0}\n')
+    argv = base_argv(inputs, tmp_path, "eval") + ["--eval-prompt-data", "heldout", str(inputs.data)]
+    argv += ["--custom-rm-path", "rel_plugins.reward_text"]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(inputs.plugins), os.environ.get("PYTHONPATH", "")]))
-    start = time.monotonic()
     result = subprocess.run(
-        [sys.executable, "-m", "slime.cli", *argv], capture_output=True, text=True, env=env, timeout=300
+        [sys.executable, "-m", "slime.cli", *argv], capture_output=True, text=True, env=env, timeout=400
     )
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     error_lines = [line for line in lines if ": error: " in line]
     expected = (
-        "slime train: error: reward function 'rel_plugins.reward_text' (from --custom-rm-path) returned str 'good'; "
+        "slime eval: error: reward function 'rel_plugins.reward_text' (from --custom-rm-path) returned str 'good'; "
         "a reward function returns a number or a dict of numbers"
     )
     clear = (
@@ -282,10 +287,11 @@ def test_reward_of_the_wrong_type_stops_the_run_with_one_line(inputs: Inputs, tm
         and lines[-1:] == [expected]
         and error_lines == [expected]
         and "Traceback" not in result.stdout + result.stderr
+        and earlier.read_text() == '{"rollout/step": 0}\n'
     )
     scoreboard.bad_input("reward function returns the wrong type (inside the run)", clear)
     assert result.returncode == 2, result.stderr[-3000:]
     assert "Traceback" not in result.stdout + result.stderr, result.stderr[-3000:]
     assert lines[-1] == expected
     assert error_lines == [expected]
-    print(f"run with a wrong reward type: {time.monotonic() - start:.1f} s")
+    assert earlier.read_text() == '{"rollout/step": 0}\n'

@@ -17,7 +17,6 @@ import pytest
 from slime.arguments import parse_args
 from slime.errors import PluginError
 from slime.rewards import compute_reward
-from slime.testing.tiny_model import build_tiny_model
 from slime.types import Sample
 
 REPO = Path(__file__).resolve().parents[2]
@@ -159,17 +158,16 @@ def reward_servers():
         server.server_close()
 
 
-def test_secrets_are_in_no_file_and_no_console_line_of_a_run(tmp_path, reward_servers):
+def test_secrets_are_in_no_file_and_no_console_line_of_a_run(tmp_path, reward_servers, tiny_model):
     """A real ``slime eval`` run with W&B (offline) and TensorBoard on, a W&B key given as a flag and a reward-server
     token in the environment: the token reaches the reward server, and neither secret reaches anything written."""
     server = reward_servers[0]
-    model = build_tiny_model(tmp_path / "model")
     data = tmp_path / "heldout.jsonl"
     data.write_text('{"prompt": "1+1=", "label": "2"}\n{"prompt": "2+1=", "label": "3"}\n')
     out = tmp_path / "out"
     argv = [
         "eval", "--rollout-backend", "slime.testing.hf_engine.HFEngine",
-        "--actor-num-gpus-per-node", "1", "--rollout-num-gpus", "1", "--hf-checkpoint", str(model),
+        "--actor-num-gpus-per-node", "1", "--rollout-num-gpus", "1", "--hf-checkpoint", str(tiny_model),
         "--input-key", "prompt", "--label-key", "label", "--eval-prompt-data", "heldout", str(data),
         "--rollout-max-response-len", "3",
         "--rm-type", "remote_rm", "--rm-url", server.url + "/score", "--rm-retry-backoff", "0.01",

@@ -179,7 +179,10 @@ def _groups(args: argparse.Namespace, config: EvalDatasetConfig) -> list[list[Sa
             sample = copy.deepcopy(prompt)
             sample.group_index = group_index
             sample.index = group_index * config.n_samples_per_eval_prompt + copy_index
-            sample.custom_rm_path = config.custom_rm_path
+            # Only a path the eval config chose goes on the sample; --custom-rm-path applies anyway, and errors
+            # then name that flag rather than the sample.
+            if config.custom_rm_path != args.custom_rm_path:
+                sample.custom_rm_path = config.custom_rm_path
             if config.rm_type is not None:
                 sample.metadata["rm_type"] = config.rm_type
             group.append(sample)
