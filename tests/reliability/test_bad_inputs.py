@@ -124,6 +124,12 @@ def empty_dir(d: Path, i: Inputs) -> list[str]:
     return ["--hf-checkpoint", str(d / "model")]
 
 
+def bad_model_config(d: Path, i: Inputs) -> list[str]:
+    shutil.copytree(i.model, d / "model")
+    (d / "model" / "config.json").write_text('{"model_type": "qwen2", ')  # a copy cut short
+    return ["--hf-checkpoint", str(d / "model")]
+
+
 def data_dir(d: Path, i: Inputs) -> list[str]:
     (d / "data").mkdir()
     return ["--prompt-data", str(d / "data")]
@@ -177,17 +183,20 @@ CASES = [
     Case("yaml: not UTF-8", config(b"seed: \xff\n"), "--config {dir}/run.yaml: cannot read"),
     Case("yaml: missing file", flags("--config", "/nonexistent/run.yaml"), "--config /nonexistent/run.yaml: file not found"),
     Case("eval yaml: dataset without a path", lambda d, i: ["--eval-config", write(d, "eval.yaml", "eval:\n  datasets:\n    - {name: heldout}\n")], "eval.yaml: eval.datasets[0]: every dataset needs 'path'"),
+    Case("eval yaml: syntax error", lambda d, i: ["--eval-config", write(d, "eval.yaml", "eval:\n  datasets: [{name: a\n")], "{dir}/eval.yaml line 3: invalid YAML"),
     # flags
     Case("flag: unknown", flags("--rollout-batch", "2"), "unknown flag --rollout-batch; did you mean --rollout-batch-size?", subprocess=True),
     Case("flag: bad value", flags("--n-samples-per-prompt", "many"), "argument --n-samples-per-prompt: invalid int value: 'many'"),
     Case("flags: KL in reward and as a loss", flags("--kl-coef", "0.1", "--use-kl-loss"), "--kl-coef (KL in the reward) and --use-kl-loss (KL as a loss) cannot be used together"),
     Case("flags: rollout-only and train-only", flags("--debug-rollout-only", "--debug-train-only"), "--debug-rollout-only and --debug-train-only cannot be used together"),
     Case("flags: batch sizes that do not divide", flags("--global-batch-size", "3"), "--rollout-batch-size x --n-samples-per-prompt (4) is not divisible by --global-batch-size (3)"),
+    Case("flag: JSON flag that is not JSON", flags("--apply-chat-template-kwargs", "{enable_thinking: true}"), "argument --apply-chat-template-kwargs: invalid JSON"),
     Case("eval: no eval data", flags(), "slime eval needs --eval-prompt-data or --eval-config", command="eval"),
     Case("eval: missing eval dataset", flags("--eval-prompt-data", "heldout", "/nonexistent/heldout.jsonl"), "/nonexistent/heldout.jsonl: no such file (from eval dataset 'heldout')", command="eval"),
     # model
     Case("model: missing directory", flags("--hf-checkpoint", "/nonexistent/model"), "--hf-checkpoint /nonexistent/model: no such directory"),
     Case("model: directory without config.json", empty_dir, "--hf-checkpoint {dir}/model: no config.json"),
+    Case("model: config.json cut short", bad_model_config, "{dir}/model/config.json: not valid JSON"),
     Case("model: tokenizer without a chat template", lambda d, i: ["--hf-checkpoint", str(i.model_without_template), "--apply-chat-template"], "--apply-chat-template: the tokenizer in '{no_template}' (from --hf-checkpoint) has no chat template"),
     # plugins
     Case("plugin: entry point fails to import", flags(), "plugin 'rel_broken' (distribution rel-broken-plugin 0.1) failed to import 'rel_broken_plugin': ModuleNotFoundError", subprocess=True),
