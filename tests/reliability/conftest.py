@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from slime.testing.tiny_model import build_tiny_model
+
 
 @dataclass
 class Scoreboard:
@@ -42,6 +44,14 @@ SCOREBOARD = Scoreboard()
 @pytest.fixture(scope="session")
 def scoreboard() -> Scoreboard:
     return SCOREBOARD
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny HF model directory (config, weights, tokenizer with a chat template), built once for the suite.
+
+    Tests must not change it: copy it to make a broken variant."""
+    return build_tiny_model(tmp_path_factory.mktemp("reliability") / "model")
 
 
 def pytest_terminal_summary(terminalreporter) -> None:

@@ -1,14 +1,16 @@
 """The ``slime`` command: ``train``, ``eval``, ``plugins``, ``download``.
 
-A user mistake (``SlimeError``) is printed as one line, without a traceback, and exits with status 2.
+A user mistake (``SlimeError``, also when a Ray actor raised it) is printed as one line, without a traceback, and
+exits with status 2. Inputs are checked (``slime.preflight``) before Ray starts or anything is written.
 """
 
 import argparse
+import contextlib
 import json
 import logging
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from slime import __version__
 from slime.errors import SlimeError
@@ -26,13 +28,15 @@ commands:
 
 def _train(argv: list[str]) -> int:
     from slime.arguments import parse_args
+    from slime.preflight import check_run_inputs
 
     args = parse_args(argv, prog="slime train")
+    check_run_inputs(args)
     _show_progress()
-    _start_ray(args)
     from slime.loop import train
 
-    train(args)
+    with _ray(args):
+        train(args)
     return 0
 
 
@@ -41,8 +45,13 @@ def _show_progress() -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
 
-def _start_ray(args: argparse.Namespace) -> None:
-    """Join the Ray cluster named by RAY_ADDRESS, or start a local one big enough for the run's placement."""
+@contextlib.contextmanager
+def _ray(args: argparse.Namespace) -> Iterator[None]:
+    """Join the Ray cluster named by RAY_ADDRESS, or start a local one big enough for the run's placement.
+
+    A Ray runtime this command started is shut down when the run ends, before the CLI prints how it ended: shutting
+    down flushes the actors' forwarded output, which would otherwise come after (and bury) an error line.
+    """
     # Set before Ray is imported: under `uv run`, Ray would otherwise rebuild a virtualenv for every worker.
     os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -50,28 +59,35 @@ def _start_ray(args: argparse.Namespace) -> None:
 
     from slime.ray.placement import layout
 
-    if ray.is_initialized():
+    if ray.is_initialized():  # a caller in this process (a notebook, a test) owns it
+        yield
         return
     if os.environ.get("RAY_ADDRESS"):
         ray.init()
-        return
-    bundles = layout(args)[0]
-    # CPU bundles are logical: a small machine still places the trainer and the engines side by side.
-    ray.init(num_cpus=max(os.cpu_count() or 1, bundles + 1), include_dashboard=False)
+    else:
+        bundles = layout(args)[0]
+        # CPU bundles are logical: a small machine still places the trainer and the engines side by side.
+        ray.init(num_cpus=max(os.cpu_count() or 1, bundles + 1), include_dashboard=False)
+    try:
+        yield
+    finally:
+        ray.shutdown()
 
 
 def _eval(argv: list[str]) -> int:
     from slime.arguments import parse_args
     from slime.errors import ConfigError
+    from slime.preflight import check_run_inputs
 
     args = parse_args(argv, prog="slime eval")
     if not (args.eval_prompt_data or args.eval_config):
         raise ConfigError("slime eval needs --eval-prompt-data or --eval-config")
+    check_run_inputs(args, train=False)
     _show_progress()
-    _start_ray(args)
     from slime.loop import eval_only
 
-    eval_only(args)
+    with _ray(args):
+        eval_only(args)
     return 0
 
 
@@ -139,11 +155,25 @@ def main(argv: list[str] | None = None) -> int:
     command, rest = argv[0], argv[1:]
     try:
         return _command(command)(rest)
-    except SlimeError as exc:
-        print(f"slime {command}: error: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        error = user_error(exc)
+        if error is None:
+            raise  # a bug, not a user mistake: its traceback is what helps
+        print(f"slime {command}: error: {error}", file=sys.stderr)
+        return 2
+
+
+def user_error(exc: BaseException) -> SlimeError | None:
+    """The ``SlimeError`` behind ``exc``: ``exc`` itself, or the one a Ray task raised in an actor.
+
+    Ray re-raises an actor's exception in the driver as a ``RayTaskError`` that also subclasses the original class,
+    but whose message is the remote traceback; the original, one-line exception is its ``cause``.
+    """
+    while isinstance(getattr(exc, "cause", None), BaseException) and exc.cause is not exc:  # type: ignore[attr-defined]
+        exc = exc.cause  # type: ignore[attr-defined]
+    return exc if isinstance(exc, SlimeError) else None
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 
 Priority, as in slime: the sample's own ``custom_rm_path`` (set from an eval dataset's config) -> ``--custom-rm-path``
 -> the sample's ``metadata["rm_type"]`` -> ``--rm-type``. Names come from the ``reward_functions`` registry (installed
-plugins); anything with a dot is also accepted as an import path. ``boxed_<name>`` scores the last ``\\boxed{}`` of
+plugins); anything with a dot is also accepted as an import path, except in ``metadata["rm_type"]``, which comes from
+the data rather than from the user's flags. ``boxed_<name>`` scores the last ``\\boxed{}`` of
 the response with reward function ``<name>``.
 
 A reward function that raises (or outlives ``args.reward_timeout`` seconds, when set) fails only its sample: the
@@ -72,14 +73,15 @@ def last_boxed_answer(text: str) -> str | None:
     return None  # unbalanced braces: the answer was cut off
 
 
-def _by_name(name: str, flag: str) -> ResolvedReward:
+def _by_name(name: str, flag: str, importable: bool = True) -> ResolvedReward:
+    """A registered reward function (or ``boxed_<name>``); a dotted import path too when ``importable``."""
     entries = registry("reward_functions").entries
     if name in entries:
         return ResolvedReward(entries[name].obj, name, entries[name].plugin.describe())
     base = name.removeprefix(BOXED_PREFIX)
     if base != name and base in entries:
         return ResolvedReward(entries[base].obj, base, entries[base].plugin.describe(), boxed=True)
-    if "." in name:
+    if "." in name and importable:
         return ResolvedReward(load_object(name, flag), name, f"from {flag}")
     registry("reward_functions").get(name, flag)  # raises the unknown-name error listing what is registered
     raise AssertionError("unreachable")
@@ -92,7 +94,9 @@ def resolve_reward_function(args: Any, sample: Sample | None = None) -> Resolved
     if getattr(args, "custom_rm_path", None):
         return _by_name(args.custom_rm_path, "--custom-rm-path")
     if sample is not None and sample.metadata.get("rm_type"):
-        return _by_name(sample.metadata["rm_type"], "the sample's metadata rm_type")
+        # Metadata comes from the data, which the user may not have written: it picks among installed reward
+        # functions, but never names code to import.
+        return _by_name(str(sample.metadata["rm_type"]), "the sample's metadata rm_type", importable=False)
     if getattr(args, "rm_type", None):
         return _by_name(args.rm_type, "--rm-type")
     raise ConfigError("no reward function: set --rm-type NAME (a registered reward function) or --custom-rm-path")

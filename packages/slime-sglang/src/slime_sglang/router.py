@@ -71,7 +71,9 @@ class SGLangRouter(RouterClient):
         self.log_path = log_path
         self.prometheus_port = prometheus_port or free_port(host)
         command = [sys.executable, "-m", "slime_sglang.router_main", "--host", host, "--port", str(self.port)]
-        command += ["--prometheus-port", str(self.prometheus_port), "--policy", policy, "--log-level", "warn"]
+        # The metrics port too: left unset, sglang-router serves it on every interface (0.0.0.0, measured).
+        command += ["--prometheus-host", host, "--prometheus-port", str(self.prometheus_port)]
+        command += ["--policy", policy, "--log-level", "warn"]
         # A long generation on a slow engine must not be cut by the router.
         command += ["--request-timeout-secs", "14400", "--disable-circuit-breaker", "--disable-health-check"]
         self.process = ManagedProcess(command, log_path)

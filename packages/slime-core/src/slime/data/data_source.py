@@ -37,6 +37,37 @@ def pop_first(args: argparse.Namespace, rollout_id: int | None, buffer: list[lis
     return taken
 
 
+def load_train_prompts(args: argparse.Namespace) -> list[Sample]:
+    """The prompts of ``--prompt-data`` as the flags describe them (keys, chat template, prompt-length filter).
+
+    The default data source loads through this, and ``slime train`` calls it before a run starts, so a bad file
+    ends in one line before Ray, engines or the output directory are touched.
+    """
+    if args.prompt_data is None:
+        raise ConfigError("the default data source needs --prompt-data")
+    kwargs = args.apply_chat_template_kwargs
+    if isinstance(kwargs, str):  # accept the raw JSON text too, as slime's flag takes it
+        try:
+            kwargs = json.loads(kwargs)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"--apply-chat-template-kwargs: invalid JSON ({exc.msg})") from None
+    tokenizer = None
+    if args.apply_chat_template or args.rollout_max_prompt_len is not None:
+        needed_by = "--apply-chat-template" if args.apply_chat_template else "--rollout-max-prompt-len"
+        tokenizer = load_tokenizer(args.hf_checkpoint, needed_by)
+    return load_prompt_samples(
+        args.prompt_data,
+        input_key=args.input_key,
+        label_key=args.label_key,
+        metadata_key=args.metadata_key,
+        tool_key=args.tool_key,
+        tokenizer=tokenizer,
+        apply_chat_template=args.apply_chat_template,
+        apply_chat_template_kwargs=kwargs,
+        max_prompt_len=args.rollout_max_prompt_len,
+    )
+
+
 class RolloutDataSource:
     """Prompts from ``--prompt-data`` as groups of ``--n-samples-per-prompt`` samples, with a buffer in front.
 
@@ -46,33 +77,11 @@ class RolloutDataSource:
     """
 
     def __init__(self, args: argparse.Namespace) -> None:
-        if args.prompt_data is None:
-            raise ConfigError("the default data source needs --prompt-data")
         self.args = args
         self.n_samples_per_prompt: int = args.n_samples_per_prompt
         self.shuffle: bool = args.rollout_shuffle
         self.seed: int = args.rollout_seed
-        kwargs = args.apply_chat_template_kwargs
-        if isinstance(kwargs, str):  # accept the raw JSON text too, as slime's flag takes it
-            try:
-                kwargs = json.loads(kwargs)
-            except json.JSONDecodeError as exc:
-                raise ConfigError(f"--apply-chat-template-kwargs: invalid JSON ({exc.msg})") from None
-        tokenizer = None
-        if args.apply_chat_template or args.rollout_max_prompt_len is not None:
-            needed_by = "--apply-chat-template" if args.apply_chat_template else "--rollout-max-prompt-len"
-            tokenizer = load_tokenizer(args.hf_checkpoint, needed_by)
-        self.prompts: list[Sample] = load_prompt_samples(
-            args.prompt_data,
-            input_key=args.input_key,
-            label_key=args.label_key,
-            metadata_key=args.metadata_key,
-            tool_key=args.tool_key,
-            tokenizer=tokenizer,
-            apply_chat_template=args.apply_chat_template,
-            apply_chat_template_kwargs=kwargs,
-            max_prompt_len=args.rollout_max_prompt_len,
-        )
+        self.prompts: list[Sample] = load_train_prompts(args)
         filter_path = getattr(args, "buffer_filter_path", None)
         self.buffer_filter = load_object(filter_path, "--buffer-filter-path") if filter_path else pop_first
         self.buffer: list[list[Sample]] = []

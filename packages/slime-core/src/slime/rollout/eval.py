@@ -166,9 +166,14 @@ def _prompts(config: EvalDatasetConfig, hf_checkpoint: str | None, template_kwar
     return tuple(samples)
 
 
-def _groups(args: argparse.Namespace, config: EvalDatasetConfig) -> list[list[Sample]]:
+def eval_prompts(args: argparse.Namespace, config: EvalDatasetConfig) -> tuple[Sample, ...]:
+    """One eval dataset's prompts, read once per process."""
     # The template kwargs travel as JSON text so the cache key is hashable.
-    prompts = _prompts(config, args.hf_checkpoint, json.dumps(args.apply_chat_template_kwargs or {}, sort_keys=True))
+    return _prompts(config, args.hf_checkpoint, json.dumps(args.apply_chat_template_kwargs or {}, sort_keys=True))
+
+
+def _groups(args: argparse.Namespace, config: EvalDatasetConfig) -> list[list[Sample]]:
+    prompts = eval_prompts(args, config)
     groups = []
     for group_index, prompt in enumerate(prompts):
         group = []
@@ -176,7 +181,10 @@ def _groups(args: argparse.Namespace, config: EvalDatasetConfig) -> list[list[Sa
             sample = copy.deepcopy(prompt)
             sample.group_index = group_index
             sample.index = group_index * config.n_samples_per_eval_prompt + copy_index
-            sample.custom_rm_path = config.custom_rm_path
+            # Only a path the eval config chose goes on the sample; --custom-rm-path applies anyway, and errors
+            # then name that flag rather than the sample.
+            if config.custom_rm_path != args.custom_rm_path:
+                sample.custom_rm_path = config.custom_rm_path
             if config.rm_type is not None:
                 sample.metadata["rm_type"] = config.rm_type
             group.append(sample)

@@ -1,0 +1,78 @@
+"""Checks of a run's inputs before anything starts: the model directory, the prompt and eval data, and every plugin
+the flags name.
+
+``slime train`` and ``slime eval`` call ``check_run_inputs`` after parsing flags and before Ray starts, so a bad file
+or name ends in one line (``SlimeError``) before engines load or anything is written to ``--output-dir``. The same
+functions load the data again inside the run; reading it twice costs seconds, a mistake found after engines start
+costs minutes (and leaves a half-written output directory behind).
+"""
+
+import argparse
+import json
+from pathlib import Path
+
+from slime.data.data_source import RolloutDataSource, load_train_prompts
+from slime.errors import ConfigError, DataError
+from slime.plugins import load_object, resolve
+from slime.rewards import resolve_reward_function
+from slime.rollout.eval import eval_dataset_configs, eval_prompts
+from slime.types import Sample
+
+
+def check_run_inputs(args: argparse.Namespace, train: bool = True) -> None:
+    """Raise a one-line ``SlimeError`` for the first bad input of a ``slime train`` (or, ``train=False``, eval) run."""
+    check_model_dir(args.hf_checkpoint)
+    if train:
+        if args.rollout_batch_size is None:
+            raise ConfigError("slime train needs --rollout-batch-size (prompts per rollout)")
+        resolve("train_backends", args.train_backend)
+    resolve("rollout_backends", args.rollout_backend)
+    resolve("rollout_functions", args.rollout_function_path)
+    resolve("rollout_functions", args.eval_function_path, "--eval-function-path")
+    if args.rm_type or args.custom_rm_path:
+        resolve_reward_function(args)
+    if train:
+        _check_train_data(args)
+    for config in eval_dataset_configs(args):
+        eval_prompts(args, config)
+        if config.custom_rm_path or config.rm_type:
+            metadata = {"rm_type": config.rm_type} if config.rm_type else {}
+            resolve_reward_function(args, Sample(custom_rm_path=config.custom_rm_path, metadata=metadata))
+
+
+def check_model_dir(path: str | None) -> None:
+    """``--hf-checkpoint``, when it is a local path, must be an HF model directory (one with a readable config.json).
+
+    A name that is not a path on this machine may be a hub id; whoever loads it reports what is wrong with it.
+    """
+    if path is None:
+        return
+    directory = Path(path).expanduser()
+    if not directory.exists():
+        if path.startswith(("/", ".", "~")):
+            raise ConfigError(f"--hf-checkpoint {path}: no such directory")
+        return
+    if not directory.is_dir():
+        raise ConfigError(f"--hf-checkpoint {path}: not a directory (expected a Hugging Face model directory)")
+    config = directory / "config.json"
+    if not config.is_file():
+        raise ConfigError(f"--hf-checkpoint {path}: no config.json (expected a Hugging Face model directory)")
+    try:
+        json.loads(config.read_bytes())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{config}: not valid JSON ({exc}) (from --hf-checkpoint)") from None
+
+
+def _check_train_data(args: argparse.Namespace) -> None:
+    source = resolve("data_sources", args.data_source_path)
+    if source is not RolloutDataSource:
+        return  # a custom data source reads its own inputs, in its own way
+    if args.buffer_filter_path:
+        load_object(args.buffer_filter_path, "--buffer-filter-path")
+    prompts = load_train_prompts(args)
+    # Without --num-rollout the run makes len(prompts) // --rollout-batch-size rollouts per epoch: none at all here.
+    if args.num_rollout is None and len(prompts) < args.rollout_batch_size:
+        raise DataError(
+            f"{args.prompt_data}: {len(prompts)} prompts, fewer than --rollout-batch-size {args.rollout_batch_size}, "
+            "so not one rollout would run; set --num-rollout to go over the data more than once"
+        )
