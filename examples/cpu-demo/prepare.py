@@ -18,6 +18,9 @@ from slime.testing.tokenizer import ENDOFTEXT, IM_END, IM_START
 
 EVAL_FRACTION = 0.2  # of the 100 problems a + b (a, b in 0..9)
 SFT_EPOCHS = 20
+# The SFT demonstrations mostly answer plainly ("7"); only this share writes "\boxed{7}", the form the reward
+# credits. SFT teaches the sums; GRPO has to discover from the reward that boxed answers pay.
+SFT_BOXED_FRACTION = 0.25
 
 
 def question(a: int, b: int) -> str:
@@ -28,11 +31,11 @@ def answer(a: int, b: int) -> str:
     return f"\\boxed{{{a + b}}}"  # the boxed form the `math` reward reads
 
 
-def row(a: int, b: int) -> dict:
+def row(a: int, b: int, response: str | None = None) -> dict:
     return {
         "prompt": [{"role": "user", "content": question(a, b)}],
         "label": str(a + b),
-        "metadata": {"response": answer(a, b)},
+        "metadata": {"response": response or answer(a, b)},
     }
 
 
@@ -92,7 +95,7 @@ def main() -> None:
     sft_rows = []
     for _ in range(SFT_EPOCHS):
         rng.shuffle(train)
-        sft_rows.extend(row(a, b) for a, b in train)
+        sft_rows.extend(row(a, b, None if rng.random() < SFT_BOXED_FRACTION else str(a + b)) for a, b in train)
     write_jsonl(args.out / "data" / "sft.jsonl", sft_rows)
 
     from safetensors.torch import load_file

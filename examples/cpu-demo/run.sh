@@ -51,6 +51,7 @@ stage grpo uv run slime train --config "$HERE/grpo.yaml" \
   --hf-checkpoint "$OUT/sft/hf" \
   --prompt-data "$OUT/data/train.jsonl" \
   --eval-prompt-data arith "$OUT/data/eval.jsonl" \
+  --save-debug-rollout-data "$OUT/grpo/rollouts/rollout_{rollout_id}.json" \
   --output-dir "$OUT/grpo" "${GRPO_SIZE[@]}"
 
 stage report-sft uv run slime report "$OUT/sft"

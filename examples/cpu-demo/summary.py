@@ -26,8 +26,8 @@ def main() -> None:
         rewards = eval_rewards(out / stage)
         trail = "  ".join(f"{step}:{reward:.2f}" for step, reward in rewards)
         print(f"{stage:5s} eval reward by rollout: {trail}")
-    first, last = eval_rewards(out / "sft")[0][1], eval_rewards(out / "grpo")[-1][1]
-    print(f"held-out eval reward: {first:.2f} at the start -> {last:.2f} at the end")
+    grpo = eval_rewards(out / "grpo")
+    print(f"held-out eval reward over GRPO: {grpo[0][1]:.2f} at its start -> {grpo[-1][1]:.2f} at the end")
     print("wall time: " + ", ".join((out / "timings.txt").read_text(encoding="utf-8").split("\n")).strip(", "))
     print(f"reports: {out}/sft/report/index.html, {out}/grpo/report/index.html")
 

@@ -1,10 +1,12 @@
 """The CPU demo (examples/cpu-demo/run.sh) end to end at smoke size: every stage runs with the real backends (Ray,
 Megatron CPU, SGLang CPU) and leaves its metrics, W&B offline run, HF export and report. It does not check learning:
-that takes the full-size run (see examples/cpu-demo/README.md for what it measured)."""
+that takes the full-size run (see examples/cpu-demo/README.md for what it measured). Then the GRPO stage runs again
+with the same seed and must sample the same first rollout (seeded SGLang sampling from grpo.yaml)."""
 
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -51,4 +53,25 @@ def test_cpu_demo_smoke(tmp_path):
     for run in ("sft", "grpo"):
         assert list((out / run / "wandb").glob("**/*.wandb")), f"{run}: no offline W&B run"
         assert "<html" in (out / run / "report" / "index.html").read_text().lower()
-    assert "held-out eval reward" in result.stdout
+    assert "held-out eval reward over GRPO" in result.stdout
+
+    # The same GRPO command again (one rollout): the same responses and rewards as the first run's rollout 0.
+    rerun = out / "grpo-rerun"
+    again = subprocess.run(
+        [
+            sys.executable, "-m", "slime.cli", "train", "--config", str(ROOT / "examples" / "cpu-demo" / "grpo.yaml"),
+            "--hf-checkpoint", str(out / "sft" / "hf"), "--prompt-data", str(out / "data" / "train.jsonl"),
+            "--eval-prompt-data", "arith", str(out / "data" / "eval.jsonl"), "--skip-eval-before-train",
+            "--rollout-batch-size", "4", "--n-samples-per-prompt", "4", "--global-batch-size", "16",
+            "--num-rollout", "1", "--save-debug-rollout-data", str(rerun / "rollout_{rollout_id}.json"),
+            "--output-dir", str(rerun),
+        ],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert again.returncode == 0, again.stderr[-3000:]
+    first = json.loads((out / "grpo" / "rollouts" / "rollout_0.json").read_text())["samples"]
+    second = json.loads((rerun / "rollout_0.json").read_text())["samples"]
+    assert len(first) == 16
+    assert [s["tokens"] for s in second] == [s["tokens"] for s in first]
+    assert [s["reward"] for s in second] == [s["reward"] for s in first]
+    assert len({tuple(s["tokens"]) for s in first}) > 1  # sampled at temperature 1, not one repeated answer

@@ -61,12 +61,8 @@ def pytest_terminal_summary(terminalreporter) -> None:
 
 
 @pytest.fixture(scope="session")
-def tiny_run_files(tmp_path_factory) -> tuple[Path, Path]:
+def tiny_run_files(tmp_path_factory, tiny_model: Path) -> tuple[Path, Path]:
     """The fault tests' tiny HF model and 10 prompts (``{"prompt": "3+1=", "label": "4"}``, labels all different)."""
-    from slime.testing.tiny_model import build_tiny_model
-
-    root = tmp_path_factory.mktemp("tiny-run")
-    model = build_tiny_model(root / "model")
-    data = root / "train.jsonl"
+    data = tmp_path_factory.mktemp("tiny-run") / "train.jsonl"
     data.write_text("".join(json.dumps({"prompt": f"{i}+1=", "label": str(i + 1)}) + "\n" for i in range(10)))
-    return model, data
+    return tiny_model, data

@@ -52,9 +52,6 @@ def _ray(args: argparse.Namespace) -> Iterator[None]:
     A Ray runtime this command started is shut down when the run ends, before the CLI prints how it ended: shutting
     down flushes the actors' forwarded output, which would otherwise come after (and bury) an error line.
     """
-    # Set before Ray is imported: under `uv run`, Ray would otherwise rebuild a virtualenv for every worker.
-    os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     import ray
 
     from slime.ray.placement import layout
@@ -153,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"slime-core {__version__}")
         return 0
     command, rest = argv[0], argv[1:]
+    _set_environment()
     try:
         return _command(command)(rest)
     except KeyboardInterrupt:
@@ -163,6 +161,17 @@ def main(argv: list[str] | None = None) -> int:
             raise  # a bug, not a user mistake: its traceback is what helps
         print(f"slime {command}: error: {error}", file=sys.stderr)
         return 2
+
+
+def _set_environment() -> None:
+    """Settings read when Ray and tqdm are imported (plugins import them while the flags are parsed)."""
+    # Under `uv run`, Ray would otherwise upload the working directory and rebuild a virtualenv for every worker.
+    os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if not sys.stderr.isatty():
+        # Progress bars (rollout and eval, drawn here for the actors) are for a terminal: in a log each redraw is
+        # one more line, and a bar closed at exit would print below an error line.
+        os.environ.setdefault("TQDM_DISABLE", "1")
 
 
 def user_error(exc: BaseException) -> SlimeError | None:
