@@ -101,9 +101,9 @@ def ended_with_clear_error(segment, fault_at: float, timeout: float) -> tuple[bo
     return code != 0 and time.monotonic() - fault_at < timeout, last
 
 
-@pytest.mark.skip(
-    reason="written but never run to the end: four starts of Ray+Megatron+SGLang did not fit the session "
-    "(machine load 30-45 on 2 cores); remove this mark and run it alone to validate it"
+@pytest.mark.skipif(
+    not os.environ.get("SLIME_LONG_TESTS"),
+    reason="four starts of Ray+Megatron+SGLang (several minutes) do not fit the CI budget; SLIME_LONG_TESTS=1 runs it",
 )
 def test_real_stack_engine_actor_and_driver_kills(tiny, tmp_path, scoreboard):
     """Ray + Megatron-core (CPU) + SGLang (CPU), `slime train` processes that start their own Ray (so the driver's
