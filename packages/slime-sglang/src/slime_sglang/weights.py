@@ -100,22 +100,6 @@ def _dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
 
 
-def flattened_bytes(tensors: list[torch.Tensor], device: torch.device) -> torch.Tensor | None:
-    """The tensors' bytes back to back in one uint8 tensor: SGLang's ``flattened_bucket`` receive layout.
-
-    SGLang requires each tensor to start at a multiple of its element size; ``None`` when one would not (e.g. an
-    fp32 tensor after an odd number of bf16 elements), and the caller sends tensor by tensor instead.
-    """
-    import torch
-
-    offset = 0
-    for tensor in tensors:
-        if offset % tensor.element_size():
-            return None
-        offset += tensor.numel() * tensor.element_size()
-    return torch.cat([t.detach().to(device).contiguous().view(-1).view(torch.uint8) for t in tensors])
-
-
 def _sender_group(backend: str, address: str, port: int, world_size: int, group_name: str, timeout: float):
     """Rank 0 of a process group that is not the default one (a trainer already has its own default group).
 
@@ -149,7 +133,6 @@ class DistributedWeightSender:
         backend: str = "gloo",
         group_name: str = "slime_weight_update",
         timeout: float = CONTROL_TIMEOUT,
-        flatten: bool = True,
     ) -> None:
         from slime_sglang.processes import free_port
 
@@ -160,7 +143,6 @@ class DistributedWeightSender:
         self.backend = backend
         self.group_name = group_name
         self.timeout = timeout
-        self.flatten = flatten  # one broadcast per bucket (SGLang's flattened_bucket), else one per tensor
         self.group = None
         import torch
 
@@ -216,19 +198,11 @@ class DistributedWeightSender:
             "flush_cache": False,
             "weight_version": version,
         }
-        flat = flattened_bytes([t for _, t in bucket], self.device) if self.flatten else None
-        if flat is not None:
-            # One broadcast per bucket instead of one per tensor: each broadcast is a round trip through gloo and the
-            # engine's scheduler (0.3-1.9 s for 50 tensors of a 1M model under load, bench/weight_sync.py).
-            payload["load_format"] = "flattened_bucket"
         with ThreadPoolExecutor(len(self.engine_urls)) as pool:
             # Engines block in their receive until the broadcasts below arrive, so the requests run alongside.
             requests = [pool.submit(post, url, "/update_weights_from_distributed", payload) for url in self.engine_urls]
-            if flat is not None:
-                self.group.broadcast(flat, 0).wait()
-            else:
-                for _, tensor in bucket:
-                    self.group.broadcast(tensor.detach().to(self.device).contiguous(), 0).wait()
+            for _, tensor in bucket:
+                self.group.broadcast(tensor.detach().to(self.device).contiguous(), 0).wait()
             for request in requests:
                 request.result()
 
