@@ -23,7 +23,7 @@ BENCHES = {
     "train_vs_torch": (["--sizes", "1M", "10M", "--steps", "3"], ["--sizes", "1M", "--steps", "2"]),
     "weight_sync": (["--sizes", "1M", "30M", "--repeats", "4"], ["--sizes", "1M", "--repeats", "2"]),
     "rollout_vs_hf": (
-        ["--sizes", "1M", "30M", "--batches", "8", "64", "256", "--repeats", "2"],
+        ["--sizes", "1M", "10M", "--batches", "8", "64", "--repeats", "2"],
         ["--sizes", "1M", "--batches", "8", "--repeats", "1"],
     ),
     "e2e_vs_trl": (["--repeats", "2", "--rollouts", "4"], ["--repeats", "1", "--rollouts", "2"]),
@@ -39,6 +39,7 @@ def run_bench(name: str, arguments: list[str]) -> list[dict]:
     for line in proc.stdout:
         if line.startswith("ROW "):
             rows.append(json.loads(line[4:]))
+            print(f"  {line}", end="", flush=True)
         elif not line.startswith(("Writing model shards", "Loading weights")):
             print(f"  {line}", end="", flush=True)
     code = proc.wait()
