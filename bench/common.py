@@ -8,7 +8,7 @@ import os
 import platform
 import statistics
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 # Set before anything imports ray, wandb or huggingface_hub (they read these at import time); as tests/conftest.py.
 BENCH_ENV = {
@@ -50,6 +50,14 @@ def spread(values: Sequence[float], digits: int = 3) -> str:
 
 def median(values: Sequence[float]) -> float:
     return statistics.median(values)
+
+
+def verdict(goal: str, ratios: Sequence[float], meets: Callable[[float], bool]) -> str:
+    """``goal: met`` only when every repeat meets it, ``not met`` when none does, else ``mixed`` (the spread
+    crosses the goal: no claim either way)."""
+    hits = sum(1 for r in ratios if meets(r))
+    state = "met" if hits == len(ratios) else "not met" if hits == 0 else f"mixed ({hits} of {len(ratios)} repeats)"
+    return f"{goal}: {state}"
 
 
 def emit_row(what: str, result: str, ratio: str, goal: str, command: str) -> None:

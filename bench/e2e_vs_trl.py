@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import emit_row, load_average, median, set_bench_env, spread, this_command
+from common import emit_row, load_average, median, set_bench_env, spread, this_command, verdict
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMPTS, SAMPLES, RESPONSE_LEN, GLOBAL_BATCH, MICRO_BATCH = 16, 8, 8, 64, 32
@@ -203,7 +203,7 @@ def main() -> None:
         f"TRL {spread([r['last_reward'] for r in results['trl']])}; process wall slime "
         f"{spread([r['process'] for r in results['slime']])} s, TRL {spread([r['process'] for r in results['trl']])} s",
         f"slime/TRL samples/s {spread(ratios)}",
-        f">= 1.5x: {'met' if median(ratios) >= 1.5 else 'not met'}",
+        verdict(">= 1.5x", ratios, lambda r: r >= 1.5),
         this_command(),
     )
 

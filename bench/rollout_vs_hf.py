@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import emit_row, load_average, median, set_bench_env, spread, this_command
+from common import emit_row, load_average, set_bench_env, spread, this_command, verdict
 
 SIZES = {"1M": (128, 4), "10M": (256, 10), "30M": (512, 8)}  # (hidden size, layers), as bench/weight_sync.py
 NEW_TOKENS = 32
@@ -128,7 +128,7 @@ def bench_size(workdir: Path, size: str, batches: list[int], repeats: int) -> No
                 f"{spread(rates['sglang_one_call'])}); HF {spread(rates['hf'])} tok/s; one 1-token request "
                 f"{spread(latency)} s",
                 f"SGLang/HF tokens/s {spread(ratios)}",
-                f">= 1x (close the gap): {'met' if median(ratios) >= 1 else 'not met'}",
+                verdict(">= 1x (close the gap)", ratios, lambda r: r >= 1),
                 this_command(),
             )
     finally:

@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import emit_row, load_average, median, set_bench_env, spread, this_command
+from common import emit_row, load_average, set_bench_env, spread, this_command, verdict
 
 SIZES = {"1M": (128, 4), "10M": (256, 10), "30M": (512, 8)}  # (hidden size, layers), as the other benches
 SAMPLES, SEQ_LEN, RESPONSE_LEN, MICRO_BATCH = 64, 64, 48, 16
@@ -107,7 +107,7 @@ def bench_size(workdir: Path, size: str, steps: int) -> None:
         f"megatron {spread(rates['megatron'])} tok/s ({spread(steady['megatron'])} s/step); torch "
         f"{spread(rates['torch'])} tok/s ({spread(steady['torch'])} s/step)",
         f"megatron/torch time per step {spread(ratios)}",
-        f"<= 1.2x: {'met' if median(ratios) <= 1.2 else 'not met'}",
+        verdict("<= 1.2x", ratios, lambda r: r <= 1.2),
         this_command(),
     )
 

@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import emit_row, load_average, median, set_bench_env, spread, this_command
+from common import emit_row, load_average, median, set_bench_env, spread, this_command, verdict
 
 # name -> (hidden size, layers) of build_tiny_model's Qwen2 layout; the parameter count printed is the real one.
 SIZES = {"1M": (128, 4), "10M": (256, 10), "30M": (512, 8)}
@@ -119,7 +119,7 @@ def bench_size(workdir: Path, size: str, repeats: int) -> None:
             f"weight sync, {path} path, {size} model ({nbytes / 1e6:.1f} MB fp32), one SGLang CPU engine",
             f"{spread(results[path])} s per update; memcpy floor {spread(floor)} s",
             f"{spread(ratios)}x the memcpy floor",
-            f"<= 3x: {'met' if median(ratios) <= 3 else 'not met'}",
+            verdict("<= 3x", ratios, lambda r: r <= 3),
             this_command(),
         )
 
