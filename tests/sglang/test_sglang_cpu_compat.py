@@ -56,5 +56,6 @@ def test_cpu_defaults_give_way_to_the_users_flags(tmp_path: Path) -> None:
     assert command[command.index("--attention-backend") + 1] == "torch_native"
     assert command.count("--dtype") == 1 and command[command.index("--dtype") + 1] == "bfloat16"
     assert "--skip-server-warmup" in command and command[command.index("--port") + 1] == "9"
+    assert "--sleep-on-idle" in command  # an idle CPU scheduler would otherwise spin on a core the trainer needs
     tp2 = server_env(ServerConfig(model_path="m", port=1, log_path=tmp_path / "l", cpu=True, tp_size=2), base={})
     assert tp2["SGLANG_CPU_OMP_THREADS_BIND"].count("|") == 1

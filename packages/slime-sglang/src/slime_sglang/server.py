@@ -19,11 +19,14 @@ logger = logging.getLogger(__name__)
 
 # SGLang options that CPU mode sets unless the user gave them (--sglang-<option>): the default CPU attention
 # backend needs AMX, fp16 is 2.5x slower than fp32 on AVX2 machines, and a small KV pool starts faster (measured).
+# Without --sleep-on-idle an idle scheduler polls in a busy loop and takes a core from the trainer, which on CPU
+# shares the machine with it (bench/e2e_vs_trl.py).
 CPU_DEFAULTS = {
     "device": ["--device", "cpu"],
     "attention_backend": ["--attention-backend", "torch_native"],
     "dtype": ["--dtype", "float32"],
     "max_total_tokens": ["--max-total-tokens", "8192"],
+    "sleep_on_idle": ["--sleep-on-idle"],
 }
 
 

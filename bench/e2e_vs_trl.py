@@ -1,0 +1,212 @@
+"""End to end on CPU: slime (Ray + Megatron-core + SGLang) against TRL's ``GRPOTrainer``, same model, task and batch.
+
+The task is the CPU demo's (examples/cpu-demo/prepare.py: "What is a + b?" with a chat template, the ``math`` reward
+on the last ``\\boxed{}``), on its tiny Qwen2 model (hidden 128, 4 layers) from random weights. Both sides run
+GRPO with the same numbers: 16 prompts x 8 samples per rollout (128 samples), responses of at most 8 tokens,
+temperature 1, 2 optimizer steps per rollout (64 samples each, micro-batches of 32), clip 0.2, lr 1e-4, no KL term,
+fp32. TRL generates with HF ``generate`` (no vLLM on CPU); slime with SGLang on CPU and weights over gloo.
+
+Each repeat runs slime then TRL (the order alternates between repeats) in fresh processes; per side it reports
+the steady-state seconds per rollout (the median of rollouts 1.., rollout 0 excluded: warm-up), samples/s at that
+pace, the start-up time (process start to the first rollout) and the mean reward of the last rollout.
+
+    python bench/e2e_vs_trl.py [--repeats 2] [--rollouts 4]
+
+From random weights the reward stays near 0 on both sides: this measures speed, not learning.
+"""
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from common import emit_row, load_average, median, set_bench_env, spread, this_command, verdict
+
+ROOT = Path(__file__).resolve().parents[1]
+PROMPTS, SAMPLES, RESPONSE_LEN, GLOBAL_BATCH, MICRO_BATCH = 16, 8, 8, 64, 32
+LR, EPS_CLIP = 1e-4, 0.2
+
+
+def prepare(workdir: Path) -> None:
+    subprocess.run([sys.executable, str(ROOT / "examples/cpu-demo/prepare.py"), "--out", str(workdir)], check=True)
+
+
+def run_slime(workdir: Path, rollouts: int) -> dict:
+    set_bench_env()
+    start = time.perf_counter()
+    import ray
+
+    from slime.arguments import parse_args
+    from slime.loop import train
+
+    out = Path(tempfile.mkdtemp(dir=workdir, prefix="slime-"))
+    args = parse_args(
+        [
+            "--train-backend", "megatron", "--rollout-backend", "sglang", "--sglang-device", "cpu",
+            "--actor-num-gpus-per-node", "1", "--rollout-num-gpus", "1",
+            "--hf-checkpoint", str(workdir / "model"), "--prompt-data", str(workdir / "data/train.jsonl"),
+            "--input-key", "prompt", "--label-key", "label", "--apply-chat-template", "--rm-type", "math",
+            "--advantage-estimator", "grpo", "--rollout-batch-size", str(PROMPTS),
+            "--n-samples-per-prompt", str(SAMPLES), "--rollout-max-response-len", str(RESPONSE_LEN),
+            "--rollout-temperature", "1.0", "--global-batch-size", str(GLOBAL_BATCH),
+            "--micro-batch-size", str(MICRO_BATCH), "--lr", str(LR), "--weight-decay", "0.0",
+            "--eps-clip", str(EPS_CLIP), "--num-rollout", str(rollouts), "--output-dir", str(out),
+        ]
+    )  # fmt: skip
+    ray.init(num_cpus=8, include_dashboard=False, log_to_driver=False)
+    train(args)
+    total = time.perf_counter() - start
+    ray.shutdown()
+    lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    perf = [line for line in lines if "perf/train_time" in line]
+    # One rollout as the loop runs it: wait for the generation, train, push the weights back.
+    steps = [p["perf/train_wait_time"] + p["perf/train_time"] + p.get("perf/update_weights_time", 0.0) for p in perf]
+    rewards = [line["rollout/raw_reward"] for line in lines if "rollout/raw_reward" in line]
+    phases = {k: median([p[k] for p in perf[1:]]) for k in perf[0] if k.startswith("perf/") and k.endswith("_time")}
+    return {"steps": steps, "total": total, "last_reward": rewards[-1], "phases": phases}
+
+
+def run_trl(workdir: Path, rollouts: int) -> dict:
+    set_bench_env()
+    start = time.perf_counter()
+    import asyncio
+
+    from datasets import load_dataset
+    from slime_rewards_math.rewards import math_reward
+    from transformers import TrainerCallback
+    from trl import GRPOConfig, GRPOTrainer
+
+    from slime.types import Sample
+
+    def reward(prompts, completions, label, **kwargs) -> list[float]:
+        texts = [c[-1]["content"] if isinstance(c, list) else c for c in completions]
+
+        async def score() -> list[float]:
+            return [await math_reward(None, Sample(response=t, label=g)) for t, g in zip(texts, label, strict=True)]
+
+        return asyncio.run(score())
+
+    class StepTimes(TrainerCallback):
+        def __init__(self) -> None:
+            self.ends: list[float] = []
+            self.rewards: list[float] = []
+
+        def on_step_end(self, args, state, control, **kwargs) -> None:
+            self.ends.append(time.perf_counter())
+
+        def on_log(self, args, state, control, logs=None, **kwargs) -> None:
+            if logs and "reward" in logs:
+                self.rewards.append(logs["reward"])
+
+    steps_per_rollout = PROMPTS * SAMPLES // GLOBAL_BATCH
+    config = GRPOConfig(
+        output_dir=str(Path(tempfile.mkdtemp(dir=workdir, prefix="trl-"))),
+        use_cpu=True,
+        bf16=False,
+        per_device_train_batch_size=MICRO_BATCH,
+        gradient_accumulation_steps=GLOBAL_BATCH // MICRO_BATCH,
+        steps_per_generation=PROMPTS * SAMPLES // MICRO_BATCH,  # one generation of 128 samples per 2 steps
+        num_generations=SAMPLES,
+        max_completion_length=RESPONSE_LEN,
+        temperature=1.0,
+        learning_rate=LR,
+        weight_decay=0.0,
+        lr_scheduler_type="constant",
+        warmup_steps=0,
+        epsilon=EPS_CLIP,
+        beta=0.0,
+        num_iterations=1,
+        max_steps=rollouts * steps_per_rollout,
+        logging_steps=1,
+        save_strategy="no",
+        report_to=[],
+        seed=1234,
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+    )
+    times = StepTimes()
+    dataset = load_dataset("json", data_files=str(workdir / "data/train.jsonl"), split="train")
+    trainer = GRPOTrainer(
+        model=str(workdir / "model"), reward_funcs=reward, args=config, train_dataset=dataset, callbacks=[times]
+    )
+    train_start = time.perf_counter()
+    trainer.train()
+    total = time.perf_counter() - start
+    ends = [train_start] + times.ends[steps_per_rollout - 1 :: steps_per_rollout]
+    steps = [b - a for a, b in zip(ends, ends[1:], strict=False)]
+    return {"steps": steps, "total": total, "last_reward": times.rewards[-1], "startup": train_start - start}
+
+
+def run_side(side: str, workdir: Path, rollouts: int) -> dict:
+    """One side in a fresh process (each side imports heavy, conflicting state); its result is its last line."""
+    start = time.perf_counter()
+    command = [sys.executable, __file__, "--side", side, "--workdir", str(workdir), "--rollouts", str(rollouts)]
+    proc = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{side} failed (exit {proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    result["process"] = time.perf_counter() - start
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--rollouts", type=int, default=4, help="rollouts per run (the first is warm-up)")
+    parser.add_argument("--side", choices=["slime", "trl"], help="internal: run one side and print its result")
+    parser.add_argument("--workdir", type=Path)
+    options = parser.parse_args()
+    if options.side:
+        result = (run_slime if options.side == "slime" else run_trl)(options.workdir, options.rollouts)
+        print(json.dumps(result), flush=True)
+        return
+
+    workdir = Path(tempfile.mkdtemp(prefix="slime-bench-trl-"))
+    prepare(workdir)
+    results: dict[str, list[dict]] = {"slime": [], "trl": []}
+    loads = []
+    for repeat in range(options.repeats):
+        order = ["slime", "trl"] if repeat % 2 == 0 else ["trl", "slime"]
+        for side in order:
+            loads.append(load_average())
+            result = run_side(side, workdir, options.rollouts)
+            steady = result["steps"][1:]
+            print(
+                f"repeat {repeat} {side:5}: s/rollout {[round(s, 2) for s in result['steps']]}, "
+                f"process {result['process']:.1f} s, last reward {result['last_reward']:.3f}"
+                + (f", phases {json.dumps({k: round(v, 2) for k, v in result['phases'].items()})}"
+                   if "phases" in result else ""),
+                flush=True,
+            )  # fmt: skip
+            result["steady"] = median(steady)
+            results[side].append(result)
+
+    samples = PROMPTS * SAMPLES
+    rate = {side: [samples / r["steady"] for r in results[side]] for side in results}
+    ratios = [s / t for s, t in zip(rate["slime"], rate["trl"], strict=True)]
+    for side in ("slime", "trl"):
+        print(
+            f"{side:5}: {spread(rate[side])} samples/s, {spread([r['steady'] for r in results[side]])} s/rollout, "
+            f"process {spread([r['process'] for r in results[side]])} s, "
+            f"last reward {spread([r['last_reward'] for r in results[side]])}"
+        )
+    print(f"slime/TRL samples/s: {spread(ratios)}; load average during the runs {min(loads)}-{max(loads)}")
+    emit_row(
+        f"end to end GRPO, {PROMPTS}x{SAMPLES} samples, {RESPONSE_LEN} tokens, 2 steps/rollout: slime vs TRL "
+        "GRPOTrainer (CPU)",
+        f"slime {spread(rate['slime'])} samples/s ({spread([r['steady'] for r in results['slime']])} s/rollout); "
+        f"TRL {spread(rate['trl'])} samples/s ({spread([r['steady'] for r in results['trl']])} s/rollout); "
+        f"reward after {options.rollouts} rollouts slime {spread([r['last_reward'] for r in results['slime']])}, "
+        f"TRL {spread([r['last_reward'] for r in results['trl']])}; process wall slime "
+        f"{spread([r['process'] for r in results['slime']])} s, TRL {spread([r['process'] for r in results['trl']])} s",
+        f"slime/TRL samples/s {spread(ratios)}",
+        verdict(">= 1.5x", ratios, lambda r: r >= 1.5),
+        this_command(),
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,133 @@
+"""Training on CPU: the megatron backend's RL step against a plain PyTorch step of the same HF model (goal <= 1.2x).
+
+Both sides train the same randomly initialised Qwen2-shaped model (build_tiny_model, fp32) on the same batch:
+64 samples of 64 tokens (48 of them response, all in the loss), random token ids and advantages, one optimizer step
+per call in micro-batches of 16, Adam(W) lr 1e-6, no weight decay, no KL, no reference model.
+
+* ``megatron``: ``MegatronTrainBackend.train`` (Megatron-core GPT model, DDP wrapper, megatron optimizer, slime's
+  GRPO policy loss), in this process on gloo (world size 1), exactly as a train actor runs it;
+* ``torch``: the ``transformers`` model: forward, response log-probs, ``-(advantage * log_prob)`` mean, backward
+  per micro-batch, then one ``torch.optim.AdamW`` step.
+
+Steps alternate between the sides; the first step of each is warm-up and not counted.
+
+    python bench/train_vs_torch.py [--sizes 1M 10M] [--steps 5]
+"""
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from common import emit_row, load_average, set_bench_env, spread, this_command, verdict
+
+SIZES = {"1M": (128, 4), "10M": (256, 10), "30M": (512, 8)}  # (hidden size, layers), as the other benches
+SAMPLES, SEQ_LEN, RESPONSE_LEN, MICRO_BATCH = 64, 64, 48, 16
+
+
+def torch_step(model, optimizer, tokens, advantages) -> None:
+    import torch
+
+    optimizer.zero_grad(set_to_none=True)
+    for start in range(0, SAMPLES, MICRO_BATCH):
+        ids = tokens[start : start + MICRO_BATCH]
+        logits = model(input_ids=ids).logits[:, -RESPONSE_LEN - 1 : -1]
+        log_probs = torch.log_softmax(logits.float(), dim=-1).gather(-1, ids[:, -RESPONSE_LEN:, None]).squeeze(-1)
+        loss = -(advantages[start : start + MICRO_BATCH, None] * log_probs).mean() * MICRO_BATCH / SAMPLES
+        loss.backward()
+    optimizer.step()
+
+
+def bench_size(workdir: Path, size: str, steps: int) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from slime.arguments import parse_args
+    from slime.backends import TrainBatch
+    from slime.testing.tiny_model import build_tiny_model
+    from slime_megatron.backend import MegatronTrainBackend
+
+    hidden, layers = SIZES[size]
+    model_dir = build_tiny_model(workdir / size, hidden_size=hidden, num_layers=layers, num_heads=4, num_kv_heads=2)
+    args = parse_args(
+        [
+            "--hf-checkpoint", str(model_dir), "--train-backend", "megatron",
+            "--rollout-batch-size", str(SAMPLES // 8), "--n-samples-per-prompt", "8",
+            "--global-batch-size", str(SAMPLES), "--micro-batch-size", str(MICRO_BATCH),
+            "--actor-num-gpus-per-node", "1", "--lr", "1e-6", "--weight-decay", "0.0",
+            "--advantage-estimator", "grpo",
+        ]
+    )  # fmt: skip
+    backend = MegatronTrainBackend()
+    backend.init(args, rank=0, world_size=1)
+
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-6, weight_decay=0.0)
+    params = sum(p.numel() for p in model.parameters())
+
+    generator = torch.Generator().manual_seed(0)
+    tokens = torch.randint(0, model.config.vocab_size, (SAMPLES, SEQ_LEN), generator=generator)
+    rewards = torch.randn(SAMPLES, generator=generator)
+    batch = TrainBatch(
+        tokens=tokens.tolist(),
+        response_lengths=[RESPONSE_LEN] * SAMPLES,
+        loss_masks=[[1] * RESPONSE_LEN] * SAMPLES,
+        rewards=rewards.tolist(),
+        raw_rewards=rewards.tolist(),
+        truncated=[False] * SAMPLES,
+        sample_indices=list(range(SAMPLES)),
+    )
+    advantages = (rewards.view(-1, 8) - rewards.view(-1, 8).mean(1, keepdim=True)).flatten()
+
+    times: dict[str, list[float]] = {"megatron": [], "torch": []}
+    loads = []
+    for step in range(steps):
+        loads.append(load_average())
+        for side in ["megatron", "torch"] if step % 2 == 0 else ["torch", "megatron"]:
+            start = time.perf_counter()
+            if side == "megatron":
+                backend.train(step, batch)
+            else:
+                torch_step(model, optimizer, tokens, advantages)
+            times[side].append(time.perf_counter() - start)
+    tokens_per_step = SAMPLES * SEQ_LEN
+    steady = {side: values[1:] for side, values in times.items()}
+    rates = {side: [tokens_per_step / t for t in values] for side, values in steady.items()}
+    ratios = [m / t for m, t in zip(steady["megatron"], steady["torch"], strict=True)]
+    print(f"{size}: {params / 1e6:.2f}M parameters; load {min(loads)}-{max(loads)}; {torch.get_num_threads()} threads")
+    for side in times:
+        print(f"  {side:8}: s/step {[round(t, 3) for t in times[side]]}; {spread(rates[side])} tok/s", flush=True)
+    emit_row(
+        f"training, {size} model, {SAMPLES} x {SEQ_LEN} tokens, micro-batch {MICRO_BATCH}: megatron backend vs plain "
+        "PyTorch (HF model + AdamW)",
+        f"megatron {spread(rates['megatron'])} tok/s ({spread(steady['megatron'])} s/step); torch "
+        f"{spread(rates['torch'])} tok/s ({spread(steady['torch'])} s/step)",
+        f"megatron/torch time per step {spread(ratios)}",
+        verdict("<= 1.2x", ratios, lambda r: r <= 1.2),
+        this_command(),
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", nargs="+", default=["1M", "10M"], choices=list(SIZES))
+    parser.add_argument("--steps", type=int, default=5, help="steps per side (the first is warm-up)")
+    options = parser.parse_args()
+    if len(options.sizes) > 1:  # megatron's parallel state is set up once per process: one process per size
+        for size in options.sizes:
+            subprocess.run([sys.executable, __file__, "--sizes", size, "--steps", str(options.steps)], check=True)
+        return
+    set_bench_env()
+    os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+    os.environ.setdefault("MASTER_PORT", "29541")
+    workdir = Path(tempfile.mkdtemp(prefix="slime-bench-train-"))
+    for size in options.sizes:
+        bench_size(workdir, size, options.steps)
+
+
+if __name__ == "__main__":
+    main()
