@@ -85,7 +85,7 @@ def test_driver_killed_at_ten_random_points_resumes_without_losing_a_prompt(ray_
 
 def engine_server(segment) -> int | None:
     """The SGLang server process the segment's rollout manager started (its main process), once there is one."""
-    servers = [pid for pid in segment.pids("launch_server") if "ray::RolloutManager" in command_line(parent(pid))]
+    servers = [pid for pid in segment.pids("slime_sglang.cpu_server") if "RolloutManager" in command_line(parent(pid))]
     return servers[0] if servers else None
 
 
