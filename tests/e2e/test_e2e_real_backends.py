@@ -1,5 +1,6 @@
 """The whole loop with the real components on CPU: Ray, Megatron-core (train), SGLang behind sglang-router (rollout),
-weights over a gloo broadcast group, and every metric sink (JSONL, W&B offline, TensorBoard) read back."""
+weights over a gloo broadcast group, --async (generation of the next rollout overlaps training), and every metric
+sink (JSONL, W&B offline, TensorBoard) read back."""
 
 import json
 import sys
@@ -39,6 +40,7 @@ def test_three_rollouts_with_megatron_sglang_and_every_sink(ray_runtime, tmp_pat
             "--n-samples-per-eval-prompt", "2", "--save", str(tmp_path / "ckpt"), "--save-interval", "2",
             "--use-wandb", "--wandb-mode", "offline", "--wandb-project", "e2e", "--use-tensorboard",
             "--tb-experiment-name", "e2e", "--log-passrate", "--output-dir", str(out),
+            "--async", "--save-debug-rollout-data", str(tmp_path / "rollouts" / "{rollout_id}.json"),
         ]
     )  # fmt: skip
     train(args)
@@ -66,6 +68,11 @@ def test_three_rollouts_with_megatron_sglang_and_every_sink(ray_runtime, tmp_pat
                 assert (line[step_key], pytest.approx(float(np.float32(value)))) in [
                     (step, pytest.approx(v)) for step, v in scalars[key]
                 ], key
+
+    # --async: rollout 1 was generated while rollout 0 trained, so with the first weights; rollout 2 with the
+    # weights trained on rollout 0 (one version behind, which the staleness guard allows).
+    versions = [json.loads((tmp_path / "rollouts" / f"{r}.json").read_text())["samples"] for r in range(3)]
+    assert [{v for s in samples for v in s["weight_versions"]} for samples in versions] == [{"0"}, {"0"}, {"1"}]
 
     # Checkpoint at rollout 1 (interval) and 2 (last), with the data position of each.
     assert (tmp_path / "ckpt" / "latest_checkpointed_iteration.txt").read_text().strip() == "2"

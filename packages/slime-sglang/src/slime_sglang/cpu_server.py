@@ -7,6 +7,7 @@ tokens whatever else is in the batch; this entry lets the flag through with it a
 The patches run at import: SGLang's scheduler processes are spawned and re-import this module as their main.
 """
 
+import os
 import sys
 
 from sglang.srt import server_args
@@ -18,9 +19,18 @@ ModelRunner.maybe_enable_batch_invariant_mode = lambda self: None
 
 
 def main(argv: list[str]) -> None:
+    """What ``python -m sglang.launch_server`` does, after the patches above."""
     from sglang.launch_server import run_server
+    from sglang.srt.plugins import load_plugins
+    from sglang.srt.utils import kill_process_tree
 
-    run_server(server_args.prepare_server_args(argv))
+    load_plugins()
+    args = server_args.prepare_server_args(argv)
+    try:
+        run_server(args)
+    finally:
+        # A server that stops (a port taken at bind time, a crash) must not leave its scheduler and detokenizer.
+        kill_process_tree(os.getpid(), include_parent=False)
 
 
 if __name__ == "__main__":
