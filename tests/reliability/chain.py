@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from slime.testing.prompt_log import read_prompt_log
+from slime_sglang.processes import pid_alive, stat_fields
 
 POINTER = "latest_checkpointed_iteration.txt"
 
@@ -40,29 +41,16 @@ def descendants(root: int) -> set[int]:
     """``root`` and every live process below it (by parent pid, so children that left its session count too)."""
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2 :].split()
-        if fields[0] != "Z":
-            children.setdefault(int(fields[1]), []).append(int(entry))
+        if entry.isdigit():
+            fields = stat_fields(int(entry))
+            if fields is not None and fields[0] != "Z":
+                children.setdefault(int(fields[1]), []).append(int(entry))
     found, todo = set(), [root]
     while todo:
         pid = todo.pop()
         found.add(pid)
         todo.extend(children.get(pid, []))
     return found
-
-
-def alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rindex(")") + 2 :].split()[0] != "Z"
 
 
 def command_line(pid: int) -> str:
@@ -140,9 +128,9 @@ class Segment:
 
     def assert_gone(self, tree: set[int], timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and any(alive(pid) for pid in tree):
+        while time.monotonic() < deadline and any(pid_alive(pid) for pid in tree):
             time.sleep(0.2)
-        orphans = {pid: command_line(pid)[:120] for pid in tree if alive(pid)}
+        orphans = {pid: command_line(pid)[:120] for pid in tree if pid_alive(pid)}
         assert not orphans, f"processes of {self.out.name} outlived its driver: {orphans}"
 
 

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from slime_sglang.processes import stat_fields
+
 sys.path.insert(0, str(Path(__file__).parent))  # chain.py (pytest runs with importlib mode)
 from chain import Chain, command_line, data_lost, slime_env, uninterrupted_prompts  # noqa: E402
 
@@ -90,8 +92,7 @@ def engine_server(segment) -> int | None:
 
 
 def parent(pid: int) -> int:
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    return int(stat[stat.rindex(")") + 2 :].split()[1])
+    return int(stat_fields(pid)[1])
 
 
 def ended_with_clear_error(segment, fault_at: float, timeout: float) -> tuple[bool, str]:

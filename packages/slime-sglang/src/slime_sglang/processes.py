@@ -30,31 +30,31 @@ def free_port(host: str = "127.0.0.1") -> int:
     raise OSError(f"no free TCP port in {_PORT_RANGE[0]}-{_PORT_RANGE[1]} on {host}")
 
 
+def stat_fields(pid: int) -> list[str] | None:
+    """``/proc/<pid>/stat`` after the command name (state, ppid, pgrp, ...), or ``None`` when ``pid`` is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name may contain spaces and parentheses: the fields start after the last ')'.
+    return stat[stat.rindex(")") + 2 :].split()
+
+
 def group_pids(pgid: int) -> list[int]:
     """Every live (non-zombie) process in process group ``pgid``, read from /proc."""
     pids = []
     for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        # Fields after the command name (which may contain spaces) start after the last ')'.
-        fields = stat[stat.rindex(")") + 2 :].split()
-        state, pgrp = fields[0], int(fields[2])
-        if pgrp == pgid and state != "Z":
-            pids.append(int(entry))
+        if entry.isdigit():
+            fields = stat_fields(int(entry))
+            if fields is not None and int(fields[2]) == pgid and fields[0] != "Z":
+                pids.append(int(entry))
     return pids
 
 
 def pid_alive(pid: int) -> bool:
     """True while ``pid`` exists and is not a zombie."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rindex(")") + 2 :].split()[0] != "Z"
+    fields = stat_fields(pid)
+    return fields is not None and fields[0] != "Z"
 
 
 def tail(path: Path, lines: int = 20) -> str:
