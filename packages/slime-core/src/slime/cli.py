@@ -49,11 +49,12 @@ def _show_progress() -> None:
 def _ray(args: argparse.Namespace) -> Iterator[None]:
     """Join the Ray cluster named by RAY_ADDRESS, or start a local one big enough for the run's placement.
 
-    A Ray runtime this command started is shut down when the run ends, before the CLI prints how it ended: shutting
-    down flushes the actors' forwarded output, which would otherwise come after (and bury) an error line.
+    When the run ends, the actors' output still on its way is waited for and Ray is shut down, before the CLI prints
+    how the run ended: that output would otherwise be lost, or come after (and bury) an error line.
     """
     import ray
 
+    from slime.ray.output import drain_actor_output
     from slime.ray.placement import layout
 
     if ray.is_initialized():  # a caller in this process (a notebook, a test) owns it
@@ -65,9 +66,15 @@ def _ray(args: argparse.Namespace) -> Iterator[None]:
         bundles = layout(args)[0]
         # CPU bundles are logical: a small machine still places the trainer and the engines side by side.
         ray.init(num_cpus=max(os.cpu_count() or 1, bundles + 1), include_dashboard=False)
+    interrupted = False
     try:
         yield
+    except KeyboardInterrupt:
+        interrupted = True  # the user wants out now, not after the output
+        raise
     finally:
+        if not interrupted:
+            drain_actor_output()
         ray.shutdown()
 
 
