@@ -6,7 +6,10 @@ For each model size it starts one SGLang CPU server, then alternates, repeat aft
   end, continue), the path a run takes with ``--rollout-backend sglang``; its phases are timed too;
 * ``disk``: ``slime.weights.write_hf_checkpoint`` then ``update_weights_from_disk`` (the disk receiver's path);
 * ``memcpy``: ``torch`` copies of the same tensors into preallocated buffers (the floor: every byte moved once;
-  the fastest of 5 passes).
+  the fastest of 5 passes);
+* ``gloo``: the transport alone: the same tensors broadcast one by one over a bare gloo group to a second process
+  that receives into preallocated buffers (no SGLang, no HTTP). The distributed path cannot beat it, so
+  distributed / gloo is what slime and SGLang add on top of the transport.
 
     python bench/weight_sync.py [--sizes 1M 30M] [--repeats 5]
 """
@@ -65,6 +68,48 @@ def memcpy_floor(tensors: dict, buffers: dict, copies: int = 5) -> float:
     return best
 
 
+def _receive_broadcasts(port: int, specs: list[tuple[list[int], str]], rounds: int) -> None:
+    """The ``gloo`` floor's receiving process: ``rounds`` times, every tensor of ``specs`` in order."""
+    import torch
+    import torch.distributed as dist
+
+    store = dist.TCPStore("127.0.0.1", port, 2, is_master=False)
+    group = dist.ProcessGroupGloo(store, 1, 2)
+    buffers = [torch.empty(shape, dtype=getattr(torch, dtype)) for shape, dtype in specs]
+    for _ in range(rounds):
+        for buffer in buffers:
+            group.broadcast(buffer, 0).wait()
+
+
+class GlooFloor:
+    """Rank 0 of a bare two-process gloo group whose other rank receives ``tensors`` (see ``_receive_broadcasts``)."""
+
+    def __init__(self, tensors: dict, rounds: int) -> None:
+        import multiprocessing
+
+        import torch.distributed as dist
+
+        from slime_sglang.processes import free_port
+
+        port = free_port()
+        specs = [(list(t.shape), str(t.dtype).removeprefix("torch.")) for t in tensors.values()]
+        self.receiver = multiprocessing.get_context("spawn").Process(
+            target=_receive_broadcasts, args=(port, specs, rounds)
+        )
+        self.receiver.start()
+        self.group = dist.ProcessGroupGloo(dist.TCPStore("127.0.0.1", port, 2, is_master=True), 0, 2)
+        self.tensors = list(tensors.values())
+
+    def broadcast(self) -> float:
+        start = time.perf_counter()
+        for tensor in self.tensors:
+            self.group.broadcast(tensor, 0).wait()
+        return time.perf_counter() - start
+
+    def close(self) -> None:
+        self.receiver.join(timeout=60)
+
+
 def bench_size(workdir: Path, size: str, repeats: int) -> None:
     import torch
     from safetensors.torch import load_file
@@ -83,13 +128,15 @@ def bench_size(workdir: Path, size: str, repeats: int) -> None:
         sender = DistributedWeightSender([server.url], backend="gloo")
         sender.connect()
         buffers = {name: torch.empty_like(t) for name, t in tensors.items()}
-        results: dict[str, list[float]] = {"distributed": [], "disk": [], "memcpy": []}
+        gloo = GlooFloor(tensors, rounds=repeats + 1)
+        results: dict[str, list[float]] = {"distributed": [], "disk": [], "memcpy": [], "gloo": []}
         phases: list[dict[str, float]] = []
         loads = []
         timed_distributed_update(sender, tensors, "warmup")  # the first broadcast sets up gloo buffers
+        gloo.broadcast()
         for repeat in range(repeats):
             loads.append(load_average())
-            order = ["distributed", "disk", "memcpy"]
+            order = ["distributed", "disk", "memcpy", "gloo"]
             if repeat % 2:
                 order.reverse()
             for path in order:
@@ -99,10 +146,14 @@ def bench_size(workdir: Path, size: str, repeats: int) -> None:
                 elif path == "disk":
                     target = write_hf_checkpoint(tensors, model_dir, workdir / f"{size}-disk" / f"v{repeat}")
                     weights.update_weights_from_disk([server.url], str(target), f"disk{repeat}")
+                elif path == "gloo":
+                    results[path].append(gloo.broadcast())
+                    continue
                 else:
                     results[path].append(memcpy_floor(tensors, buffers))
                     continue
                 results[path].append(time.perf_counter() - start)
+        gloo.close()
         sender.close()
     finally:
         server.shutdown()
@@ -115,10 +166,12 @@ def bench_size(workdir: Path, size: str, repeats: int) -> None:
     floor = results["memcpy"]
     for path in ("distributed", "disk"):
         ratios = [a / b for a, b in zip(results[path], floor, strict=True)]
+        over_gloo = [a / b for a, b in zip(results[path], results["gloo"], strict=True)]
         emit_row(
             f"weight sync, {path} path, {size} model ({nbytes / 1e6:.1f} MB fp32), one SGLang CPU engine",
-            f"{spread(results[path])} s per update; memcpy floor {spread(floor)} s",
-            f"{spread(ratios)}x the memcpy floor",
+            f"{spread(results[path])} s per update; memcpy floor {spread(floor)} s; bare gloo broadcast "
+            f"{spread(results['gloo'])} s",
+            f"{spread(ratios)}x the memcpy floor; {spread(over_gloo)}x a bare gloo broadcast",
             verdict("<= 3x", ratios, lambda r: r <= 3),
             this_command(),
         )

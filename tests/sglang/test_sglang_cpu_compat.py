@@ -59,3 +59,26 @@ def test_cpu_defaults_give_way_to_the_users_flags(tmp_path: Path) -> None:
     assert "--sleep-on-idle" in command  # an idle CPU scheduler would otherwise spin on a core the trainer needs
     tp2 = server_env(ServerConfig(model_path="m", port=1, log_path=tmp_path / "l", cpu=True, tp_size=2), base={})
     assert tp2["SGLANG_CPU_OMP_THREADS_BIND"].count("|") == 1
+
+
+EMPTY_CACHE = """
+import gc
+from sglang.srt.platforms import current_platform
+collections = []
+gc.callbacks.append(lambda phase, info: collections.append(phase) if phase == "start" else None)
+current_platform.empty_cache()
+print("sglang:", len(collections))
+import slime_sglang.cpu_server
+collections.clear()
+current_platform.empty_cache()
+print("slime cpu_server:", len(collections))
+"""
+
+
+def test_the_cpu_server_skips_sglangs_full_garbage_collection_on_every_cache_flush(tmp_path: Path) -> None:
+    """SGLang's CPU ``empty_cache`` is a ``gc.collect()``, run on every /flush_cache (every weight update)."""
+    env = server_env(ServerConfig(model_path="m", port=1, log_path=tmp_path / "log", cpu=True))
+    result = subprocess.run([sys.executable, "-c", EMPTY_CACHE], env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "sglang: 1" in result.stdout  # what SGLang does on its own
+    assert "slime cpu_server: 0" in result.stdout

@@ -2,6 +2,10 @@
 
 Prompts go as ``input_ids``, never text: transformers 5 and SGLang can tokenize the same text differently for
 Qwen2-type tokenizers (measured), and the trainer must see exactly the ids the engine saw.
+
+HTTP is aiohttp's, not httpx's: httpx's connection pool scans every connection for every queued request each time a
+request starts or ends, so with hundreds of requests in flight the rollout manager spent most of a rollout's CPU
+there (py-spy; see docs/benchmarks.md).
 """
 
 import asyncio
@@ -10,7 +14,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-import httpx
+import aiohttp
 
 from slime.types import Sample, Status
 from slime_sglang.errors import RequestError
@@ -20,12 +24,14 @@ TRANSIENT_STATUS = {500, 502, 503, 504}
 
 
 class _LoopState:
-    """An ``httpx.AsyncClient`` and a semaphore belong to one event loop; each loop that generates gets its own."""
+    """An HTTP session and a semaphore belong to one event loop; each loop that generates gets its own."""
 
     def __init__(self, concurrency: int) -> None:
-        limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
         # No read timeout: a long generation on a slow engine is not an error; dead engines are found by health.
-        self.http = httpx.AsyncClient(timeout=httpx.Timeout(None, connect=30.0), limits=limits, trust_env=False)
+        self.http = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=concurrency),
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=30.0),
+        )
         self.semaphore = asyncio.Semaphore(concurrency)
 
 
@@ -85,13 +91,13 @@ class GenerateClient:
         while True:
             self.in_flight[epoch] = self.in_flight.get(epoch, 0) + 1
             try:
-                response = await state.http.post(self.router_url + "/generate", json=payload)
-                error = f"HTTP {response.status_code}: {response.text[:300]}"
-                if response.status_code == 200:
-                    return response.json()
-                if response.status_code not in TRANSIENT_STATUS:
+                async with state.http.post(self.router_url + "/generate", json=payload) as response:
+                    if response.status == 200:
+                        return await response.json()
+                    error = f"HTTP {response.status}: {(await response.text())[:300]}"
+                if response.status not in TRANSIENT_STATUS:
                     raise RequestError(f"/generate via {self.router_url} failed: {error}")
-            except httpx.TransportError as exc:
+            except aiohttp.ClientError as exc:  # refused, reset, disconnected: the engine may be restarting
                 error = f"{type(exc).__name__}: {exc}"
             finally:
                 self.in_flight[epoch] -= 1
@@ -129,11 +135,22 @@ class GenerateClient:
                     "are unanswered"
                 )
 
+    def close(self, timeout: float = 30.0) -> None:
+        """Close the sessions of the loops still running (called from outside them, when the engine shuts down)."""
+        try:
+            own_loop = asyncio.get_running_loop()
+        except RuntimeError:
+            own_loop = None
+        for loop, state in list(self._loops.items()):
+            if loop.is_running() and loop is not own_loop:  # waiting on our own loop would never return
+                asyncio.run_coroutine_threadsafe(state.http.close(), loop).result(timeout)
+        self._loops.clear()
+
     async def aclose(self) -> None:
-        """Close the HTTP client of the running loop."""
+        """Close the HTTP session of the running loop."""
         state = self._loops.pop(asyncio.get_running_loop(), None)
         if state is not None:
-            await state.http.aclose()
+            await state.http.close()
 
 
 def apply_output(sample: Sample, output: dict[str, Any]) -> None:
@@ -148,18 +165,22 @@ def apply_output(sample: Sample, output: dict[str, Any]) -> None:
     sample.set_finish_reason(meta["finish_reason"]["type"])
 
 
-async def _abort_all(http: httpx.AsyncClient, worker_url: str) -> None:
+CONTROL_TIMEOUT = aiohttp.ClientTimeout(total=30)
+
+
+async def _abort_all(http: aiohttp.ClientSession, worker_url: str) -> None:
     try:
-        await http.post(worker_url + "/abort_request", json={"abort_all": True}, timeout=30)
-    except httpx.TransportError:
+        async with http.post(worker_url + "/abort_request", json={"abort_all": True}, timeout=CONTROL_TIMEOUT):
+            pass
+    except (aiohttp.ClientError, TimeoutError):
         pass  # a dead worker has nothing running
 
 
-async def _requests_on(http: httpx.AsyncClient, worker_url: str) -> int:
+async def _requests_on(http: aiohttp.ClientSession, worker_url: str) -> int:
     """Running plus waiting requests on one worker, from ``/v1/loads`` (0 when it cannot be reached)."""
     try:
-        response = await http.get(worker_url + "/v1/loads", timeout=30)
-        loads = response.json()["loads"]
-    except (httpx.TransportError, ValueError, KeyError):
+        async with http.get(worker_url + "/v1/loads", timeout=CONTROL_TIMEOUT) as response:
+            loads = (await response.json())["loads"]
+    except (aiohttp.ClientError, TimeoutError, ValueError, KeyError):
         return 0
     return sum(load["num_running_reqs"] + load["num_waiting_reqs"] for load in loads)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from slime.types import Sample
 from slime_sglang import weights
 from slime_sglang.client import GenerateClient
+from slime_sglang.control_http import control_client
 from slime_sglang.errors import EngineDiedError, SGLangError, UnsupportedOnCPUError
 from slime_sglang.health import HealthMonitor
 from slime_sglang.processes import free_port
@@ -126,6 +127,8 @@ class SGLangRolloutEngine:
         """Stop the monitor, every engine and the router slime launched; no process is left behind."""
         if self.monitor is not None:
             self.monitor.stop()
+        if self.client is not None:
+            self.client.close()
         errors = []
         for server in self.servers:
             try:
@@ -301,6 +304,6 @@ def _url_healthy(url: str, timeout: float) -> bool:
     import httpx
 
     try:
-        return httpx.get(url + "/health_generate", timeout=timeout, trust_env=False).status_code == 200
+        return control_client().get(url + "/health_generate", timeout=timeout).status_code == 200
     except httpx.HTTPError:
         return False

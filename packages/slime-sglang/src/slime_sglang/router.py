@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 
+from slime_sglang.control_http import control_client
 from slime_sglang.errors import ServerStartError, SGLangError
 from slime_sglang.processes import ManagedProcess, free_port, tail
 
@@ -26,7 +27,7 @@ class RouterClient:
         return f"http://{self.host}:{self.port}"
 
     def _workers(self) -> list[dict]:
-        response = httpx.get(self.url + "/workers", timeout=30, trust_env=False)
+        response = control_client().get(self.url + "/workers", timeout=30)
         response.raise_for_status()
         return response.json()["workers"]
 
@@ -35,7 +36,7 @@ class RouterClient:
 
     def add_worker(self, url: str, timeout: float = 120.0) -> None:
         """Register ``url`` and wait until the router lists it (the router adds workers in the background)."""
-        response = httpx.post(self.url + "/workers", json={"url": url}, timeout=30, trust_env=False)
+        response = control_client().post(self.url + "/workers", json={"url": url}, timeout=30)
         if response.status_code >= 400:
             raise SGLangError(f"router {self.url} refused worker {url}: HTTP {response.status_code} {response.text}")
         deadline = time.monotonic() + timeout
@@ -48,7 +49,7 @@ class RouterClient:
         """Unregister ``url`` (by the id the router gave it) and wait until it is gone; no-op if not listed."""
         for worker in self._workers():
             if worker["url"] == url:
-                httpx.delete(f"{self.url}/workers/{worker['id']}", timeout=30, trust_env=False)
+                control_client().delete(f"{self.url}/workers/{worker['id']}", timeout=30)
         deadline = time.monotonic() + timeout
         while url in self.worker_urls():
             if time.monotonic() > deadline:
@@ -86,7 +87,7 @@ class SGLangRouter(RouterClient):
             if code is not None:
                 self._fail(f"exited with code {code} during start-up")
             try:
-                if httpx.get(self.url + "/health", timeout=5, trust_env=False).status_code == 200:
+                if control_client().get(self.url + "/health", timeout=5).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass

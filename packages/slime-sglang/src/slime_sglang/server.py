@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 
 from slime_sglang.arguments import load_option_table
+from slime_sglang.control_http import control_client
 from slime_sglang.cpu_compat import SGL_KERNEL_STANDIN_DIR
 from slime_sglang.errors import ServerStartError
 from slime_sglang.processes import ManagedProcess, free_port, tail
@@ -143,20 +144,19 @@ class SGLangServer:
 
     def wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
-        with httpx.Client(trust_env=False) as client:
-            while True:
-                code = self.process.exit_code()
-                if code is not None:
-                    raise ServerStartError(self._failure(f"exited with code {code} during start-up"))
-                try:
-                    if client.get(self.url + "/health_generate", timeout=10).status_code == 200:
-                        self.process.pids()  # remember the children for the shutdown check
-                        return
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise ServerStartError(self._failure(f"did not answer /health_generate within {timeout:.0f} s"))
-                time.sleep(1.0)
+        while True:
+            code = self.process.exit_code()
+            if code is not None:
+                raise ServerStartError(self._failure(f"exited with code {code} during start-up"))
+            try:
+                if control_client().get(self.url + "/health_generate", timeout=10).status_code == 200:
+                    self.process.pids()  # remember the children for the shutdown check
+                    return
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise ServerStartError(self._failure(f"did not answer /health_generate within {timeout:.0f} s"))
+            time.sleep(1.0)
 
     def _failure(self, what: str) -> str:
         log = self.config.log_path
@@ -167,7 +167,7 @@ class SGLangServer:
         if not self.process.running():
             return False
         try:
-            return httpx.get(self.url + "/health_generate", timeout=timeout, trust_env=False).status_code == 200
+            return control_client().get(self.url + "/health_generate", timeout=timeout).status_code == 200
         except httpx.HTTPError:
             return False
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import httpx
 
+from slime_sglang.control_http import control_client
 from slime_sglang.errors import SGLangError
 
 if TYPE_CHECKING:  # torch is imported where tensors are handled, so importing this module stays cheap
@@ -27,7 +28,7 @@ CONTROL_TIMEOUT = 600.0  # seconds; loading weights into a busy CPU engine is sl
 def post(url: str, path: str, payload: dict | None = None, timeout: float = CONTROL_TIMEOUT) -> httpx.Response:
     """POST a control request to one engine; raise ``SGLangError`` with SGLang's message unless it succeeded."""
     try:
-        response = httpx.post(url + path, json=payload or {}, timeout=timeout, trust_env=False)
+        response = control_client().post(url + path, json=payload or {}, timeout=timeout)
     except httpx.HTTPError as exc:
         raise SGLangError(f"{path} on engine {url} failed: {type(exc).__name__}: {exc}") from exc
     if response.status_code != 200:
@@ -56,7 +57,7 @@ def flush_cache(urls: list[str], timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
         while True:
             try:
-                if httpx.post(url + "/flush_cache", timeout=30, trust_env=False).status_code == 200:
+                if control_client().post(url + "/flush_cache", timeout=30).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass
@@ -66,7 +67,7 @@ def flush_cache(urls: list[str], timeout: float = 60.0) -> None:
 
 
 def weight_version(url: str) -> str:
-    response = httpx.get(url + "/get_model_info", timeout=30, trust_env=False)
+    response = control_client().get(url + "/get_model_info", timeout=30)
     response.raise_for_status()
     return str(response.json()["weight_version"])
 
