@@ -3,8 +3,9 @@
 Per size it builds metrics_scale.py's synthetic rollout (8 samples per prompt, responses of 1-1024 tokens, tool
 tokens, looping responses, per-token tensors) and times what happens to one rollout after generation:
 
-* ``convert``: ``samples_to_train_batch`` + ``Sample.to_dict`` for every sample + pickling the result (what the
-  rollout manager hands to Ray) + unpickling it and ``Sample.from_dict`` (what the loop does before logging);
+* ``convert``: ``samples_to_train_batch`` + a pickle round trip of the ``TrainBatch`` and the samples' weight
+  versions (what the rollout manager hands to Ray and the driver receives; since the third session the samples
+  themselves stay in the rollout manager, which computes the rollout's metrics);
 * ``metrics``: ``log_rollout`` + ``log_eval`` with the JSONL, TensorBoard and W&B (offline) sinks on.
 
 Sizes run in order, repeated; linearity is the cost per sample at the largest size over that at the smallest.
@@ -22,14 +23,13 @@ from metrics_scale import N_PER_PROMPT, build_rollout
 
 
 def convert(args, samples) -> float:
+    from slime.ray.rollout_manager import newest_weight_version
     from slime.train_data import samples_to_train_batch
-    from slime.types import Sample
 
     start = time.perf_counter()
     batch = samples_to_train_batch(args, samples)
-    payload = pickle.dumps((batch, [sample.to_dict() for sample in samples]), protocol=pickle.HIGHEST_PROTOCOL)
-    _, dicts = pickle.loads(payload)
-    [Sample.from_dict(d) for d in dicts]
+    versions = [newest_weight_version(sample) for sample in samples]
+    pickle.loads(pickle.dumps((batch, versions), protocol=pickle.HIGHEST_PROTOCOL))
     return time.perf_counter() - start
 
 

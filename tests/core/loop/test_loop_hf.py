@@ -7,6 +7,7 @@ import pytest
 from slime.arguments import parse_args
 from slime.loop import train
 from slime.testing.tiny_model import build_tiny_model
+from slime.types import Sample
 
 
 async def label_in_response(args, sample) -> float:
@@ -129,8 +130,11 @@ def test_async_mode_overlaps_and_resumes_with_the_same_prompts(ray_runtime, setu
 
 def test_staleness_guard():
     from slime.loop import check_staleness
+    from slime.ray.rollout_manager import newest_weight_version
 
     args = parse_args(["--rollout-batch-size", "1", "--actor-num-gpus-per-node", "1", "--async"])
-    check_staleness(args, 5, [{"weight_versions": ["4"]}, {"weight_versions": ["3", "5"]}])  # newest version counts
+    versions = [newest_weight_version(Sample(weight_versions=v)) for v in (["4"], ["3", "5"], [])]
+    assert versions == ["4", "5", ""]  # a partial rollout's newest version counts; unknown is ""
+    check_staleness(args, 5, versions)
     with pytest.raises(RuntimeError, match="rollout 5 was generated with weights of version 3: 2 versions stale"):
-        check_staleness(args, 5, [{"weight_versions": ["3"]}])
+        check_staleness(args, 5, ["3"])

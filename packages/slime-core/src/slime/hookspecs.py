@@ -85,7 +85,9 @@ def slime_register_data_sources(register) -> None:
 
 @hookspec
 def slime_on_rollout_end(args: argparse.Namespace, rollout_id: int, samples: list, metrics: dict[str, Any]) -> None:
-    """Called after a rollout's metrics are computed and before they are logged; add keys to ``metrics``."""
+    """Called after a rollout's metrics are computed and before they are logged; add keys to ``metrics``.
+
+    Runs in the rollout manager's process (where the samples are), not in the driver."""
 
 
 @hookspec

@@ -9,13 +9,12 @@ import time
 
 import ray
 
-from slime.metrics import finish_metrics, init_metrics, log_eval, log_perf, log_rollout, log_train_step
+from slime.metrics import finish_metrics, init_metrics, log_eval, log_perf, log_train_step, publish_rollout
 from slime.plugins import resolve
 from slime.ray.placement import create_placement
 from slime.ray.rollout_manager import RolloutManager
 from slime.ray.train_group import TrainGroup
 from slime.schedule import should_run_periodic_action
-from slime.types import Sample
 
 
 def train(args: argparse.Namespace) -> None:
@@ -52,17 +51,11 @@ def run_rollouts(args: argparse.Namespace, rollout_manager, trainer: TrainGroup)
         timings = {}
         with timer(timings, "train_wait"):
             rollout = ray.get(next_rollout or rollout_manager.generate.remote(rollout_id))
-        check_staleness(args, rollout_id, rollout.samples)
+        check_staleness(args, rollout_id, rollout.weight_versions)
         next_rollout = None
         if args.async_training and rollout_id + 1 < num_rollout:
             next_rollout = rollout_manager.generate.remote(rollout_id + 1)
-        log_rollout(
-            args,
-            rollout_id,
-            [Sample.from_dict(sample) for sample in rollout.samples],
-            rollout_time=rollout.rollout_time,
-            extra=rollout.metrics,
-        )
+        publish_rollout(args, rollout_id, rollout.metrics)
         with timer(timings, "train"):
             step_metrics, train_perf = trainer.train(rollout_id, rollout.batch)
         for step_id, metrics in enumerate(step_metrics):
@@ -101,10 +94,10 @@ def wait_for(rollout_ref) -> None:
         ray.wait([rollout_ref])
 
 
-def check_staleness(args: argparse.Namespace, rollout_id: int, samples: list[dict]) -> None:
+def check_staleness(args: argparse.Namespace, rollout_id: int, weight_versions: list[str]) -> None:
     """Guard: data trains at most one policy version behind (--async), plus what --update-weights-interval skips."""
     allowed = int(args.async_training) + args.update_weights_interval - 1
-    versions = [int(max(sample["weight_versions"], key=int)) for sample in samples if sample["weight_versions"]]
+    versions = [int(version) for version in weight_versions if version]
     if versions and rollout_id - min(versions) > allowed:
         raise RuntimeError(
             f"rollout {rollout_id} was generated with weights of version {min(versions)}: "

@@ -6,7 +6,7 @@ contract and the always-on JSONL sink), ``publish`` (one call per loop phase: co
 """
 
 from slime.metrics.logger import MetricLogger, finish_metrics, init_metrics, log
-from slime.metrics.publish import log_eval, log_perf, log_rollout, log_train_step
+from slime.metrics.publish import log_eval, log_perf, log_rollout, log_train_step, publish_rollout, rollout_report
 
 __all__ = [
     "MetricLogger",
@@ -17,4 +17,6 @@ __all__ = [
     "log_perf",
     "log_rollout",
     "log_train_step",
+    "publish_rollout",
+    "rollout_report",
 ]

@@ -48,6 +48,35 @@ def log_rollout(
 ) -> dict[str, Any]:
     """``rollout/*`` (+ ``multi_turn/*`` with ``--log-multi-turn``, ``passrate/*`` with ``--log-passrate``, the
     rollout's ``perf/*`` given its time) of one rollout, against ``rollout/step``."""
+    metrics = rollout_report(
+        args,
+        rollout_id,
+        samples,
+        rollout_time=rollout_time,
+        drop_reasons=drop_reasons,
+        train_data=train_data,
+        loss_masks=loss_masks,
+        extra=extra,
+    )
+    return publish_rollout(args, rollout_id, metrics)
+
+
+def rollout_report(
+    args: argparse.Namespace,
+    rollout_id: int,
+    samples: Sequence[Sample],
+    *,
+    rollout_time: float | None = None,
+    drop_reasons: Mapping[str, int] | None = None,
+    train_data: Mapping[str, Sequence[Any]] | None = None,
+    loss_masks: Sequence[Any] | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """``log_rollout``'s metrics, plugins' keys included, without printing or logging them.
+
+    The rollout manager computes them where the samples are, so a rollout's per-token data never travels to the
+    driver just to be averaged; the driver publishes the result with ``publish_rollout``.
+    """
     trained = trained_lengths(samples)  # once: several metrics need them
     metrics: dict[str, Any] = dict(extra or {})
     metrics |= rollout_metrics(
@@ -66,6 +95,12 @@ def log_rollout(
     if rollout_time is not None:
         metrics |= rollout_perf_metrics(samples, rollout_time, args.rollout_num_gpus, trained)
     plugin_manager().hook.slime_on_rollout_end(args=args, rollout_id=rollout_id, samples=samples, metrics=metrics)
+    return metrics
+
+
+def publish_rollout(args: argparse.Namespace, rollout_id: int, metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """Print slime's ``rollout N: {...}`` line and log ``metrics`` against ``rollout/step``."""
+    metrics = dict(metrics)
     _print("rollout", rollout_id, metrics)
     metrics[ROLLOUT_STEP] = rollout_step(args, rollout_id)
     return log(args, metrics, ROLLOUT_STEP)

@@ -14,6 +14,7 @@ from typing import Any
 import ray
 
 from slime.backends import TrainBatch, WeightReceiver
+from slime.metrics import rollout_report
 from slime.plugins import resolve
 from slime.train_data import samples_to_train_batch
 from slime.types import Sample
@@ -23,13 +24,19 @@ from slime.weights import DiskWeightReceiver
 @dataclass
 class RolloutResult:
     batch: TrainBatch
-    samples: list[dict[str, Any]]  # Sample.to_dict(): plain data crosses Ray cheaply
-    metrics: dict[str, float]  # what the rollout function reported (dynamic-filter drops, ...)
-    rollout_time: float
+    # The rollout's metrics (rollout/*, multi_turn/*, passrate/*, its perf/*, plugins' keys), computed here: the
+    # samples' per-token data stays in this actor instead of crossing Ray to the driver to be averaged.
+    metrics: dict[str, Any]
+    weight_versions: list[str]  # per sample, the newest weight version that generated part of it ("" if unknown)
 
 
 def data_source_state_path(save_dir: str, rollout_id: int) -> Path:
     return Path(save_dir) / "rollout" / f"data_source_{rollout_id}.json"
+
+
+def newest_weight_version(sample: Sample) -> str:
+    """The newest policy version that generated part of ``sample`` (a partial rollout spans several); "" if none."""
+    return max(sample.weight_versions, key=int) if sample.weight_versions else ""
 
 
 def save_rollout_dump(path: str, rollout_id: int, samples: list[Sample]) -> None:
@@ -68,9 +75,8 @@ class RolloutManager:
             save_rollout_dump(self.args.save_debug_rollout_data.format(rollout_id=rollout_id), rollout_id, samples)
         return RolloutResult(
             batch=samples_to_train_batch(self.args, samples),
-            samples=[sample.to_dict() for sample in samples],
-            metrics=output.metrics,
-            rollout_time=rollout_time,
+            metrics=rollout_report(self.args, rollout_id, samples, rollout_time=rollout_time, extra=output.metrics),
+            weight_versions=[newest_weight_version(sample) for sample in samples],
         )
 
     def eval(self, rollout_id: int) -> dict[str, Any]:
