@@ -303,6 +303,15 @@ def validate_args(args: argparse.Namespace) -> None:
         _fail("--debug-rollout-only and --debug-train-only cannot be used together")
     if args.load_debug_rollout_data:
         args.debug_train_only = True
+    # Parsed because slime has them, but the loop has no train-only or rollout-only mode yet: refuse rather than
+    # start engines the flag says to skip (train-only) or fail later with no trainer (rollout-only).
+    for flag, given in (
+        ("--load-debug-rollout-data", args.load_debug_rollout_data),
+        ("--debug-train-only", args.debug_train_only),
+        ("--debug-rollout-only", args.debug_rollout_only),
+    ):
+        if given:
+            _fail(f"{flag} is not implemented yet (no train-only or rollout-only loop); run without it")
     if args.async_training and args.colocate:
         _fail("--async overlaps generation with training on separate devices, so it cannot be used with --colocate")
     if args.update_weights_interval < 1:

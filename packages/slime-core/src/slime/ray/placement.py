@@ -23,8 +23,8 @@ class Placement:
 
 def layout(args: argparse.Namespace) -> tuple[int, int, int]:
     """(bundles in all, actor bundles, offset of the rollout bundles)."""
-    actor = 0 if args.debug_rollout_only else args.actor_num_nodes * args.actor_num_gpus_per_node
-    rollout = 0 if args.debug_train_only else (args.rollout_num_gpus or 0)
+    actor = args.actor_num_nodes * args.actor_num_gpus_per_node
+    rollout = args.rollout_num_gpus or 0
     if args.colocate:
         return max(actor, rollout), actor, 0
     return actor + rollout, actor, actor
