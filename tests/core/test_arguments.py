@@ -100,11 +100,17 @@ def test_lone_eval_set_is_named_aime_as_in_slime():
             ["--debug-rollout-only", "--debug-train-only"],
             "--debug-rollout-only and --debug-train-only cannot be used together",
         ),
-        (["--debug-rollout-only"], "--debug-rollout-only is not implemented yet (no train-only or rollout-only loop)"),
-        (["--debug-train-only"], "--debug-train-only is not implemented yet (no train-only or rollout-only loop)"),
+        (
+            ["--debug-rollout-only"],
+            "--debug-rollout-only is not implemented yet (no train-only or rollout-only loop); run without it",
+        ),
+        (
+            ["--debug-train-only"],
+            "--debug-train-only is not implemented yet (no train-only or rollout-only loop); run without it",
+        ),
         (
             ["--load-debug-rollout-data", "dump_{rollout_id}.json"],
-            "--load-debug-rollout-data is not implemented yet (no train-only or rollout-only loop)",
+            "--load-debug-rollout-data is not implemented yet (no train-only or rollout-only loop); run without it",
         ),
         (["--n-samples-per-prompt", "0"], "--n-samples-per-prompt must be >= 1, got 0"),
         (
