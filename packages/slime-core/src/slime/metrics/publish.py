@@ -35,30 +35,11 @@ def _group_rewards(args: argparse.Namespace) -> bool:
     return args.advantage_estimator != "ppo"
 
 
-def log_rollout(
-    args: argparse.Namespace,
-    rollout_id: int,
-    samples: Sequence[Sample],
-    *,
-    rollout_time: float | None = None,
-    drop_reasons: Mapping[str, int] | None = None,
-    train_data: Mapping[str, Sequence[Any]] | None = None,
-    loss_masks: Sequence[Any] | None = None,
-    extra: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
+def log_rollout(args: argparse.Namespace, rollout_id: int, samples: Sequence[Sample], **options: Any) -> dict[str, Any]:
     """``rollout/*`` (+ ``multi_turn/*`` with ``--log-multi-turn``, ``passrate/*`` with ``--log-passrate``, the
-    rollout's ``perf/*`` given its time) of one rollout, against ``rollout/step``."""
-    metrics = rollout_report(
-        args,
-        rollout_id,
-        samples,
-        rollout_time=rollout_time,
-        drop_reasons=drop_reasons,
-        train_data=train_data,
-        loss_masks=loss_masks,
-        extra=extra,
-    )
-    return publish_rollout(args, rollout_id, metrics)
+    rollout's ``perf/*`` given its time) of one rollout, against ``rollout/step``: ``rollout_report`` (which takes
+    ``options``) then ``publish_rollout``, for callers that hold the samples in this process."""
+    return publish_rollout(args, rollout_id, rollout_report(args, rollout_id, samples, **options))
 
 
 def rollout_report(
