@@ -6,9 +6,7 @@ import logging
 import socket
 import subprocess
 import sys
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -18,19 +16,18 @@ from slime.data.data_source import RolloutDataSource
 from slime.rewards import REWARD_ERROR_KEY, count_reward_errors
 from slime.rollout.default import generate_rollout
 from slime.testing.hf_engine import HFEngine
+from slime.testing.json_server import JSONServer
 from slime.types import Status
 
 HERE = Path(__file__).parent
 SCORE = 0.75  # what the reward server answers: a sample left at 0 was not scored by it
 
 
-class RewardServer(ThreadingHTTPServer):
-    """A reward server on 127.0.0.1 whose behaviour the test switches: "ok", "error" (HTTP 503) or "hang"."""
-
-    daemon_threads = True  # hanging handlers must not keep the test process alive
+class RewardServer(JSONServer):
+    """A reward server whose behaviour the test switches: "ok", "error" (HTTP 503) or "hang"."""
 
     def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), RewardHandler)
+        super().__init__()
         self.mode = "ok"
         self.errors_left = 0  # in "ok" mode: answer 503 to this many requests first
         self.requests = 0
@@ -38,42 +35,24 @@ class RewardServer(ThreadingHTTPServer):
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/reward"
+        return super().url + "/reward"
 
-
-class RewardHandler(BaseHTTPRequestHandler):
-    server: RewardServer
-
-    def do_POST(self) -> None:
-        self.rfile.read(int(self.headers["Content-Length"]))
-        server = self.server
-        server.requests += 1
-        if server.mode == "hang":
-            time.sleep(server.hang_s)
-        if server.mode == "error" or server.errors_left > 0:
-            server.errors_left = max(0, server.errors_left - 1)
-            self.send_response(503)
-            self.end_headers()
-            return
-        body = json.dumps(SCORE).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args) -> None:  # keep the test output quiet
-        pass
+    def answer(self, path: str, payload: object, headers) -> tuple[int, object]:
+        with self.lock:
+            self.requests += 1
+        if self.mode == "hang":
+            time.sleep(self.hang_s)
+        if self.mode == "error" or self.errors_left > 0:
+            with self.lock:
+                self.errors_left = max(0, self.errors_left - 1)
+            return 503, {"error": "unavailable"}
+        return 200, SCORE
 
 
 @pytest.fixture
 def reward_server():
-    server = RewardServer()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
+    with RewardServer() as server:
+        yield server
 
 
 @pytest.fixture

@@ -3,12 +3,9 @@ reward servers named only by the user's flags, never by the data."""
 
 import ast
 import asyncio
-import json
 import os
 import subprocess
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import psutil
@@ -17,6 +14,7 @@ import pytest
 from slime.arguments import parse_args
 from slime.errors import PluginError
 from slime.rewards import compute_reward
+from slime.testing.json_server import JSONServer
 from slime.types import Sample
 
 REPO = Path(__file__).resolve().parents[2]
@@ -112,50 +110,25 @@ WANDB_KEY = "wandbkey-0123456789abcdef0123456789abcdef"  # W&B keys are 40 chara
 RM_TOKEN = "rm-token-fedcba9876543210"
 
 
-class RewardServer(ThreadingHTTPServer):
-    """A reward server on 127.0.0.1 that answers 503 to its first request (so the client logs a retry), then
-    1.0; it records the Authorization header of every request."""
-
-    daemon_threads = True
+class RewardServer(JSONServer):
+    """A reward server that answers 503 to its first request (so the client logs a retry), then 1.0; it records
+    the Authorization header of every request."""
 
     def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), RewardHandler)
+        super().__init__()
         self.requests: list[tuple[str, str | None]] = []  # (path, Authorization)
-        self.lock = threading.Lock()
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
-
-
-class RewardHandler(BaseHTTPRequestHandler):
-    server: RewardServer
-
-    def log_message(self, *args) -> None:
-        pass
-
-    def do_POST(self) -> None:
-        self.rfile.read(int(self.headers["Content-Length"]))
-        with self.server.lock:
-            self.server.requests.append((self.path, self.headers.get("Authorization")))
-            first = len(self.server.requests) == 1
-        body = json.dumps({"error": "warming up"} if first else 1.0).encode()
-        self.send_response(503 if first else 200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+    def answer(self, path: str, payload: object, headers) -> tuple[int, object]:
+        with self.lock:
+            self.requests.append((path, headers.get("Authorization")))
+            first = len(self.requests) == 1
+        return (503, {"error": "warming up"}) if first else (200, 1.0)
 
 
 @pytest.fixture
 def reward_servers():
-    servers = [RewardServer(), RewardServer()]
-    for server in servers:
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield servers
-    for server in servers:
-        server.shutdown()
-        server.server_close()
+    with RewardServer() as first, RewardServer() as second:
+        yield [first, second]
 
 
 def test_secrets_are_in_no_file_and_no_console_line_of_a_run(tmp_path, reward_servers, tiny_model):

@@ -2,11 +2,8 @@
 
 import argparse
 import asyncio
-import json
 import logging
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from slime_rewards_remote.client import TOKEN_ENV, RemoteRewardError, remote_rm
@@ -15,77 +12,48 @@ from slime.errors import ConfigError
 from slime.plugins import registered_by
 from slime.rewards import compute_reward, count_reward_errors
 from slime.testing.contracts import check_reward_function
+from slime.testing.json_server import JSONServer
 from slime.types import Sample, Status
 
 TOKEN = "s3cret-token-value"
 
 
-class RewardServer(ThreadingHTTPServer):
+class RewardServer(JSONServer):
     """Scores ``1.0`` when the label is in the response. Per path: ``/ok``; ``/flaky`` answers 500 twice first;
     ``/slow`` sleeps 2 s on its first request; ``/down`` always 500; ``/auth`` wants the bearer token (401 else);
     ``/dict`` answers an object; ``/text`` answers a JSON string."""
 
-    daemon_threads = True
-
     def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), Handler)
+        super().__init__()
         self.hits: dict[str, int] = {}
         self.bodies: list[dict] = []
         self.headers_seen: list[str | None] = []
-        self.lock = threading.Lock()
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
-
-
-class Handler(BaseHTTPRequestHandler):
-    server: RewardServer
-
-    def log_message(self, *args) -> None:  # keep test output clean
-        pass
-
-    def reply(self, status: int, value) -> None:
-        body = json.dumps(value).encode()
-        try:
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the client gave up on a slow answer
-
-    def do_POST(self) -> None:
-        payload = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        with self.server.lock:
-            hit = self.server.hits[self.path] = self.server.hits.get(self.path, 0) + 1
-            self.server.bodies.append(payload)
-            self.server.headers_seen.append(self.headers.get("Authorization"))
+    def answer(self, path: str, payload: dict, headers) -> tuple[int, object]:
+        with self.lock:
+            hit = self.hits[path] = self.hits.get(path, 0) + 1
+            self.bodies.append(payload)
+            self.headers_seen.append(headers.get("Authorization"))
         score = 1.0 if str(payload["label"]) in payload["response"] else 0.0
-        if self.path == "/flaky" and hit <= 2:
-            return self.reply(500, {"error": "overloaded"})
-        if self.path == "/slow" and hit == 1:
+        if path == "/flaky" and hit <= 2:
+            return 500, {"error": "overloaded"}
+        if path == "/slow" and hit == 1:
             time.sleep(2.0)
-        if self.path == "/down":
-            return self.reply(500, {"error": "down"})
-        if self.path == "/auth" and self.headers.get("Authorization") != f"Bearer {TOKEN}":
-            return self.reply(401, {"error": "unauthorized"})
-        if self.path == "/dict":
-            return self.reply(200, {"score": score, "acc": bool(score)})
-        if self.path == "/text":
-            return self.reply(200, "great answer")
-        self.reply(200, score)
+        if path == "/down":
+            return 500, {"error": "down"}
+        if path == "/auth" and headers.get("Authorization") != f"Bearer {TOKEN}":
+            return 401, {"error": "unauthorized"}
+        if path == "/dict":
+            return 200, {"score": score, "acc": bool(score)}
+        if path == "/text":
+            return 200, "great answer"
+        return 200, score
 
 
 @pytest.fixture
 def server():
-    server = RewardServer()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
+    with RewardServer() as server:
+        yield server
 
 
 def make_args(url: str, **overrides) -> argparse.Namespace:
