@@ -12,3 +12,11 @@ import httpx
 @functools.cache
 def control_client() -> httpx.Client:
     return httpx.Client(trust_env=False)
+
+
+def generates(url: str, timeout: float) -> bool:
+    """Whether the engine at ``url`` generates one token (``/health_generate``) within ``timeout`` seconds."""
+    try:
+        return control_client().get(url + "/health_generate", timeout=timeout).status_code == 200
+    except httpx.HTTPError:
+        return False

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from slime.types import Sample
 from slime_sglang import weights
 from slime_sglang.client import GenerateClient
-from slime_sglang.control_http import control_client
+from slime_sglang.control_http import generates
 from slime_sglang.errors import EngineDiedError, SGLangError, UnsupportedOnCPUError
 from slime_sglang.health import HealthMonitor
 from slime_sglang.processes import free_port
@@ -191,7 +191,7 @@ class SGLangRolloutEngine:
         """One ``/health_generate`` per engine (slime's own, then external ones)."""
         timeout = self.args.rollout_health_check_timeout
         own = [s.healthy(timeout) for s in self.servers]
-        return own + [_url_healthy(url, timeout) for url in self.external_urls]
+        return own + [generates(url, timeout) for url in self.external_urls]
 
     def _check_health(self, index: int) -> bool:
         # Under the lock: a weight update pauses generation, and a paused engine must not look dead.
@@ -298,12 +298,3 @@ class SGLangRolloutEngine:
                 f"{what} is not supported on CPU: SGLang's /release_memory_occupation kills a CPU server; "
                 "drop --offload-rollout/--colocate offloading for CPU runs"
             )
-
-
-def _url_healthy(url: str, timeout: float) -> bool:
-    import httpx
-
-    try:
-        return control_client().get(url + "/health_generate", timeout=timeout).status_code == 200
-    except httpx.HTTPError:
-        return False

@@ -8,10 +8,8 @@ from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
 
-import httpx
-
 from slime_sglang.arguments import load_option_table
-from slime_sglang.control_http import control_client
+from slime_sglang.control_http import generates
 from slime_sglang.cpu_compat import SGL_KERNEL_STANDIN_DIR
 from slime_sglang.errors import ServerStartError
 from slime_sglang.processes import ManagedProcess, free_port, tail
@@ -148,12 +146,9 @@ class SGLangServer:
             code = self.process.exit_code()
             if code is not None:
                 raise ServerStartError(self._failure(f"exited with code {code} during start-up"))
-            try:
-                if control_client().get(self.url + "/health_generate", timeout=10).status_code == 200:
-                    self.process.pids()  # remember the children for the shutdown check
-                    return
-            except httpx.HTTPError:
-                pass
+            if generates(self.url, timeout=10):
+                self.process.pids()  # remember the children for the shutdown check
+                return
             if time.monotonic() > deadline:
                 raise ServerStartError(self._failure(f"did not answer /health_generate within {timeout:.0f} s"))
             time.sleep(1.0)
@@ -164,12 +159,7 @@ class SGLangServer:
 
     def healthy(self, timeout: float = 30.0) -> bool:
         """The process runs and generates one token within ``timeout`` seconds."""
-        if not self.process.running():
-            return False
-        try:
-            return control_client().get(self.url + "/health_generate", timeout=timeout).status_code == 200
-        except httpx.HTTPError:
-            return False
+        return self.process.running() and generates(self.url, timeout)
 
     def running(self) -> bool:
         return self.process.running()
