@@ -10,6 +10,8 @@ scheduler, run on every ``/flush_cache``, so on every weight update: 0.6 s each 
 (measured; the whole update took 0.65 s, the broadcast 0.03 s). Python's own collector still runs; this entry
 makes it a no-op.
 
+Attention runs batched (``slime_sglang.cpu_attention``) instead of in SGLang's Python loop over requests.
+
 The patches run at import: SGLang's scheduler processes are spawned and re-import this module as their main.
 """
 
@@ -17,13 +19,17 @@ import os
 import sys
 
 from sglang.srt import server_args
+from sglang.srt.layers.attention.attention_registry import ATTENTION_BACKENDS
 from sglang.srt.model_executor.model_runner import ModelRunner
 from sglang.srt.platforms.cpu import CpuDeviceMixin
+
+from slime_sglang.cpu_attention import BatchedAttnBackend
 
 if "torch_native" not in server_args.DETERMINISTIC_ATTENTION_BACKEND_CHOICES:
     server_args.DETERMINISTIC_ATTENTION_BACKEND_CHOICES.append("torch_native")
 ModelRunner.maybe_enable_batch_invariant_mode = lambda self: None
 CpuDeviceMixin.empty_cache = lambda self: None
+ATTENTION_BACKENDS["torch_native"] = BatchedAttnBackend
 
 
 def main(argv: list[str]) -> None:
