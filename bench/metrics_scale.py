@@ -16,6 +16,7 @@ import random
 import tempfile
 import time
 
+import numpy
 import torch
 
 from slime.arguments import build_parser
@@ -28,7 +29,10 @@ WORDS = "the model thinks step by step about the answer and checks it again ".sp
 
 
 def build_rollout(n_samples: int, seed: int = 0) -> tuple[list[Sample], dict, list]:
+    """Samples as a rollout returns them: random token ids below a 151k vocabulary, the engine's log-prob of every
+    response token, a loss mask only on multi-turn (tool) samples; plus per-token training tensors."""
     rng = random.Random(seed)
+    ids = numpy.random.default_rng(seed)
     text = " ".join(rng.choice(WORDS) for _ in range(2000))  # ~10k varied characters to slice responses from
     looping = "I will check again. " * 700  # 14k characters that compress far more than 10x
     samples, log_probs, masks = [], [], []
@@ -39,11 +43,12 @@ def build_rollout(n_samples: int, seed: int = 0) -> tuple[list[Sample], dict, li
         sample = Sample(
             group_index=index // N_PER_PROMPT,
             index=index,
-            tokens=[1] * (64 + length),
+            tokens=ids.integers(0, 151_000, 64 + length).tolist(),
             response=looping if rng.random() < 0.02 else text[: 4 * length],
             response_length=length,
             reward=float(rng.random() < 0.5),
-            loss_mask=mask,
+            loss_mask=mask if tool else None,
+            rollout_log_probs=(-ids.random(length)).tolist(),
             status=Status.TRUNCATED if length == 1024 else Status.COMPLETED,
             metadata={"round_number": 2 if tool else 1},
         )

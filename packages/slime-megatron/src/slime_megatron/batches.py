@@ -7,6 +7,7 @@ attention, which the local layer spec used on CPU does not have.) Micro-batches 
 (``--micro-batch-size``) or as many as fit a token budget (``--use-dynamic-batch-size``, ``--max-tokens-per-gpu``).
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -48,7 +49,7 @@ def split_by_tokens(sample_ids: list[int], lengths: list[int], max_tokens: int) 
 
 
 def make_micro_batches(
-    tokens: list[list[int]], response_lengths: list[int], groups: list[list[int]]
+    tokens: Sequence[Sequence[int]], response_lengths: list[int], groups: list[list[int]]
 ) -> list[MicroBatch]:
     """One padded micro-batch per group of sample ids."""
     batches = []

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from megatron.core import parallel_state
@@ -251,7 +252,9 @@ class MegatronTrainer:
         results = []
         for step_index, sample_ids in enumerate(steps):
             first = step_index * global_batch
-            step_tokens = float(sum(sum(batch.loss_masks[i]) for i in range(first, first + global_batch)))
+            step_tokens = float(
+                sum(np.sum(batch.loss_masks[i], dtype=np.int64) for i in range(first, first + global_batch))
+            )
             micro_batches = self._micro_batches(batch, sample_ids, self.args.max_tokens_per_gpu)
             loss_fn = partial(self._loss, data, global_batch, step_tokens)
             metrics = train_step(self.trainable, micro_batches, loss_fn, self.device)

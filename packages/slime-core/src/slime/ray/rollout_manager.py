@@ -23,7 +23,9 @@ from slime.weights import DiskWeightReceiver
 
 @dataclass
 class RolloutResult:
-    batch: TrainBatch
+    # The TrainBatch, put in Ray's object store here: the driver hands the reference to the train actors, so the
+    # per-token data is serialized once and never deserialized in the driver (nor re-serialized once per actor).
+    batch: "ray.ObjectRef[TrainBatch]"
     # The rollout's metrics (rollout/*, multi_turn/*, passrate/*, its perf/*, plugins' keys), computed here: the
     # samples' per-token data stays in this actor instead of crossing Ray to the driver to be averaged.
     metrics: dict[str, Any]
@@ -74,7 +76,7 @@ class RolloutManager:
         if self.args.save_debug_rollout_data:
             save_rollout_dump(self.args.save_debug_rollout_data.format(rollout_id=rollout_id), rollout_id, samples)
         return RolloutResult(
-            batch=samples_to_train_batch(self.args, samples),
+            batch=ray.put(samples_to_train_batch(self.args, samples)),
             metrics=rollout_report(self.args, rollout_id, samples, rollout_time=rollout_time, extra=output.metrics),
             weight_versions=[newest_weight_version(sample) for sample in samples],
         )

@@ -9,6 +9,7 @@ import argparse
 import json
 import os
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -49,8 +50,8 @@ class HFTrainer:
         self.optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True))
         return iteration + 1
 
-    def _log_probs(self, tokens: list[int], response_length: int) -> torch.Tensor:
-        ids = torch.tensor([tokens])
+    def _log_probs(self, tokens: Sequence[int], response_length: int) -> torch.Tensor:
+        ids = torch.tensor(tokens, dtype=torch.long)[None]
         logits = self.model(input_ids=ids).logits[0, :-1]
         targets = ids[0, 1:]
         response = slice(len(tokens) - 1 - response_length, len(tokens) - 1)

@@ -1,0 +1,64 @@
+"""samples_to_train_batch: what the trainer receives, per-token data in RaggedArrays that survive the trip
+through Ray (pickled, as the object store does) with every value intact."""
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from slime.arguments import parse_args
+from slime.backends import RaggedArray
+from slime.train_data import samples_to_train_batch
+from slime.types import Sample, Status
+
+ARGS = ["--rollout-batch-size", "1", "--n-samples-per-prompt", "3", "--disable-rewards-normalization"]
+
+
+def sample(index: int, prompt: list[int], response: list[int], **fields) -> Sample:
+    return Sample(index=index, tokens=prompt + response, response_length=len(response), **fields)
+
+
+def test_per_token_data_arrives_with_the_samples_values() -> None:
+    samples = [
+        sample(0, [5, 6], [151_643, 7, 8], reward=1.0, rollout_log_probs=[-0.5, -1.25, -0.125]),
+        sample(1, [5], [9, 10], reward=0.0, loss_mask=[0, 1], rollout_log_probs=[-2.0, -0.75]),
+        sample(2, [5, 6, 7], [11], reward=0.5, remove_sample=True, rollout_log_probs=[-3.0]),
+    ]
+    samples[0].status = Status.TRUNCATED
+    batch = pickle.loads(pickle.dumps(samples_to_train_batch(parse_args(ARGS), samples)))
+
+    assert isinstance(batch.tokens, RaggedArray) and batch.tokens.values.dtype == np.int32
+    assert [t.tolist() for t in batch.tokens] == [[5, 6, 151_643, 7, 8], [5, 9, 10], [5, 6, 7, 11]]
+    assert [m.tolist() for m in batch.loss_masks] == [[1, 1, 1], [0, 1], [0]]  # default ones; removed: zeros
+    assert [lp.tolist() for lp in batch.rollout_log_probs] == [[-0.5, -1.25, -0.125], [-2.0, -0.75], [-3.0]]
+    assert batch.rollout_log_probs.values.dtype == np.float32
+    assert batch.response_lengths == [3, 2, 1] and batch.truncated == [True, False, False]
+    assert batch.raw_rewards == [1.0, 0.0, 0.5] and len(batch) == 3
+    # What a train backend does with an item: the same tensor a list gave.
+    assert torch.equal(torch.tensor(batch.tokens[0], dtype=torch.long), torch.tensor([5, 6, 151_643, 7, 8]))
+    assert torch.equal(torch.tensor(batch.loss_masks[1], dtype=torch.float32), torch.tensor([0.0, 1.0]))
+
+
+def test_a_mask_of_the_wrong_length_or_kind_names_the_sample() -> None:
+    args = parse_args(ARGS)
+    with pytest.raises(ValueError, match="sample 4: loss mask has 1 entries for 2"):
+        samples_to_train_batch(args, [sample(4, [1], [2, 3], reward=1.0, loss_mask=[1])])
+    with pytest.raises(ValueError, match="sample 5: loss mask entries must be 0 or 1"):
+        samples_to_train_batch(args, [sample(5, [1], [2, 3], reward=1.0, loss_mask=[1, 0.5])])
+    with pytest.raises(ValueError, match="sample 6: loss mask entries must be 0 or 1"):
+        samples_to_train_batch(args, [sample(6, [1], [2, 3], reward=1.0, loss_mask=[2, 1])])
+
+
+def test_missing_log_probs_on_any_sample_leave_none() -> None:
+    samples = [sample(0, [1], [2], reward=1.0, rollout_log_probs=[-1.0]), sample(1, [1], [3], reward=0.0)]
+    assert samples_to_train_batch(parse_args(ARGS), samples).rollout_log_probs is None
+
+
+def test_ragged_array_items_are_the_sequences() -> None:
+    ragged = RaggedArray.from_lists([[1, 2, 3], (), [4]], "b")
+    assert len(ragged) == 3 and [item.tolist() for item in ragged] == [[1, 2, 3], [], [4]]
+    assert ragged[-1].tolist() == [4] and ragged[1].dtype == np.int8
+    with pytest.raises(IndexError, match="index 3 out of range for 3 sequences"):
+        ragged[3]
+    assert len(RaggedArray.from_lists([], "i")) == 0
