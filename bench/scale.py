@@ -116,8 +116,8 @@ def main() -> None:
             samples, train_data, masks = build_rollout(n)
             with tempfile.TemporaryDirectory() as out_dir:
                 args = metrics_args(n, out_dir)
-                init_metrics(args)
                 m, report, batch_ref = manager(args, samples)
+                init_metrics(args)  # after: W&B's service process starts here, once per run in slime
                 d = driver(args, report, samples)
                 finish_metrics()
             t = train_data_time(train_data, masks)

@@ -46,7 +46,7 @@ def bench_size(workdir: Path, size: str, steps: int) -> None:
     from transformers import AutoModelForCausalLM
 
     from slime.arguments import parse_args
-    from slime.backends import TrainBatch
+    from slime.backends import RaggedArray, TrainBatch
     from slime.testing.tiny_model import build_tiny_model
     from slime_megatron.backend import MegatronTrainBackend
 
@@ -73,9 +73,9 @@ def bench_size(workdir: Path, size: str, steps: int) -> None:
     tokens = torch.randint(0, model.config.vocab_size, (SAMPLES, SEQ_LEN), generator=generator)
     rewards = torch.randn(SAMPLES, generator=generator)
     batch = TrainBatch(
-        tokens=tokens.tolist(),
+        tokens=RaggedArray.from_lists(tokens.tolist(), "i"),  # as the rollout manager sends it
         response_lengths=[RESPONSE_LEN] * SAMPLES,
-        loss_masks=[[1] * RESPONSE_LEN] * SAMPLES,
+        loss_masks=RaggedArray.from_lists([[1] * RESPONSE_LEN] * SAMPLES, "b"),
         rewards=rewards.tolist(),
         raw_rewards=rewards.tolist(),
         truncated=[False] * SAMPLES,

@@ -10,7 +10,7 @@ import torch.distributed as dist
 from safetensors.torch import load_file, save_file
 
 from slime.arguments import parse_args
-from slime.backends import TrainBatch
+from slime.backends import RaggedArray, TrainBatch
 from slime.testing.tiny_model import build_tiny_model
 
 
@@ -75,10 +75,10 @@ def make_batch(vocab_size: int, num_samples: int = 8, seed: int = 0) -> TrainBat
         response_lengths.append(response)
         loss_masks.append([0 if (i + t) % 4 == 3 else 1 for t in range(response)])
     rewards = [1.0 if i % 3 == 0 else 0.0 for i in range(num_samples)]
-    return TrainBatch(
-        tokens=tokens,
+    return TrainBatch(  # per-token data as the rollout manager sends it
+        tokens=RaggedArray.from_lists(tokens, "i"),
         response_lengths=response_lengths,
-        loss_masks=loss_masks,
+        loss_masks=RaggedArray.from_lists(loss_masks, "b"),
         rewards=[r - 0.25 for r in rewards],
         raw_rewards=rewards,
         truncated=[False] * num_samples,

@@ -63,7 +63,7 @@ def test_trainer_log_probs_equal_hf_at_the_rollout_temperature(world, tiny_model
     reference = AutoModelForCausalLM.from_pretrained(tiny_models["qwen3"], dtype=torch.float32).eval()
     for i, (tokens, response) in enumerate(zip(batch.tokens, batch.response_lengths, strict=True)):
         with torch.no_grad():
-            logits = reference(torch.tensor([tokens])).logits[0]
+            logits = reference(torch.tensor(tokens, dtype=torch.long)[None]).logits[0]
         positions = slice(len(tokens) - response - 1, len(tokens) - 1)
-        expected = log_probs_from_logits(logits[positions], torch.tensor(tokens[-response:]), 0.8)
+        expected = log_probs_from_logits(logits[positions], torch.tensor(tokens[-response:], dtype=torch.long), 0.8)
         assert (ours[i] - expected).abs().max().item() < 1e-5, i
