@@ -62,3 +62,10 @@ def test_ragged_array_items_are_the_sequences() -> None:
     with pytest.raises(IndexError, match="index 3 out of range for 3 sequences"):
         ragged[3]
     assert len(RaggedArray.from_lists([], "i")) == 0
+
+
+def test_a_numpy_mask_is_read_by_value() -> None:
+    """bytes() of an int64 array would be its raw memory (eight bytes a value): the values are taken instead."""
+    masked = sample(7, [1], [2, 3], reward=1.0, loss_mask=np.array([0, 1], dtype=np.int64))
+    batch = samples_to_train_batch(parse_args(ARGS), [masked])
+    assert batch.loss_masks[0].tolist() == [0, 1]

@@ -8,7 +8,7 @@ import torch
 from sglang.srt.layers.attention.torch_native_backend import TorchNativeAttnBackend
 from sglang.srt.model_executor.forward_batch_info import ForwardMode
 
-from slime_sglang.cpu_attention import BatchedAttnBackend
+from slime_sglang.cpu_attention import BatchedAttnBackend, padding_dominates
 
 HEADS, KV_HEADS, DIM, SLOTS, MAX_CONTEXT = 4, 2, 8, 129, 32
 
@@ -81,3 +81,12 @@ def test_deterministic_inference_keeps_the_per_request_loop() -> None:
     batched, _, _ = backends(deterministic=True)
     batched.init_forward_metadata(forward_batch(ForwardMode.DECODE, [6, 1, 30, 11]))
     assert batched.padded is None
+
+
+def test_a_batch_that_would_be_mostly_padding_keeps_the_loop() -> None:
+    """A 2048-token prefill chunk next to 255 decodes: padding every request to it would hold ~250x the pairs."""
+    batched, _, _ = backends()
+    seq_lens, extend_lens = [2048] + [300] * 255, [2048] + [1] * 255
+    batched.init_forward_metadata(forward_batch(ForwardMode.MIXED, seq_lens, extend_lens))
+    assert batched.padded is None
+    assert not padding_dominates(torch.tensor([300] * 256), torch.ones(256, dtype=torch.long))  # decodes alike

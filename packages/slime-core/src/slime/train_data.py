@@ -56,8 +56,9 @@ def loss_masks(samples: list[Sample]) -> RaggedArray:
 
 def zeros_and_ones(sample: Sample) -> bytes:
     """The sample's own loss mask as bytes: converted at C speed, and any entry other than 0 or 1 refused."""
+    values = sample.loss_mask if isinstance(sample.loss_mask, list) else list(sample.loss_mask)
     try:
-        mask = bytes(sample.loss_mask)  # a float or an entry outside 0..255 raises here
+        mask = bytes(values)  # a float or an entry outside 0..255 raises here
     except (TypeError, ValueError):
         mask = None
     if mask is None or mask.translate(None, b"\x00\x01"):

@@ -8,7 +8,8 @@ makes one SDPA call over it. Decode is the case of one query row per request.
 
 A padded batch is not batch-invariant to the last bit (a request's sums run over a padded length that depends on
 its neighbours), so under ``--enable-deterministic-inference`` SGLang's per-request loop stays; so do the cases it
-handles specially (sliding windows, encoder-decoder and non-causal models, SWA pools, speculative modes).
+handles specially (sliding windows, encoder-decoder and non-causal models, SWA pools, speculative modes) and batches
+that would be mostly padding.
 """
 
 from dataclasses import dataclass
@@ -43,6 +44,15 @@ def padded_batch(
     return PaddedBatch(slots, query_rows, query_valid, mask[:, None])
 
 
+def padding_dominates(seq_lens: torch.Tensor, query_lens: torch.Tensor) -> bool:
+    """Whether the padded batch would hold far more query x key pairs than its requests do (a long prompt next to
+    many short requests, e.g. a prefill chunk mixed with decodes): its memory and time grow with the padding, SGLang's
+    loop only with the requests, so that batch keeps the loop."""
+    padded = len(seq_lens) * int(query_lens.max()) * int(seq_lens.max())
+    needed = int((query_lens * seq_lens).sum())
+    return padded > 4 * needed + 65_536
+
+
 class BatchedAttnBackend(TorchNativeAttnBackend):
     def __init__(self, model_runner) -> None:
         super().__init__(model_runner)
@@ -57,9 +67,11 @@ class BatchedAttnBackend(TorchNativeAttnBackend):
         if not (self.batched and plain and (mode.is_decode() or mode in (ForwardMode.EXTEND, ForwardMode.MIXED))):
             return
         seq_lens = forward_batch.seq_lens
-        query_lens = torch.ones_like(seq_lens) if mode.is_decode() else forward_batch.extend_seq_lens
+        query_lens = (torch.ones_like(seq_lens) if mode.is_decode() else forward_batch.extend_seq_lens).to(seq_lens)
+        if padding_dominates(seq_lens, query_lens):
+            return
         self.padded = padded_batch(
-            self.req_to_token_pool.req_to_token, forward_batch.req_pool_indices, seq_lens, query_lens.to(seq_lens)
+            self.req_to_token_pool.req_to_token, forward_batch.req_pool_indices, seq_lens, query_lens
         )
 
     def _run_sdpa_forward_extend(self, query, output, k_cache, v_cache, *args, **kwargs):
