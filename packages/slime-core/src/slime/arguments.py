@@ -301,8 +301,6 @@ def validate_args(args: argparse.Namespace) -> None:
         args.rollout_num_gpus = args.actor_num_nodes * args.actor_num_gpus_per_node
     if args.debug_rollout_only and args.debug_train_only:
         _fail("--debug-rollout-only and --debug-train-only cannot be used together")
-    if args.load_debug_rollout_data:
-        args.debug_train_only = True
     # Parsed because slime has them, but the loop has no train-only or rollout-only mode yet: refuse rather than
     # start engines the flag says to skip (train-only) or fail later with no trainer (rollout-only).
     for flag, given in (
