@@ -4,7 +4,7 @@ import random
 import pytest
 import torch
 
-from slime.rl.logprobs import entropy_from_logits, log_probs_from_logits
+from slime.rl.logprobs import entropy_from_logits, log_probs_and_entropy, log_probs_from_logits
 
 
 def reference(logits, tokens, temperature):
@@ -52,3 +52,23 @@ def test_gradient_reaches_logits():
 def test_temperature_must_be_positive():
     with pytest.raises(ValueError, match="temperature"):
         log_probs_from_logits(torch.zeros(1, 2), torch.tensor([0]), 0.0)
+
+
+def test_log_probs_and_entropy_from_one_log_softmax():
+    """Same values as the two separate functions; the entropy carries a gradient only when asked to."""
+    tokens = torch.tensor([0, 4, 2])
+    for mode in ("none", "detached", "grad"):
+        logits = torch.randn(3, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(1), requires_grad=True)
+        log_probs, entropy = log_probs_and_entropy(logits, tokens, 0.7, mode)
+        torch.testing.assert_close(log_probs, log_probs_from_logits(logits, tokens, 0.7))
+        if mode == "none":
+            assert entropy is None
+            continue
+        torch.testing.assert_close(entropy, entropy_from_logits(logits, 0.7))
+        assert entropy.requires_grad == (mode == "grad")
+        if mode == "grad":
+            (ours,) = torch.autograd.grad(entropy.sum(), [logits])
+            (expected,) = torch.autograd.grad(entropy_from_logits(logits, 0.7).sum(), [logits])
+            torch.testing.assert_close(ours, expected)
+    with pytest.raises(ValueError, match="entropy must be"):
+        log_probs_and_entropy(logits, tokens, 0.7, "yes")

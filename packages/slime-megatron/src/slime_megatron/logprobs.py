@@ -4,7 +4,7 @@ The output layer leaves each TP rank its slice of the (padded) vocabulary, so no
 logits (a 150k vocabulary in fp32 is most of a micro-batch's memory). The softmax's normaliser and the sampled
 token's logit are assembled with all-reduces across the slices: forward all-reduce, backward identity
 (megatron's ``reduce_from_tensor_model_parallel_region``), because every TP rank computes the same loss. With one
-TP rank this is slime-core's ``log_probs_from_logits``/``entropy_from_logits`` itself.
+TP rank this is slime-core's ``log_probs_and_entropy`` itself.
 """
 
 import torch
@@ -12,7 +12,7 @@ import torch.distributed as dist
 from megatron.core import parallel_state
 from megatron.core.tensor_parallel.mappings import reduce_from_tensor_model_parallel_region
 
-from slime.rl.logprobs import entropy_from_logits, log_probs_from_logits
+from slime.rl.logprobs import log_probs_and_entropy
 
 
 def vocab_parallel_log_probs(
@@ -25,11 +25,7 @@ def vocab_parallel_log_probs(
     ``"grad"`` (part of the loss).
     """
     if parallel_state.get_tensor_model_parallel_world_size() == 1:
-        logits = logits[:, :vocab_size]
-        log_probs = log_probs_from_logits(logits, targets, temperature)
-        if entropy == "none":
-            return log_probs, None
-        return log_probs, entropy_from_logits(logits if entropy == "grad" else logits.detach(), temperature)
+        return log_probs_and_entropy(logits[:, :vocab_size], targets, temperature, entropy)
 
     local_vocab = logits.shape[-1]
     start = parallel_state.get_tensor_model_parallel_rank() * local_vocab

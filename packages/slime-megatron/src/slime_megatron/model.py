@@ -1,4 +1,4 @@
-"""An HF causal-LM config (Qwen2, Qwen3, Llama) as a megatron-core ``GPTModel`` with the local layer spec."""
+"""An HF causal-LM config (Qwen2, Qwen3, Llama) as a megatron-core ``GPTModel``: local layer spec, SDPA attention."""
 
 import torch
 import torch.nn.functional as F
@@ -7,6 +7,7 @@ from megatron.core.models.gpt import GPTModel
 from megatron.core.models.gpt.gpt_layer_specs import get_gpt_layer_local_spec
 from megatron.core.transformer import TransformerConfig
 
+from slime_megatron.attention import SDPAttention
 from slime_megatron.hf_config import HFModelConfig
 
 
@@ -68,6 +69,7 @@ def build_gpt_model(hf: HFModelConfig, config: TransformerConfig) -> GPTModel:
     pre_process = parallel_state.is_pipeline_first_stage()
     post_process = parallel_state.is_pipeline_last_stage()
     spec = get_gpt_layer_local_spec(qk_layernorm=hf.qk_norm, normalization="RMSNorm")
+    spec.submodules.self_attention.submodules.core_attention = SDPAttention
     model = GPTModel(
         config=config,
         transformer_layer_spec=spec,

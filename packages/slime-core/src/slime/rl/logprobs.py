@@ -26,3 +26,19 @@ def entropy_from_logits(logits: torch.Tensor, temperature: float = 1.0) -> torch
     """Entropy of ``softmax(logits[i] / temperature)`` for each row, shape ``[num_tokens]``."""
     log_p = _tempered_log_softmax(logits, temperature)
     return -(log_p.exp() * log_p).sum(-1)
+
+
+def log_probs_and_entropy(
+    logits: torch.Tensor, tokens: torch.Tensor, temperature: float, entropy: str
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``log_probs_from_logits`` and, from the same log-softmax, the entropy: ``"none"``, ``"detached"`` (for
+    logging, no gradient) or ``"grad"`` (part of the loss)."""
+    if entropy not in ("none", "detached", "grad"):
+        raise ValueError(f"entropy must be 'none', 'detached' or 'grad', got {entropy!r}")
+    log_p = _tempered_log_softmax(logits, temperature)
+    log_probs = log_p.gather(-1, tokens.long().unsqueeze(-1)).squeeze(-1)
+    if entropy == "none":
+        return log_probs, None
+    if entropy == "detached":
+        log_p = log_p.detach()
+    return log_probs, -(log_p.exp() * log_p).sum(-1)
