@@ -23,7 +23,7 @@ from sglang.srt.model_executor.forward_batch_info import ForwardBatch, ForwardMo
 class PaddedBatch:
     slots: torch.Tensor  # [batch, longest kv]: KV-pool slot of each cached token; padding reads slot 0
     query_rows: torch.Tensor  # [batch, longest query]: row of each query token in the flat query; padding 0
-    query_valid: torch.Tensor  # [batch, longest query]: False on padding
+    valid_rows: torch.Tensor  # [tokens]: position of each real query token in the flattened [batch, longest query]
     mask: torch.Tensor  # [batch, 1, longest query, longest kv]: True where a query may attend
 
 
@@ -41,7 +41,14 @@ def padded_batch(
     query_positions = (seq_lens - query_lens)[:, None] + query_offsets[None, :]
     mask = (kv_positions[None, None, :] <= query_positions[:, :, None]) & kv_valid[:, None, :]
     slots = req_to_token[req_pool_indices, : len(kv_positions)].masked_fill(~kv_valid, 0)
-    return PaddedBatch(slots, query_rows, query_valid, mask[:, None])
+    valid_rows = query_valid.flatten().nonzero().squeeze(1)
+    return PaddedBatch(slots, query_rows, valid_rows, mask[:, None])
+
+
+def gather_rows(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``table[index]`` for a 2-D ``index``, through ``index_select``: on CPU it copies whole rows and is ~4x faster
+    than advanced indexing, which copies element by element (measured for KV-pool rows of 2 x 64 floats)."""
+    return table.index_select(0, index.flatten()).view(*index.shape, *table.shape[1:])
 
 
 def padding_dominates(seq_lens: torch.Tensor, query_lens: torch.Tensor) -> bool:
@@ -90,12 +97,13 @@ class BatchedAttnBackend(TorchNativeAttnBackend):
     def _attend(self, query, output, k_cache, v_cache, kwargs: dict) -> torch.Tensor:
         # query [tokens, heads, dim] -> [batch, heads, longest query, dim]; the cache likewise with kv heads
         padded = self.padded
-        queries = query[padded.query_rows].transpose(1, 2)
-        keys = k_cache[padded.slots].transpose(1, 2).to(query.dtype)
-        values = v_cache[padded.slots].transpose(1, 2).to(query.dtype)
+        queries = gather_rows(query, padded.query_rows).transpose(1, 2)
+        keys = gather_rows(k_cache, padded.slots).transpose(1, 2).to(query.dtype)
+        values = gather_rows(v_cache, padded.slots).transpose(1, 2).to(query.dtype)
         attended = torch.nn.functional.scaled_dot_product_attention(
             queries, keys, values, attn_mask=padded.mask, scale=kwargs.get("scaling"),
             enable_gqa=kwargs.get("enable_gqa", False),
         )  # fmt: skip
-        output.copy_(attended.transpose(1, 2)[padded.query_valid])
+        attended = attended.transpose(1, 2).flatten(0, 1)  # [batch * longest query, heads, dim]
+        output.copy_(attended.index_select(0, padded.valid_rows).view_as(output))
         return output
