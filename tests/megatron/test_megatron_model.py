@@ -9,6 +9,7 @@ from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
 from slime.rl.logprobs import log_probs_from_logits
+from slime_megatron import attention
 from slime_megatron.attention import SDPAttention
 from slime_megatron.hf_config import HFModelConfig
 from slime_megatron.model import build_gpt_model, transformer_config
@@ -39,8 +40,13 @@ def test_logits_equal_hf_transformers(world, tiny_models, arch):
     assert diff < 1e-4, f"{arch}: max |megatron - HF| = {diff}"
 
 
-def test_sdpa_attention_equals_megatron_unfused_attention_with_gradients(world, tiny_models):
+def test_sdpa_attention_equals_megatron_unfused_attention_with_gradients(world, tiny_models, monkeypatch):
     """GQA (4 query heads, 2 key/value groups), causal: same output and same gradients as megatron's own path."""
+    sdpa_calls = []
+    sdpa = attention.F.scaled_dot_product_attention
+    monkeypatch.setattr(
+        attention.F, "scaled_dot_product_attention", lambda *a, **k: sdpa_calls.append(1) or sdpa(*a, **k)
+    )
     hf, model = _megatron_model(tiny_models["qwen2"])
     assert all(isinstance(layer.self_attention.core_attention, SDPAttention) for layer in model.decoder.layers)
     config = model.config
@@ -60,6 +66,7 @@ def test_sdpa_attention_equals_megatron_unfused_attention_with_gradients(world, 
         assert output.shape == (seq, batch, config.num_attention_heads * dim)
         output.pow(2).sum().backward()
         grads.append((output.detach(), [leaf.grad for leaf in leaves]))
+    assert len(sdpa_calls) == 1  # ours went through SDPA, not megatron's path
     (out_a, grads_a), (out_b, grads_b) = grads
     assert (out_a - out_b).abs().max().item() < 1e-5
     for grad_a, grad_b in zip(grads_a, grads_b, strict=True):
@@ -69,6 +76,7 @@ def test_sdpa_attention_equals_megatron_unfused_attention_with_gradients(world, 
     mask = torch.zeros(1, 1, seq, seq, dtype=torch.bool)
     mask[..., 0] = True
     masked = ours(*inputs, attention_mask=mask)
+    assert len(sdpa_calls) == 1
     assert torch.equal(masked, theirs(*inputs, attention_mask=mask))
     assert not torch.allclose(masked, ours(*inputs, attention_mask=None))
 

@@ -16,7 +16,9 @@ HEADS, KV_HEADS, DIM, SLOTS, MAX_CONTEXT = 4, 2, 8, 129, 32
 def backends(deterministic: bool = False) -> tuple[BatchedAttnBackend, TorchNativeAttnBackend, torch.Tensor]:
     generator = torch.Generator().manual_seed(0)
     # Each request's tokens sit in distinct, shuffled KV slots (slot 0 stays SGLang's unused dummy).
-    req_to_token = (torch.randperm(SLOTS - 1, generator=generator)[: 4 * MAX_CONTEXT] + 1).view(4, MAX_CONTEXT)
+    # int32, as SGLang's ReqToTokenPool holds them.
+    slots = torch.randperm(SLOTS - 1, generator=generator)[: 4 * MAX_CONTEXT] + 1
+    req_to_token = slots.to(torch.int32).view(4, MAX_CONTEXT)
     runner = SimpleNamespace(
         device="cpu",
         req_to_token_pool=SimpleNamespace(req_to_token=req_to_token),

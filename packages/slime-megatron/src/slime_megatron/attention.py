@@ -3,7 +3,9 @@
 megatron-core's local ``DotProductAttention`` is unfused: it materialises the ``[b, heads, s, s]`` scores with
 ``baddbmm``, masks and soft-maxes them, then multiplies by the values, with GQA keys and values copied out to every
 query head. ``scaled_dot_product_attention`` computes the same function with one fused kernel (flash attention on
-CPU and on GPU) and reads grouped keys and values in place. The models slime maps use plain causal self-attention
+CPU and, for bf16/fp16, on GPU; the memory-efficient kernel for fp32 on GPU) and reads grouped keys and values in
+place. In bf16 it is not bit-identical to megatron's path: it accumulates in fp32 where megatron rounds scores and
+probabilities to bf16. The models slime maps use plain causal self-attention
 with no mask tensor; every other case (sliding windows, softmax offsets, attention dropout, bias, packed sequences,
 fp16 query-key layer scaling, decoding with a cache) keeps megatron's own path.
 """
