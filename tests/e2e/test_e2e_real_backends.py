@@ -53,6 +53,11 @@ def test_three_rollouts_with_megatron_sglang_and_every_sink(ray_runtime, tmp_pat
     assert [step for key, step in order if key == "train/step"] == [0, 1, 2]
     assert [step for key, step in order if key == "eval/step"] == [0, 1]  # rollout 0 and after rollout 1 (interval 2)
     assert all("passrate/pass@4" in line for line in rollout_lines)
+    trainer_lines = [line for line in lines if "perf/train_time" in line]  # what the train backend measured
+    assert [line["rollout/step"] for line in trainer_lines] == [0, 1, 2]
+    assert all(
+        {"rollout/advantages", "rollout/returns", "rollout/rollout_log_probs"} <= set(line) for line in trainer_lines
+    )
     first_step = next(line for line in lines if "train/step" in line)
     assert first_step["train/ppo_kl"] == 0.0 and first_step["train/pg_clipfrac"] == 0.0  # on-policy first step
 

@@ -40,7 +40,7 @@ def test_backend_trains_saves_resumes_and_sends_hf_weights(world, tiny_models, t
 
     steps = backend.train(0, make_batch(600))
     assert len(steps) == 2 and {"loss", "pg_loss", "ppo_kl", "kl_loss", "grad_norm", "lr-pg_0"} <= set(steps[0])
-    assert backend.perf_metrics()["perf/actor_train_tok_per_s"] > 0
+    assert backend.rollout_metrics()["perf/actor_train_tok_per_s"] > 0
     backend.update_weights(receiver, "1")
     assert not torch.equal(receiver.updates[1][1]["model.norm.weight"], original["model.norm.weight"])
     backend.save(0)

@@ -4,6 +4,8 @@ import pytest
 import torch
 from megatron_helpers import make_args, make_batch, make_trainer, train_rollouts
 
+from slime.metrics.rollout import train_data_means
+from slime.rl.advantages import AdvantageBatch, compute_advantages_and_returns
 from slime_megatron import checkpoint
 from slime_megatron.batches import split_by_tokens
 
@@ -86,3 +88,29 @@ def test_micro_batches_by_token_budget_train_like_micro_batches_by_count(world, 
     for expected, got in zip(by_count, by_tokens, strict=True):
         for name in expected:  # other groupings sum gradients in another order: float rounding only
             assert got[name] == pytest.approx(expected[name], rel=1e-5, abs=1e-5), name
+
+
+def test_rollout_means_of_the_training_data(world, tiny_models):
+    """``rollout/*`` from the trainer, as slime's log_rollout_data: the policy's and the reference's log-probs before
+    the update, advantages and returns, each averaged over a sample's trained tokens, then over samples."""
+    args = make_args(
+        tiny_models["qwen3"], "--advantage-estimator", "reinforce_plus_plus_baseline", "--normalize-advantages"
+    )
+    trainer = make_trainer(args)
+    batch = make_batch(trainer.hf.vocab_size)
+    ids = list(range(len(batch)))
+    masks = [torch.tensor(batch.loss_masks[i], dtype=torch.float32) for i in ids]
+    before = [trainer.compute_log_probs(batch, ids)[i] for i in ids]
+    advantages, returns = compute_advantages_and_returns(
+        args, AdvantageBatch(rewards=batch.rewards, loss_masks=masks, log_probs=before, ref_log_probs=before)
+    )
+    expected = train_data_means(
+        {"log_probs": before, "ref_log_probs": before, "advantages": advantages, "returns": returns}, loss_masks=masks
+    )
+
+    trainer.train(0, batch)
+    means = trainer.train_data_means
+    assert sorted(means) == ["rollout/advantages", "rollout/log_probs", "rollout/ref_log_probs", "rollout/returns"]
+    for name, value in expected.items():
+        assert means[f"rollout/{name}"] == pytest.approx(value, abs=1e-6), name
+    assert means["rollout/log_probs"] < 0 and means["rollout/advantages"] != 0

@@ -84,8 +84,11 @@ class TrainBackend(Protocol):
         Every rank receives the whole rollout and takes its own data-parallel share.
         """
 
-    def perf_metrics(self) -> dict[str, float]:
-        """The last ``train`` call's ``perf/*`` (log-prob and train times, tokens/s, TFLOPs); may be empty."""
+    def rollout_metrics(self) -> dict[str, float]:
+        """What the last ``train`` call measured for its rollout, by full name, logged at ``rollout/step``: its
+        ``perf/*`` (log-prob and train times, tokens/s, TFLOPs) and the ``rollout/*`` means of its training data
+        (``rollout/log_probs``, ``rollout/advantages``, ...; ``slime.metrics.rollout.train_data_means``). May be
+        empty; the same on every rank."""
 
     def save(self, rollout_id: int) -> None:
         """Write a checkpoint atomically (the latest-iteration pointer last)."""

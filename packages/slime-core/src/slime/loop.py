@@ -57,7 +57,7 @@ def run_rollouts(args: argparse.Namespace, rollout_manager, trainer: TrainGroup)
             next_rollout = rollout_manager.generate.remote(rollout_id + 1)
         publish_rollout(args, rollout_id, rollout.metrics)
         with timer(timings, "train"):
-            step_metrics, train_perf = trainer.train(rollout_id, rollout.batch)
+            step_metrics, trainer_metrics = trainer.train(rollout_id, rollout.batch)
         for step_id, metrics in enumerate(step_metrics):
             log_train_step(args, rollout_id, step_id, metrics)
 
@@ -71,7 +71,7 @@ def run_rollouts(args: argparse.Namespace, rollout_manager, trainer: TrainGroup)
             with timer(timings, "update_weights"):
                 wait_for(next_rollout)  # never swap weights under a generation in flight
                 trainer.update_weights(receiver, str(rollout_id + 1))
-        log_perf(args, rollout_id, timings, extra=train_perf)
+        log_perf(args, rollout_id, timings, extra=trainer_metrics)
 
         if should_run_periodic_action(rollout_id, args.eval_interval, num_rollout_per_epoch):
             wait_for(next_rollout)

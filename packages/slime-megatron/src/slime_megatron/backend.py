@@ -45,9 +45,10 @@ class MegatronTrainBackend:
         ``train/`` prefix, the same on every rank."""
         return self._require_trainer().train(rollout_id, batch)
 
-    def perf_metrics(self) -> dict[str, float]:
-        """The ``perf/*`` timings of the last ``train`` call (logged at ``rollout/step``)."""
-        return dict(self._require_trainer().perf)
+    def rollout_metrics(self) -> dict[str, float]:
+        """The last ``train`` call's ``perf/*`` timings and ``rollout/*`` training-data means (at ``rollout/step``)."""
+        trainer = self._require_trainer()
+        return {**trainer.perf, **trainer.train_data_means}
 
     def save(self, rollout_id: int) -> None:
         self._require_trainer().save(rollout_id)

@@ -20,6 +20,7 @@ import torch.distributed as dist
 from megatron.core import parallel_state
 
 from slime.backends import TrainBatch
+from slime.metrics.rollout import train_data_means
 from slime.rl.advantages import AdvantageBatch, compute_advantages_and_returns
 from slime.rl.losses import LossBatch, compute_loss
 from slime.rl.reduction import make_reducer
@@ -97,6 +98,7 @@ class MegatronTrainer:
             )
             self.start_rollout_id = iteration + 1
         self.perf: dict[str, float] = {}
+        self.train_data_means: dict[str, float] = {}
 
     def _reference_weights(self, model: torch.nn.Module) -> dict[str, torch.Tensor]:
         """This rank's reference weights on CPU: ``--ref-load`` (megatron checkpoint or HF directory), else HF's."""
@@ -182,7 +184,7 @@ class MegatronTrainer:
             start = time.perf_counter()
             old_log_probs = self.compute_log_probs(batch, sample_ids)
             self.perf["log_probs_time"] = time.perf_counter() - start
-        advantages, _ = compute_advantages_and_returns(
+        advantages, returns = compute_advantages_and_returns(
             args,
             AdvantageBatch(
                 rewards=[batch.rewards[i] for i in sample_ids],
@@ -192,13 +194,42 @@ class MegatronTrainer:
             ),
             group=parallel_state.get_data_parallel_group(),
         )
-        return _RolloutData(
+        data = _RolloutData(
             loss_masks=loss_masks,
             advantages=dict(zip(sample_ids, advantages, strict=True)),
             old_log_probs=old_log_probs,
             ref_log_probs=ref_log_probs,
             rollout_log_probs=rollout_log_probs,
         )
+        self.train_data_means = self._means_over_data_parallel(
+            {
+                "log_probs": old_log_probs,
+                "ref_log_probs": ref_log_probs,
+                "rollout_log_probs": rollout_log_probs,
+                "advantages": data.advantages,
+                "returns": dict(zip(sample_ids, returns, strict=True)),
+            },
+            loss_masks,
+            sample_ids,
+        )
+        return data
+
+    def _means_over_data_parallel(
+        self,
+        fields: dict[str, dict[int, torch.Tensor] | None],
+        loss_masks: dict[int, torch.Tensor],
+        sample_ids: list[int],
+    ) -> dict[str, float]:
+        """``rollout/*``: each field's mean over the rollout's trained tokens and samples (slime's
+        ``log_rollout_data``); a field this rollout did not compute (``None``) is left out."""
+        per_sample = {name: [values[i] for i in sample_ids] for name, values in fields.items() if values is not None}
+        means = train_data_means(per_sample, loss_masks=[loss_masks[i] for i in sample_ids])
+        names = sorted(means)
+        totals = torch.tensor([means[name] for name in names], dtype=torch.float64, device=self.device)
+        # Every data-parallel rank trains an equal share of the samples: the mean of the ranks' means is the rollout's.
+        dist.all_reduce(totals, group=parallel_state.get_data_parallel_group())
+        totals /= parallel_state.get_data_parallel_world_size()
+        return {f"rollout/{name}": value for name, value in zip(names, totals.tolist(), strict=True)}
 
     def _loss(
         self, data: _RolloutData, num_samples: int, num_tokens: float, batch: MicroBatch, logits: torch.Tensor

@@ -99,7 +99,8 @@ def log_perf(
 ) -> dict[str, Any]:
     """The trainer's ``perf/*`` of one rollout (phase timings, throughput, TFLOPs), against ``rollout/step``.
 
-    ``extra`` holds ``perf/*`` the train backend measured itself (e.g. log-prob and actor-train times).
+    ``extra`` holds what the train backend measured for the rollout itself: its ``perf/*`` (e.g. log-prob and
+    actor-train times) and the ``rollout/*`` means of its training data.
     """
     metrics: dict[str, Any] = dict(extra or {})
     metrics |= train_perf_metrics(timings, seq_lens=seq_lens, fwd_flops=fwd_flops, num_gpus=num_gpus)

@@ -30,7 +30,7 @@ class TrainActor:
         return self.backend.init(args, self.rank, self.world_size)
 
     def train(self, rollout_id: int, batch: TrainBatch) -> tuple[list[dict[str, float]], dict[str, float]]:
-        return self.backend.train(rollout_id, batch), self.backend.perf_metrics()
+        return self.backend.train(rollout_id, batch), self.backend.rollout_metrics()
 
     def save(self, rollout_id: int) -> None:
         self.backend.save(rollout_id)
@@ -67,7 +67,7 @@ class TrainGroup:
         return self._all("init", args)
 
     def train(self, rollout_id: int, batch: Any) -> tuple[list[dict[str, float]], dict[str, float]]:
-        """Rank 0's per-step ``train/*`` metrics and its ``perf/*``."""
+        """Rank 0's per-step ``train/*`` metrics and what it measured for the rollout (``perf/*``, ``rollout/*``)."""
         return self._all("train", rollout_id, batch)
 
     def save(self, rollout_id: int) -> None:

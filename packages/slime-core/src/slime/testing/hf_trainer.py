@@ -87,7 +87,7 @@ class HFTrainer:
             step_metrics.append({**{k: float(v) for k, v in metrics.items()}, "grad_norm": float(grad_norm)})
         return step_metrics
 
-    def perf_metrics(self) -> dict[str, float]:
+    def rollout_metrics(self) -> dict[str, float]:
         return {}
 
     def save(self, rollout_id: int) -> None:
