@@ -2,7 +2,7 @@
 
 Usage: parallel_worker.py HF_DIR CHECKPOINT_DIR RESULTS_JSON. In one process group of two it trains the same two
 rollouts under each layout of ``LAYOUTS`` in turn, saves the TP=2 run after its first rollout, and rank 0 writes
-every step's metrics to RESULTS_JSON.
+every step's metrics and the first rollout's ``rollout/*`` means to RESULTS_JSON.
 """
 
 import json
@@ -36,7 +36,7 @@ def main() -> None:
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{os.environ['MASTER_PORT']}", rank=rank, world_size=2)
     batch = helpers.make_batch(600)
     original = load_file(Path(hf_dir) / "model.safetensors")
-    results, exports = {}, {}
+    results, exports, means = {}, {}, {}
     for name, flags in LAYOUTS.items():
         save = ["--save", f"{checkpoint_dir}/{name}"] if name in ("tp2", "dp2_distributed_optimizer") else []
         args = helpers.make_args(hf_dir, "--actor-num-gpus-per-node", "2", *flags, *save)
@@ -47,12 +47,13 @@ def main() -> None:
                 torch.equal(exported[key], value) for key, value in original.items()
             )
         metrics = helpers.train_rollouts(trainer, batch, range(1))
+        means[name] = trainer.train_data_means  # rollout/* of rollout 0, over the data-parallel ranks
         if save:
             trainer.save(0)
         results[name] = metrics + helpers.train_rollouts(trainer, batch, range(1, 2))
     if rank == 0:
         with open(results_path, "w") as f:
-            json.dump({"steps": results, "exports": exports}, f)
+            json.dump({"steps": results, "exports": exports, "means": means}, f)
     helpers.destroy_world()
 
 

@@ -54,12 +54,21 @@ def test_two_process_layouts_match_one_process(world, tiny_models, tmp_path):
     assert results["exports"] == dict.fromkeys(parallel, True)  # HF -> megatron -> HF bit-exact in every layout
 
     batch = make_batch(600)
-    single = train_rollouts(make_trainer(make_args(hf_dir)), batch, range(2))
+    trainer = make_trainer(make_args(hf_dir))
+    single = train_rollouts(trainer, batch, range(1))
+    single_means = trainer.train_data_means
+    single += train_rollouts(trainer, batch, range(1, 2))
     assert len(single) == 4 and single[3]["ppo_kl"] != 0.0  # an off-policy step, compared too
     per_token = train_rollouts(make_trainer(make_args(hf_dir, "--calculate-per-token-loss")), batch, range(2))
     assert any(abs(p["pg_loss"] - s["pg_loss"]) > 1e-3 for p, s in zip(per_token, single, strict=True))
     for layout, steps in parallel.items():
         _assert_same_steps(steps, per_token if layout == "dp2_per_token_loss" else single, layout)
+    # The trainer's rollout/* means cover the whole rollout in every layout (DP ranks each hold half of it).
+    assert {"rollout/advantages", "rollout/log_probs", "rollout/ref_log_probs"} <= set(single_means)
+    for layout, means in results["means"].items():
+        assert means.keys() == single_means.keys(), layout
+        for name, value in single_means.items():
+            assert means[name] == pytest.approx(value, abs=1e-5), f"{layout}: {name}"
 
     # Checkpoints of rollout 0 load in one process and continue like the uninterrupted two-process runs:
     # TP=2 -> TP=1, and the distributed optimizer's dp_reshardable state DP=2 -> DP=1.
