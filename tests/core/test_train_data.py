@@ -69,3 +69,16 @@ def test_a_numpy_mask_is_read_by_value() -> None:
     masked = sample(7, [1], [2, 3], reward=1.0, loss_mask=np.array([0, 1], dtype=np.int64))
     batch = samples_to_train_batch(parse_args(ARGS), [masked])
     assert batch.loss_masks[0].tolist() == [0, 1]
+
+
+def test_a_sample_whose_reward_failed_trains_nothing_and_leaves_its_group_statistics() -> None:
+    """FAILED (the reward function raised or timed out): its reward 0 is not a score, so it neither trains nor
+    shifts its group's GRPO mean and std."""
+    args = parse_args(["--rollout-batch-size", "1", "--n-samples-per-prompt", "3", "--advantage-estimator", "grpo"])
+    samples = [sample(i, [5], [6, 7], reward=reward) for i, reward in enumerate([1.0, 0.0, 0.0])]
+    samples[1].status = Status.FAILED
+    batch = samples_to_train_batch(args, samples)
+    assert [m.tolist() for m in batch.loss_masks] == [[1, 1], [0, 0], [1, 1]]
+    assert batch.raw_rewards == [1.0, 0.0, 0.0]
+    # GRPO over the two scored samples: mean 0.5, std 0.707 -> +-0.707; the failed one 0.
+    assert batch.rewards == pytest.approx([0.7071, 0.0, -0.7071], abs=1e-4)

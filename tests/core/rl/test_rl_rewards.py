@@ -85,3 +85,16 @@ def test_raw_rewards_select_the_reward_key():
 def test_bad_group_size_is_an_error():
     with pytest.raises(ValueError, match="groups of 3"):
         group_normalize([0.0] * 4, 3, scale_by_std=False)
+
+
+@pytest.mark.parametrize("scale", [False, True])
+def test_group_normalize_leaves_out_invalid_rewards(scale):
+    """A sample whose reward failed is left out of its group's mean and std, and gets 0."""
+    rewards = [1.0, 0.0, 0.0, 1.0, 0.5, 2.0, 0.0, 0.0]
+    valid = [True, False, True, True, True, False, False, False]
+    got = group_normalize(rewards, 4, scale, valid)
+    first = reference_group_normalize([1.0, 0.0, 1.0], 3, scale)  # the group without its failed sample
+    assert got[:4] == pytest.approx([first[0], 0.0, first[1], first[2]], abs=1e-9)
+    assert got[4:] == pytest.approx([0.0, 0.0, 0.0, 0.0], abs=1e-9)  # one valid sample: nothing to compare with
+    # All valid: exactly what no mask gives.
+    assert group_normalize(rewards, 4, scale, [True] * 8) == group_normalize(rewards, 4, scale)

@@ -16,13 +16,17 @@ from slime.types import Sample, Status
 
 
 def samples_to_train_batch(args: argparse.Namespace, samples: list[Sample]) -> TrainBatch:
-    """Rewards post-processed per prompt group (``samples`` in group order); masks default to all ones."""
+    """Rewards post-processed per prompt group (``samples`` in group order); masks default to all ones.
+
+    A sample whose reward failed (``Status.FAILED``: its 0 is not a score) trains no token and is left out of its
+    group's reward statistics.
+    """
     if args.custom_reward_post_process_path:
         post_process = load_object(args.custom_reward_post_process_path, "--custom-reward-post-process-path")
         raw, rewards = post_process(args, samples)
     else:
         raw = raw_rewards(samples, args.reward_key)
-        rewards = postprocess_rewards(args, raw)
+        rewards = postprocess_rewards(args, raw, [sample.status is not Status.FAILED for sample in samples])
     log_probs = [sample.rollout_log_probs for sample in samples]
     return TrainBatch(
         tokens=RaggedArray.from_lists((sample.tokens for sample in samples), "i"),
@@ -38,12 +42,13 @@ def samples_to_train_batch(args: argparse.Namespace, samples: list[Sample]) -> T
 
 
 def loss_masks(samples: list[Sample]) -> RaggedArray:
-    """Each sample's mask over its response tokens: all ones unless it set one; all zeros if it is removed."""
+    """Each sample's mask over its response tokens: all ones unless it set one; all zeros if it is removed or its
+    reward failed."""
     offsets = np.zeros(len(samples) + 1, dtype=np.int64)
     np.cumsum([sample.response_length for sample in samples], out=offsets[1:])
     values = np.ones(int(offsets[-1]), dtype=np.int8)  # most samples set no mask: no per-token pass for them
     for sample, start, end in zip(samples, offsets[:-1], offsets[1:], strict=True):
-        if sample.remove_sample:
+        if sample.remove_sample or sample.status is Status.FAILED:
             values[start:end] = 0
         elif sample.loss_mask is not None:
             if len(sample.loss_mask) != sample.response_length:
