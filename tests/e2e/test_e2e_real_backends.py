@@ -56,7 +56,8 @@ def test_three_rollouts_with_megatron_sglang_and_every_sink(ray_runtime, tmp_pat
     trainer_lines = [line for line in lines if "perf/train_time" in line]  # what the train backend measured
     assert [line["rollout/step"] for line in trainer_lines] == [0, 1, 2]
     assert all(
-        {"rollout/advantages", "rollout/returns", "rollout/rollout_log_probs"} <= set(line) for line in trainer_lines
+        {"rollout/advantages", "rollout/returns", "rollout/log_probs", "rollout/rollout_log_probs"} <= set(line)
+        for line in trainer_lines
     )
     first_step = next(line for line in lines if "train/step" in line)
     assert first_step["train/ppo_kl"] == 0.0 and first_step["train/pg_clipfrac"] == 0.0  # on-policy first step

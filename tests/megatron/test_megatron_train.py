@@ -114,3 +114,20 @@ def test_rollout_means_of_the_training_data(world, tiny_models):
     for name, value in expected.items():
         assert means[f"rollout/{name}"] == pytest.approx(value, abs=1e-6), name
     assert means["rollout/log_probs"] < 0 and means["rollout/advantages"] != 0
+
+
+def test_one_step_rollout_logs_the_policy_log_probs_of_its_forward(world, tiny_models):
+    """With one optimizer step per rollout and no KL in the reward no separate log-prob pass runs: rollout/log_probs
+    comes from the step's own forward (before the update), not from train/*."""
+    args = make_args(tiny_models["qwen3"], "--global-batch-size", "8", "--calculate-per-token-loss")
+    trainer = make_trainer(args)
+    batch = make_batch(trainer.hf.vocab_size)
+    ids = list(range(len(batch)))
+    masks = [torch.tensor(batch.loss_masks[i], dtype=torch.float32) for i in ids]
+    before = trainer.compute_log_probs(batch, ids)
+    expected = train_data_means({"log_probs": [before[i] for i in ids]}, loss_masks=masks)["log_probs"]
+
+    (step,) = trainer.train(0, batch)
+    assert "log_probs_time" not in {k.removeprefix("perf/") for k in trainer.perf}  # no separate pass ran
+    assert trainer.train_data_means["rollout/log_probs"] == pytest.approx(expected, abs=1e-5)
+    assert not any("log_probs" in name for name in step)

@@ -54,6 +54,10 @@ class _RolloutData:
     rollout_log_probs: dict[int, torch.Tensor] | None
 
 
+# A step metric that is not a train/* metric: the policy's mean log-prob, when the first step's forward is the only one.
+_POLICY_LOG_PROBS = "policy_log_probs"
+
+
 def needs_reference(args: argparse.Namespace) -> bool:
     return bool(args.use_kl_loss or args.kl_coef != 0)
 
@@ -269,7 +273,13 @@ class MegatronTrainer:
             num_samples=num_samples,
             num_tokens=num_tokens,
         )
-        return compute_loss(args, loss_batch, reducer)
+        loss, metrics = compute_loss(args, loss_batch, reducer)
+        if data.old_log_probs is None:
+            # One step per rollout: these are the policy's log-probs before the update, whose mean slime logs as
+            # rollout/log_probs; averaged per sample (as train_data_means does), whatever the loss reduction.
+            per_sample = make_reducer(batch.response_lengths, loss_masks, False, num_samples=num_samples)
+            metrics[_POLICY_LOG_PROBS] = per_sample(log_probs.detach())
+        return loss, metrics
 
     def train(self, rollout_id: int, batch: TrainBatch) -> list[dict[str, float]]:
         train_start = time.perf_counter()
@@ -291,6 +301,8 @@ class MegatronTrainer:
             metrics = train_step(self.trainable, micro_batches, loss_fn, self.device)
             results.append(metrics)
         actor_time = time.perf_counter() - actor_start
+        if _POLICY_LOG_PROBS in results[0]:
+            self.train_data_means["rollout/log_probs"] = results[0].pop(_POLICY_LOG_PROBS)
 
         self._record_perf(batch, actor_time, time.perf_counter() - train_start)
         return results
