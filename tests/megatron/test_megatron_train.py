@@ -116,10 +116,12 @@ def test_rollout_means_of_the_training_data(world, tiny_models):
     assert means["rollout/log_probs"] < 0 and means["rollout/advantages"] != 0
 
 
-def test_one_step_rollout_logs_the_policy_log_probs_of_its_forward(world, tiny_models):
+@pytest.mark.parametrize("loss_reduction", [[], ["--calculate-per-token-loss"]])
+def test_one_step_rollout_logs_the_policy_log_probs_of_its_forward(world, tiny_models, loss_reduction):
     """With one optimizer step per rollout and no KL in the reward no separate log-prob pass runs: rollout/log_probs
-    comes from the step's own forward (before the update), not from train/*."""
-    args = make_args(tiny_models["qwen3"], "--global-batch-size", "8", "--calculate-per-token-loss")
+    comes from the step's own forward (before the update), not from train/*, averaged per sample whatever the loss's
+    reduction."""
+    args = make_args(tiny_models["qwen3"], "--global-batch-size", "8", *loss_reduction)
     trainer = make_trainer(args)
     batch = make_batch(trainer.hf.vocab_size)
     ids = list(range(len(batch)))

@@ -4,7 +4,7 @@ import random
 import pytest
 import torch
 
-from slime.rl.logprobs import entropy_from_logits, log_probs_and_entropy, log_probs_from_logits
+from slime.rl.logprobs import log_probs_and_entropy, log_probs_from_logits
 
 
 def reference(logits, tokens, temperature):
@@ -27,7 +27,7 @@ def test_matches_reference(temperature):
     expected_lp, expected_entropy = reference(logits, tokens, temperature)
     x = torch.tensor(logits, dtype=torch.float64)
     got_lp = log_probs_from_logits(x, torch.tensor(tokens), temperature)
-    got_entropy = entropy_from_logits(x, temperature)
+    _, got_entropy = log_probs_and_entropy(x, torch.tensor(tokens), temperature, "grad")
     torch.testing.assert_close(got_lp, torch.tensor(expected_lp, dtype=torch.float64), rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(got_entropy, torch.tensor(expected_entropy, dtype=torch.float64), rtol=1e-12, atol=1e-12)
 
@@ -54,8 +54,13 @@ def test_temperature_must_be_positive():
         log_probs_from_logits(torch.zeros(1, 2), torch.tensor([0]), 0.0)
 
 
+def entropy_reference(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    log_p = torch.log_softmax(logits / temperature, dim=-1)
+    return -(log_p.exp() * log_p).sum(-1)
+
+
 def test_log_probs_and_entropy_from_one_log_softmax():
-    """Same values as the two separate functions; the entropy carries a gradient only when asked to."""
+    """Same values as the log-probs alone and a plain entropy; the entropy carries a gradient only when asked to."""
     tokens = torch.tensor([0, 4, 2])
     for mode in ("none", "detached", "grad"):
         logits = torch.randn(3, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(1), requires_grad=True)
@@ -64,11 +69,11 @@ def test_log_probs_and_entropy_from_one_log_softmax():
         if mode == "none":
             assert entropy is None
             continue
-        torch.testing.assert_close(entropy, entropy_from_logits(logits, 0.7))
+        torch.testing.assert_close(entropy, entropy_reference(logits, 0.7))
         assert entropy.requires_grad == (mode == "grad")
         if mode == "grad":
             (ours,) = torch.autograd.grad(entropy.sum(), [logits])
-            (expected,) = torch.autograd.grad(entropy_from_logits(logits, 0.7).sum(), [logits])
+            (expected,) = torch.autograd.grad(entropy_reference(logits, 0.7).sum(), [logits])
             torch.testing.assert_close(ours, expected)
     with pytest.raises(ValueError, match="entropy must be"):
         log_probs_and_entropy(logits, tokens, 0.7, "yes")

@@ -277,7 +277,11 @@ class MegatronTrainer:
         if data.old_log_probs is None:
             # One step per rollout: these are the policy's log-probs before the update, whose mean slime logs as
             # rollout/log_probs; averaged per sample (as train_data_means does), whatever the loss reduction.
-            per_sample = make_reducer(batch.response_lengths, loss_masks, False, num_samples=num_samples)
+            per_sample = (
+                make_reducer(batch.response_lengths, loss_masks, False, num_samples=num_samples)
+                if args.calculate_per_token_loss
+                else reducer  # the loss's own reducer is already this per-sample one
+            )
             metrics[_POLICY_LOG_PROBS] = per_sample(log_probs.detach())
         return loss, metrics
 

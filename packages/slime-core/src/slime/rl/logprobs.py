@@ -19,20 +19,14 @@ def _tempered_log_softmax(logits: torch.Tensor, temperature: float) -> torch.Ten
 
 def log_probs_from_logits(logits: torch.Tensor, tokens: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     """``log p(tokens[i])`` under ``softmax(logits[i] / temperature)``, shape ``[num_tokens]``."""
-    return _tempered_log_softmax(logits, temperature).gather(-1, tokens.long().unsqueeze(-1)).squeeze(-1)
-
-
-def entropy_from_logits(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
-    """Entropy of ``softmax(logits[i] / temperature)`` for each row, shape ``[num_tokens]``."""
-    log_p = _tempered_log_softmax(logits, temperature)
-    return -(log_p.exp() * log_p).sum(-1)
+    return log_probs_and_entropy(logits, tokens, temperature, "none")[0]
 
 
 def log_probs_and_entropy(
     logits: torch.Tensor, tokens: torch.Tensor, temperature: float, entropy: str
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """``log_probs_from_logits`` and, from the same log-softmax, the entropy: ``"none"``, ``"detached"`` (for
-    logging, no gradient) or ``"grad"`` (part of the loss)."""
+    """``log_probs_from_logits`` and, from the same log-softmax, the entropy of each row's distribution (shape
+    ``[num_tokens]``): ``"none"``, ``"detached"`` (for logging, no gradient) or ``"grad"`` (part of the loss)."""
     if entropy not in ("none", "detached", "grad"):
         raise ValueError(f"entropy must be 'none', 'detached' or 'grad', got {entropy!r}")
     log_p = _tempered_log_softmax(logits, temperature)

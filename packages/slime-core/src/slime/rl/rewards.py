@@ -36,7 +36,7 @@ def group_normalize(
     if scale_by_std and group_size < 2:
         raise ValueError("the std of a group of one sample is undefined; turn std scaling off for group size 1")
     grouped = torch.tensor(rewards, dtype=torch.float64).reshape(-1, group_size)
-    if valid is None or all(valid):
+    if valid is None or all(valid):  # the plain formula: runs without failed rewards keep their numbers to the bit
         centred = grouped - grouped.mean(dim=1, keepdim=True)
         if scale_by_std:
             centred = centred / (grouped.std(dim=1, keepdim=True) + GRPO_STD_EPS)
