@@ -3,6 +3,8 @@ to exactly what HF transformers generates with the new weights."""
 
 import asyncio
 import copy
+import os
+import time
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,7 @@ import torch
 from slime.types import Sample
 from slime_sglang import weights
 from slime_sglang.errors import UnsupportedOnCPUError
+from slime_sglang.processes import stat_fields
 
 pytestmark = pytest.mark.slow
 
@@ -85,3 +88,24 @@ def test_memory_release_is_refused_on_cpu(engine) -> None:
     with pytest.raises(UnsupportedOnCPUError):
         engine.resume_memory()
     assert engine.health() == [True, True]
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of the live processes among ``pids`` (/proc/<pid>/stat fields 14 and 15)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    return sum((int(f[11]) + int(f[12])) / ticks for f in map(stat_fields, pids) if f is not None)
+
+
+def test_paused_engines_wait_instead_of_spinning(engine, hf_model, hf_greedy) -> None:
+    # Every weight update pauses the engines; a scheduler spinning meanwhile took a core from the sender.
+    pids = engine.pids()
+    weights.pause_generation(engine.engine_urls)
+    try:
+        time.sleep(0.5)
+        before = cpu_seconds(pids)
+        time.sleep(2.0)
+        used = cpu_seconds(pids) - before
+    finally:
+        weights.continue_generation(engine.engine_urls)
+    assert used < 0.5, f"two paused engines used {used:.2f} CPU-seconds in 2 s"
+    check_engine_matches(engine, hf_model, hf_greedy)

@@ -10,6 +10,10 @@ scheduler, run on every ``/flush_cache``, so on every weight update: 0.6 s each 
 (measured; the whole update took 0.65 s, the broadcast 0.03 s). Python's own collector still runs; this entry
 makes it a no-op.
 
+A paused SGLang scheduler (``/pause_generation``, so during every weight update) spins in its event loop; it now
+waits on its sockets as an idle one does with ``--sleep-on-idle``. On 2 cores the spinning scheduler took a core
+from the process sending the weights, whose copies then ran up to 30x slower (measured).
+
 Attention runs batched (``slime_sglang.cpu_attention``) instead of in SGLang's Python loop over requests.
 
 The patches run at import: SGLang's scheduler processes are spawned and re-import this module as their main.
@@ -20,6 +24,7 @@ import sys
 
 from sglang.srt import server_args
 from sglang.srt.layers.attention.attention_registry import ATTENTION_BACKENDS
+from sglang.srt.managers.scheduler import Scheduler
 from sglang.srt.model_executor.model_runner import ModelRunner
 from sglang.srt.platforms.cpu import CpuDeviceMixin
 
@@ -30,6 +35,16 @@ if "torch_native" not in server_args.DETERMINISTIC_ATTENTION_BACKEND_CHOICES:
 ModelRunner.maybe_enable_batch_invariant_mode = lambda self: None
 CpuDeviceMixin.empty_cache = lambda self: None
 ATTENTION_BACKENDS["torch_native"] = BatchedAttnBackend
+
+_record_paused_state = Scheduler._record_scheduler_state_for_paused_engine
+
+
+def _record_paused_state_then_sleep(self: Scheduler) -> None:
+    _record_paused_state(self)
+    self.maybe_sleep_on_idle()  # returns when a request arrives (or after 1 s); a no-op without --sleep-on-idle
+
+
+Scheduler._record_scheduler_state_for_paused_engine = _record_paused_state_then_sleep
 
 
 def main(argv: list[str]) -> None:
