@@ -2,16 +2,19 @@
 
 For each model size it starts one SGLang CPU server, then alternates, repeat after repeat:
 
-* ``distributed``: ``DistributedWeightSender.update`` (pause, flush cache, begin, one gloo broadcast per tensor,
-  end, continue), the path a run takes with ``--rollout-backend sglang``; its phases are timed too;
+* ``shared memory``: ``SharedMemoryWeightSender.update`` (pause, flush cache, begin, each bucket copied into a
+  shared-memory buffer that the engine loads from, end, continue), the path a run takes with the default
+  ``--update-weight-transport distributed`` when the engines run on CPU on the trainer's host; phases timed;
+* ``gloo``: ``DistributedWeightSender.update`` (the same steps with one gloo broadcast per tensor), the path for
+  engines on other hosts; phases timed;
 * ``disk``: ``slime.weights.write_hf_checkpoint`` then ``update_weights_from_disk`` (the disk receiver's path);
 * ``memcpy``: ``torch`` copies of the same tensors into preallocated buffers (the floor: every byte moved once;
   the fastest of 5 passes);
-* ``gloo``: the transport alone: the same tensors broadcast one by one over a bare gloo group to a second process
-  that receives into preallocated buffers (no SGLang, no HTTP). The distributed path cannot beat it, so
-  distributed / gloo is what slime and SGLang add on top of the transport.
+* ``bare gloo``: the transport alone: the same tensors broadcast one by one over a bare gloo group to a second
+  process that receives into preallocated buffers (no SGLang, no HTTP). The gloo path cannot beat it, so
+  gloo / bare gloo is what slime and SGLang add on top of the transport.
 
-    python bench/weight_sync.py [--sizes 1M 30M] [--repeats 5]
+    python bench/weight_sync.py [--sizes 1M 30M 250M] [--repeats 5]
 """
 
 import argparse
@@ -22,7 +25,8 @@ from pathlib import Path
 from common import emit_row, load_average, median, set_bench_env, spread, this_command, verdict
 
 # name -> (hidden size, layers) of build_tiny_model's Qwen2 layout; the parameter count printed is the real one.
-SIZES = {"1M": (128, 4), "10M": (256, 10), "30M": (512, 8)}
+SIZES = {"1M": (128, 4), "10M": (256, 10), "30M": (512, 8), "250M": (1024, 16)}
+BUCKET_BYTES = 512 * 1024**2  # --update-weight-buffer-size's default
 
 
 def build(workdir: Path, size: str) -> Path:
@@ -32,8 +36,8 @@ def build(workdir: Path, size: str) -> Path:
     return build_tiny_model(workdir / size, hidden_size=hidden, num_layers=layers, num_heads=4, num_kv_heads=2)
 
 
-def timed_distributed_update(sender, tensors: dict, version: str) -> dict[str, float]:
-    """``DistributedWeightSender.update``, with each of its steps timed."""
+def timed_update(sender, tensors: dict, version: str) -> dict[str, float]:
+    """``sender.update`` (either sender), with each of its steps timed."""
     from slime_sglang import weights
 
     urls = sender.engine_urls
@@ -45,9 +49,9 @@ def timed_distributed_update(sender, tensors: dict, version: str) -> dict[str, f
     times["flush"] = time.perf_counter() - start - sum(times.values())
     weights.on_all(urls, "/begin_weight_update", {})
     times["begin"] = time.perf_counter() - start - sum(times.values())
-    for bucket in weights.buckets(tensors.items(), 512 * 1024**2):
+    for bucket in weights.buckets(tensors.items(), BUCKET_BYTES):
         sender._send_bucket(bucket, version)
-    times["broadcast"] = time.perf_counter() - start - sum(times.values())
+    times["send"] = time.perf_counter() - start - sum(times.values())
     weights.on_all(urls, "/end_weight_update", {})
     times["end"] = time.perf_counter() - start - sum(times.values())
     weights.continue_generation(urls)
@@ -117,7 +121,7 @@ def bench_size(workdir: Path, size: str, repeats: int) -> None:
 
     from slime.weights import write_hf_checkpoint
     from slime_sglang import weights
-    from slime_sglang.weights import DistributedWeightSender
+    from slime_sglang.weights import DistributedWeightSender, SharedMemoryWeightSender
 
     model_dir = build(workdir, size)
     tensors = load_file(model_dir / "model.safetensors")
@@ -125,52 +129,56 @@ def bench_size(workdir: Path, size: str, repeats: int) -> None:
     params = sum(t.numel() for t in tensors.values())
     server = start_server(model_dir)
     try:
-        sender = DistributedWeightSender([server.url], backend="gloo")
-        sender.connect()
+        senders = {
+            "shared memory": SharedMemoryWeightSender([server.url]),
+            "gloo": DistributedWeightSender([server.url], backend="gloo"),
+        }
+        senders["gloo"].connect()
         buffers = {name: torch.empty_like(t) for name, t in tensors.items()}
-        gloo = GlooFloor(tensors, rounds=repeats + 1)
-        results: dict[str, list[float]] = {"distributed": [], "disk": [], "memcpy": [], "gloo": []}
-        phases: list[dict[str, float]] = []
+        bare_gloo = GlooFloor(tensors, rounds=repeats + 1)
+        results: dict[str, list[float]] = {p: [] for p in ("shared memory", "gloo", "disk", "memcpy", "bare gloo")}
+        phases: dict[str, list[dict[str, float]]] = {"shared memory": [], "gloo": []}
         loads = []
-        timed_distributed_update(sender, tensors, "warmup")  # the first broadcast sets up gloo buffers
-        gloo.broadcast()
+        for path, sender in senders.items():  # the first update allocates buffers (gloo's, the shared memory)
+            timed_update(sender, tensors, f"warmup-{path}")
+        bare_gloo.broadcast()
         for repeat in range(repeats):
             loads.append(load_average())
-            order = ["distributed", "disk", "memcpy", "gloo"]
+            order = list(results)
             if repeat % 2:
                 order.reverse()
             for path in order:
                 start = time.perf_counter()
-                if path == "distributed":
-                    phases.append(timed_distributed_update(sender, tensors, f"d{repeat}"))
+                if path in senders:
+                    phases[path].append(timed_update(senders[path], tensors, f"{path}{repeat}"))
                 elif path == "disk":
                     target = write_hf_checkpoint(tensors, model_dir, workdir / f"{size}-disk" / f"v{repeat}")
                     weights.update_weights_from_disk([server.url], str(target), f"disk{repeat}")
-                elif path == "gloo":
-                    results[path].append(gloo.broadcast())
+                elif path == "bare gloo":
+                    results[path].append(bare_gloo.broadcast())
                     continue
                 else:
                     results[path].append(memcpy_floor(tensors, buffers))
                     continue
                 results[path].append(time.perf_counter() - start)
-        gloo.close()
-        sender.close()
+        bare_gloo.close()
+        senders["gloo"].close()
     finally:
         server.shutdown()
 
-    phase_summary = {k: round(median([p[k] for p in phases]), 4) for k in phases[0]}
     print(f"{size}: {params / 1e6:.2f}M parameters, {nbytes / 1e6:.1f} MB fp32; load {min(loads)}-{max(loads)}")
-    print(f"  distributed phases (median s): {phase_summary}")
+    for path, timings in phases.items():
+        print(f"  {path} phases (median s): { {k: round(median([t[k] for t in timings]), 4) for k in timings[0]} }")
     for path, values in results.items():
-        print(f"  {path:12}: {spread(values)} s")
+        print(f"  {path:14}: {spread(values)} s")
     floor = results["memcpy"]
-    for path in ("distributed", "disk"):
+    for path in ("shared memory", "gloo", "disk"):
         ratios = [a / b for a, b in zip(results[path], floor, strict=True)]
-        over_gloo = [a / b for a, b in zip(results[path], results["gloo"], strict=True)]
+        over_gloo = [a / b for a, b in zip(results[path], results["bare gloo"], strict=True)]
         emit_row(
             f"weight sync, {path} path, {size} model ({nbytes / 1e6:.1f} MB fp32), one SGLang CPU engine",
             f"{spread(results[path])} s per update; memcpy floor {spread(floor)} s; bare gloo broadcast "
-            f"{spread(results['gloo'])} s",
+            f"{spread(results['bare gloo'])} s",
             f"{spread(ratios)}x the memcpy floor; {spread(over_gloo)}x a bare gloo broadcast",
             verdict("<= 3x", ratios, lambda r: r <= 3),
             this_command(),
@@ -179,7 +187,7 @@ def bench_size(workdir: Path, size: str, repeats: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", nargs="+", default=["1M", "30M"], choices=list(SIZES))
+    parser.add_argument("--sizes", nargs="+", default=["1M", "30M", "250M"], choices=list(SIZES))
     parser.add_argument("--repeats", type=int, default=5)
     options = parser.parse_args()
     set_bench_env()

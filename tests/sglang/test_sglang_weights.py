@@ -4,6 +4,7 @@ to exactly what HF transformers generates with the new weights."""
 import asyncio
 import copy
 import os
+import socket
 import time
 from pathlib import Path
 
@@ -80,6 +81,56 @@ def test_tensor_update(engine, hf_model, hf_greedy, tiny_model: Path) -> None:
         check_engine_matches(engine, new_model, hf_greedy)
     finally:
         engine.update_weights_from_disk(str(tiny_model), weight_version="6")
+
+
+def test_receiver_sends_through_shared_memory_on_the_engines_host(engine, hf_model, hf_greedy, tiny_model) -> None:
+    receiver = engine.weight_receiver()
+    assert receiver.shared_memory_host == socket.gethostname()
+    try:
+        for version, seed in (("7", 4), ("8", 5)):  # the second update reuses the first one's buffer
+            new_model = perturbed(hf_model, seed=seed)
+            receiver.update_weights(hf_named_tensors(new_model), version)
+            check_engine_matches(engine, new_model, hf_greedy)
+        assert isinstance(weights._SENDERS[tuple(engine.engine_urls)], weights.SharedMemoryWeightSender)
+    finally:
+        weights._SENDERS.pop(tuple(engine.engine_urls), None)
+        engine.update_weights_from_disk(str(tiny_model), weight_version="9")
+
+
+def test_receiver_broadcasts_when_the_engines_are_on_another_host(engine, hf_model, hf_greedy, tiny_model) -> None:
+    receiver = engine.weight_receiver()
+    receiver.shared_memory_host = "another-host"
+    new_model = perturbed(hf_model, seed=6)
+    try:
+        receiver.update_weights(hf_named_tensors(new_model), "10")
+        assert isinstance(weights._SENDERS[tuple(engine.engine_urls)], weights.DistributedWeightSender)
+        check_engine_matches(engine, new_model, hf_greedy)
+    finally:
+        sender = weights._SENDERS.pop(tuple(engine.engine_urls), None)
+        if sender is not None:
+            sender.close()
+        engine.update_weights_from_disk(str(tiny_model), weight_version="11")
+
+
+def test_shared_memory_buffer_holds_aligned_copies_and_is_reused() -> None:
+    sender = weights.SharedMemoryWeightSender(["http://127.0.0.1:1"])
+    bucket = [
+        ("a", torch.arange(3, dtype=torch.float32)),
+        ("b", torch.arange(5, dtype=torch.bfloat16).reshape(5, 1)),
+        ("empty", torch.zeros(0, 4)),
+        ("c", torch.arange(4, dtype=torch.int64).reshape(2, 2).t()),  # not contiguous
+    ]
+    views = sender._copy_into_buffer(bucket)
+    assert sender.buffer.is_shared()
+    for (name, tensor), (view_name, view) in zip(bucket, views, strict=True):
+        assert view_name == name and view.dtype == tensor.dtype and torch.equal(view, tensor)
+        assert view.untyped_storage().data_ptr() == sender.buffer.untyped_storage().data_ptr()
+        assert view.data_ptr() % weights.SharedMemoryWeightSender.ALIGNMENT == 0
+    buffer = sender.buffer
+    sender._copy_into_buffer(bucket[:1])
+    assert sender.buffer is buffer  # a smaller bucket fits
+    sender._copy_into_buffer([("big", torch.ones(1000))])
+    assert sender.buffer is not buffer and sender.buffer.numel() >= 4000
 
 
 def test_memory_release_is_refused_on_cpu(engine) -> None:

@@ -83,9 +83,17 @@ def release(rollout_manager, train_actors: list, placement) -> None:
     try:
         ray.get(rollout_manager.shutdown.remote(), timeout=120)
     finally:
-        for actor in [rollout_manager, *train_actors]:
-            ray.kill(actor)
+        end_actors([rollout_manager, *train_actors])
         ray.util.remove_placement_group(placement.group)
+
+
+def end_actors(actors: list, grace: float = 10.0) -> None:
+    """Let each actor exit, so its ``atexit`` handlers run (a weight sender frees its shared memory), then kill
+    those still there (busy or hung after a failure elsewhere)."""
+    exits = [actor.__ray_terminate__.remote() for actor in actors]
+    ray.wait(exits, num_returns=len(exits), timeout=grace)
+    for actor in actors:
+        ray.kill(actor)
 
 
 def wait_for(rollout_ref) -> None:

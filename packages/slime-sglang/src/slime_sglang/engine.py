@@ -8,6 +8,7 @@ It owns the processes it starts (servers, router) and attaches to those it is gi
 import argparse
 import asyncio
 import logging
+import socket
 import threading
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -241,11 +242,15 @@ class SGLangRolloutEngine:
         return DistributedWeightSender(self.engine_urls, self.tp_sizes, master_address, backend=backend)
 
     def weight_receiver(self) -> "SGLangWeightReceiver":
-        """What the trainer sends weights through: a broadcast group over every engine (gloo on CPU, nccl on GPU)."""
+        """What the trainer sends weights through: shared memory to CPU engines on the sender's host, else a
+        broadcast group over every engine (gloo on CPU, nccl on GPU). External engines may be on other hosts."""
         from slime_sglang.weights import SGLangWeightReceiver
 
         backend = "gloo" if self.cpu else "nccl"
-        return SGLangWeightReceiver(self.engine_urls, self.tp_sizes, backend, self.args.update_weight_buffer_size)
+        host = socket.gethostname() if self.cpu and not self.external_urls else None
+        return SGLangWeightReceiver(
+            self.engine_urls, self.tp_sizes, backend, self.args.update_weight_buffer_size, shared_memory_host=host
+        )
 
     def update_weights_from_distributed(
         self,
@@ -261,14 +266,15 @@ class SGLangRolloutEngine:
     def update_weights_from_tensors(
         self, named_tensors: Iterable[tuple[str, "torch.Tensor"]], weight_version: str
     ) -> None:
-        """Colocated engines: tensors through shared memory, in ``--update-weight-buffer-size`` buckets."""
-        tp = {s.config.tp_size for s in self.servers} or {1}
-        if len(tp) > 1:
-            raise SGLangError("update_weights_from_tensors needs engines of one TP size")
+        """Engines on this host: tensors through shared memory, in ``--update-weight-buffer-size`` buckets."""
+        from slime_sglang.weights import SharedMemoryWeightSender
+
         with self._lock:
-            weights.update_weights_from_tensors(
-                self.engine_urls, named_tensors, weight_version, self.args.update_weight_buffer_size, tp.pop()
-            )
+            sender = SharedMemoryWeightSender(self.engine_urls, self.tp_sizes)
+            try:
+                sender.update(named_tensors, weight_version, self.args.update_weight_buffer_size)
+            finally:
+                sender.close()
             self.weight_version = weight_version
 
     def flush_cache(self) -> None:

@@ -1,4 +1,4 @@
-"""Weight updates into running SGLang engines: from disk, over a torch.distributed group, from tensors.
+"""Weight updates into running SGLang engines: from disk, over a torch.distributed group, through shared memory.
 
 Every update pauses generation (in-flight requests are retracted and resume on the new weights), flushes the prefix
 cache (its KV entries were computed with the old weights), loads, then continues generation.
@@ -6,18 +6,24 @@ cache (its KV entries were computed with the old weights), loads, then continues
 
 from __future__ import annotations
 
+import atexit
 import base64
 import datetime
 import io
+import logging
+import socket
 import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 import httpx
 
 from slime_sglang.control_http import control_client
 from slime_sglang.errors import SGLangError
+
+logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:  # torch is imported where tensors are handled, so importing this module stays cheap
     import torch
@@ -78,6 +84,19 @@ def update_weights_from_disk(urls: list[str], path: str, version: str) -> None:
     try:
         flush_cache(urls)
         on_all(urls, "/update_weights_from_disk", {"model_path": path, "weight_version": version})
+    finally:
+        continue_generation(urls)
+
+
+@contextmanager
+def weight_update_session(urls: list[str]) -> Iterator[None]:
+    """Generation paused and the prefix cache flushed around SGLang's begin/end of a weight update."""
+    pause_generation(urls)
+    try:
+        flush_cache(urls)
+        on_all(urls, "/begin_weight_update", {})
+        yield
+        on_all(urls, "/end_weight_update", {})
     finally:
         continue_generation(urls)
 
@@ -180,15 +199,9 @@ class DistributedWeightSender:
         """Broadcast HF-named tensors in buckets of ``buffer_size`` bytes; engines load them as they arrive."""
         if self.group is None:
             raise SGLangError("DistributedWeightSender.update called before connect()")
-        pause_generation(self.engine_urls)
-        try:
-            flush_cache(self.engine_urls)
-            on_all(self.engine_urls, "/begin_weight_update", {})
+        with weight_update_session(self.engine_urls):
             for bucket in buckets(named_tensors, buffer_size):
                 self._send_bucket(bucket, version)
-            on_all(self.engine_urls, "/end_weight_update", {})
-        finally:
-            continue_generation(self.engine_urls)
 
     def _send_bucket(self, bucket: list[tuple[str, torch.Tensor]], version: str) -> None:
         payload = {
@@ -222,62 +235,129 @@ class DistributedWeightSender:
         self.group = None
 
 
-def update_weights_from_tensors(
-    urls: list[str],
-    named_tensors: Iterable[tuple[str, torch.Tensor]],
-    version: str,
-    buffer_size: int,
-    tp_size: int = 1,
-) -> None:
-    """Colocated engines: pass tensors through shared memory (``torch.multiprocessing``), in buckets.
-
-    The sender needs the ``file_system`` sharing strategy: with the default one the CPU scheduler crashes with an
-    AuthenticationError (measured). SGLang reads entry ``tp_rank`` of the list, so each rank gets the same copy.
-    """
+def _pickled(named_tensors: list[tuple[str, torch.Tensor]]) -> str:
+    """``named_tensors`` as SGLang's ``/update_weights_from_tensor`` takes them: shared-memory tensors by reference."""
     from multiprocessing.reduction import ForkingPickler
 
-    import torch.multiprocessing as torch_mp
+    pickled = io.BytesIO()
+    ForkingPickler(pickled).dump(named_tensors)
+    return base64.b64encode(pickled.getvalue()).decode()
 
-    torch_mp.set_sharing_strategy("file_system")
-    pause_generation(urls)
-    try:
-        flush_cache(urls)
-        on_all(urls, "/begin_weight_update", {})
-        for bucket in buckets(named_tensors, buffer_size):
-            buffer = io.BytesIO()
-            ForkingPickler(buffer).dump([(name, t.detach().cpu().contiguous()) for name, t in bucket])
-            serialized = base64.b64encode(buffer.getvalue()).decode()
-            on_all(
-                urls,
-                "/update_weights_from_tensor",
-                {"serialized_named_tensors": [serialized] * tp_size, "flush_cache": False, "weight_version": version},
-            )
-        on_all(urls, "/end_weight_update", {})
-    finally:
-        continue_generation(urls)
+
+class SharedMemoryWeightSender:
+    """The trainer's end for engines on its own host: buckets go through one shared-memory buffer.
+
+    Each bucket is copied into the buffer and engines read it in place (SGLang's ``/update_weights_from_tensor``
+    with tensors that ``torch.multiprocessing`` passes by file name), so the bytes move by memcpy: gloo has no
+    shared-memory transport and goes through TCP on loopback, 6.5x the memcpy floor by itself (docs/benchmarks.md).
+    It needs the ``file_system`` sharing strategy: with the default one the CPU scheduler fails with an
+    AuthenticationError (measured).
+
+    The buffer is kept from one update to the next, as allocating and first touching shared memory costs more than
+    the copy. ``close()`` frees it and runs at exit (also in a Ray actor ended with ``__ray_terminate__``). A process
+    killed outright leaves it in /dev/shm as ``torch_<pid>_*``: Ray kills torch's shared-memory manager along with
+    the actor, which would otherwise remove it.
+    """
+
+    ALIGNMENT = 64  # bytes; every tensor starts at a multiple of it in the buffer
+
+    def __init__(self, engine_urls: list[str], tp_sizes: list[int] | None = None) -> None:
+        import torch.multiprocessing
+
+        self.engine_urls = list(engine_urls)
+        self.tp_sizes = tp_sizes or [1] * len(engine_urls)
+        self.buffer: torch.Tensor | None = None
+        torch.multiprocessing.set_sharing_strategy("file_system")
+        atexit.register(self.close)
+
+    def update(self, named_tensors: Iterable[tuple[str, torch.Tensor]], version: str, buffer_size: int) -> None:
+        """Send HF-named tensors in buckets of ``buffer_size`` bytes; engines load each bucket before the next."""
+        with weight_update_session(self.engine_urls):
+            for bucket in buckets(named_tensors, buffer_size):
+                self._send_bucket(bucket, version)
+
+    def close(self) -> None:
+        """Free the shared memory (once no engine holds a mapping of it, torch removes it from /dev/shm)."""
+        self.buffer = None
+        atexit.unregister(self.close)
+
+    def _send_bucket(self, bucket: list[tuple[str, torch.Tensor]], version: str) -> None:
+        views = self._copy_into_buffer(bucket)
+        with ThreadPoolExecutor(len(self.engine_urls)) as pool:
+            requests = [
+                pool.submit(
+                    post,
+                    url,
+                    "/update_weights_from_tensor",
+                    {
+                        # One pickle per receiving rank: torch counts references to the shared memory per pickle
+                        # (up per tensor pickled, down per tensor unpickled), so two ranks reading one pickle
+                        # would free the buffer under the sender (measured: the next bucket's open failed).
+                        "serialized_named_tensors": [_pickled(views) for _ in range(tp)],
+                        "flush_cache": False,
+                        "weight_version": version,
+                    },
+                )
+                for url, tp in zip(self.engine_urls, self.tp_sizes, strict=True)
+            ]
+            for request in requests:
+                request.result()
+
+    def _copy_into_buffer(self, bucket: list[tuple[str, torch.Tensor]]) -> list[tuple[str, torch.Tensor]]:
+        import torch
+
+        nbytes = [tensor.numel() * tensor.element_size() for _, tensor in bucket]
+        spans = [-(-n // self.ALIGNMENT) * self.ALIGNMENT for n in nbytes]
+        if self.buffer is None or self.buffer.numel() < sum(spans):
+            self.buffer = None  # the old buffer's shared memory goes before the new one is allocated
+            self.buffer = torch.empty(sum(spans), dtype=torch.uint8).share_memory_()
+        views, offset = [], 0
+        for (name, tensor), n, span in zip(bucket, nbytes, spans, strict=True):
+            view = self.buffer[offset : offset + n].view(tensor.dtype).view(tensor.shape)
+            view.copy_(tensor.detach())
+            views.append((name, view))
+            offset += span
+        return views
 
 
 class SGLangWeightReceiver:
     """slime's ``WeightReceiver`` for SGLang engines: made by the engine, used in the trainer's sender process.
 
-    It holds only addresses, so it pickles (Ray hands the trainer a fresh copy on every call). The broadcast group
-    is created on the first update, in the process that sends, and kept for the process's later updates.
+    It holds only addresses, so it pickles (Ray hands the trainer a fresh copy on every call). The sender is chosen
+    where it runs, as NCCL picks its transport: shared memory when the engines run on CPU on this very host
+    (``shared_memory_host``), else a broadcast group (created on the first update and kept for the process's later
+    updates, as engines can join a group once).
     """
 
-    def __init__(self, engine_urls: list[str], tp_sizes: list[int], backend: str, buffer_size: int) -> None:
+    def __init__(
+        self,
+        engine_urls: list[str],
+        tp_sizes: list[int],
+        backend: str,
+        buffer_size: int,
+        shared_memory_host: str | None = None,
+    ) -> None:
         self.engine_urls = list(engine_urls)
         self.tp_sizes = list(tp_sizes)
         self.backend = backend
         self.buffer_size = buffer_size
+        self.shared_memory_host = shared_memory_host
 
     def update_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]], weight_version: str) -> None:
         key = tuple(self.engine_urls)
         if key not in _SENDERS:
-            sender = DistributedWeightSender(self.engine_urls, self.tp_sizes, backend=self.backend)
-            sender.connect()
-            _SENDERS[key] = sender
+            _SENDERS[key] = self._new_sender()
         _SENDERS[key].update(named_tensors, weight_version, self.buffer_size)
 
+    def _new_sender(self) -> SharedMemoryWeightSender | DistributedWeightSender:
+        if self.shared_memory_host == socket.gethostname():
+            logger.info("weight updates go to the engines through shared memory (same host)")
+            return SharedMemoryWeightSender(self.engine_urls, self.tp_sizes)
+        logger.info("weight updates go to the engines over a %s broadcast group", self.backend)
+        sender = DistributedWeightSender(self.engine_urls, self.tp_sizes, backend=self.backend)
+        sender.connect()
+        return sender
 
-# The connected sender of each engine set, per process: a group can be joined once, and engines join it once.
-_SENDERS: dict[tuple[str, ...], DistributedWeightSender] = {}
+
+# The sender of each engine set, per process: a broadcast group can be joined once, and engines join it once.
+_SENDERS: dict[tuple[str, ...], SharedMemoryWeightSender | DistributedWeightSender] = {}
