@@ -26,7 +26,6 @@ from common import emit_row, load_average, median, set_bench_env, spread, this_c
 
 # name -> (hidden size, layers) of build_tiny_model's Qwen2 layout; the parameter count printed is the real one.
 SIZES = {"1M": (128, 4), "10M": (256, 10), "30M": (512, 8), "250M": (1024, 16)}
-BUCKET_BYTES = 512 * 1024**2  # --update-weight-buffer-size's default
 
 
 def build(workdir: Path, size: str) -> Path:
@@ -36,7 +35,7 @@ def build(workdir: Path, size: str) -> Path:
     return build_tiny_model(workdir / size, hidden_size=hidden, num_layers=layers, num_heads=4, num_kv_heads=2)
 
 
-def timed_update(sender, tensors: dict, version: str) -> dict[str, float]:
+def timed_update(sender, tensors: dict, version: str, bucket_bytes: int) -> dict[str, float]:
     """``sender.update`` (either sender), with each of its steps timed."""
     from slime_sglang import weights
 
@@ -49,7 +48,7 @@ def timed_update(sender, tensors: dict, version: str) -> dict[str, float]:
     times["flush"] = time.perf_counter() - start - sum(times.values())
     weights.on_all(urls, "/begin_weight_update", {})
     times["begin"] = time.perf_counter() - start - sum(times.values())
-    for bucket in weights.buckets(tensors.items(), BUCKET_BYTES):
+    for bucket in weights.buckets(tensors.items(), bucket_bytes):
         sender._send_bucket(bucket, version)
     times["send"] = time.perf_counter() - start - sum(times.values())
     weights.on_all(urls, "/end_weight_update", {})
@@ -114,7 +113,7 @@ class GlooFloor:
         self.receiver.join(timeout=60)
 
 
-def bench_size(workdir: Path, size: str, repeats: int) -> None:
+def bench_size(workdir: Path, size: str, repeats: int, bucket_bytes: int) -> None:
     import torch
     from safetensors.torch import load_file
     from sglang_server import start_server
@@ -140,7 +139,7 @@ def bench_size(workdir: Path, size: str, repeats: int) -> None:
         phases: dict[str, list[dict[str, float]]] = {"shared memory": [], "gloo": []}
         loads = []
         for path, sender in senders.items():  # the first update allocates buffers (gloo's, the shared memory)
-            timed_update(sender, tensors, f"warmup-{path}")
+            timed_update(sender, tensors, f"warmup-{path}", bucket_bytes)
         bare_gloo.broadcast()
         for repeat in range(repeats):
             loads.append(load_average())
@@ -150,7 +149,7 @@ def bench_size(workdir: Path, size: str, repeats: int) -> None:
             for path in order:
                 start = time.perf_counter()
                 if path in senders:
-                    phases[path].append(timed_update(senders[path], tensors, f"{path}{repeat}"))
+                    phases[path].append(timed_update(senders[path], tensors, f"{path}{repeat}", bucket_bytes))
                 elif path == "disk":
                     target = write_hf_checkpoint(tensors, model_dir, workdir / f"{size}-disk" / f"v{repeat}")
                     weights.update_weights_from_disk([server.url], str(target), f"disk{repeat}")
@@ -176,7 +175,8 @@ def bench_size(workdir: Path, size: str, repeats: int) -> None:
         ratios = [a / b for a, b in zip(results[path], floor, strict=True)]
         over_gloo = [a / b for a, b in zip(results[path], results["bare gloo"], strict=True)]
         emit_row(
-            f"weight sync, {path} path, {size} model ({nbytes / 1e6:.1f} MB fp32), one SGLang CPU engine",
+            f"weight sync, {path} path, {size} model ({nbytes / 1e6:.1f} MB fp32), "
+            f"{bucket_bytes // 1024**2} MiB buckets, one SGLang CPU engine",
             f"{spread(results[path])} s per update; memcpy floor {spread(floor)} s; bare gloo broadcast "
             f"{spread(results['bare gloo'])} s",
             f"{spread(ratios)}x the memcpy floor; {spread(over_gloo)}x a bare gloo broadcast",
@@ -189,11 +189,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", nargs="+", default=["1M", "30M", "250M"], choices=list(SIZES))
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--update-weight-buffer-size", type=int, default=512 * 1024**2, help="bytes per bucket")
     options = parser.parse_args()
     set_bench_env()
     workdir = Path(tempfile.mkdtemp(prefix="slime-bench-weights-"))
     for size in options.sizes:
-        bench_size(workdir, size, options.repeats)
+        bench_size(workdir, size, options.repeats, options.update_weight_buffer_size)
 
 
 if __name__ == "__main__":
