@@ -1,5 +1,5 @@
 """The whole loop with the real components on CPU: Ray, Megatron-core (train), SGLang behind sglang-router (rollout),
-weights over a gloo broadcast group, --async (generation of the next rollout overlaps training), and every metric
+weights through shared memory, --async (generation of the next rollout overlaps training), and every metric
 sink (JSONL, W&B offline, TensorBoard) read back."""
 
 import json

@@ -114,8 +114,8 @@ def _add_rollout_arguments(parser: argparse.ArgumentParser) -> None:
         "--update-weight-transport",
         choices=["distributed", "nccl", "disk"],
         default="distributed",
-        help="how weights reach the engines: a broadcast group (nccl on GPU, gloo on CPU; 'nccl' is slime's name) "
-        "or an HF checkpoint on disk",
+        help="how weights reach the engines: the rollout backend's own transport (SGLang: nccl on GPU; on CPU shared "
+        "memory to engines on the trainer's host, else gloo; 'nccl' is slime's name) or an HF checkpoint on disk",
     )
     group.add_argument("--update-weight-disk-dir", default=None, help="default: <output-dir>/weights")
     group.add_argument(
