@@ -1,20 +1,41 @@
-"""Killing an engine mid-rollout (``--use-fault-tolerance``): the health monitor restarts and re-registers it, and the
-rollout completes on the engines that are up. Runs last in the session: it replaces one engine."""
+"""Killing an engine mid-rollout (``--use-fault-tolerance``): the health monitor restarts and re-registers it, the
+rollout completes on the engines that are up, and later weight updates reach the new engine. Runs last in the
+session: it replaces one engine."""
 
 import asyncio
 import os
 import signal
+import socket
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
 from slime.types import Sample, Status
+from slime_sglang import weights
 from slime_sglang.processes import pid_alive
+
+sys.path.insert(0, str(Path(__file__).parent))
+from engine_checks import check_engine_matches, hf_named_tensors, perturbed  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
 
-def test_killed_engine_is_restarted_and_the_rollout_completes(engine) -> None:
+def update_through_a_fresh_receiver(engine, model, version: str, host: str) -> None:
+    """What the loop does for every update: a receiver from the engine as it is now, then send."""
+    receiver = engine.weight_receiver()
+    receiver.shared_memory_host = host
+    receiver.update_weights(hf_named_tensors(model), version)
+
+
+def test_killed_engine_is_restarted_the_rollout_completes_and_updates_reach_it(
+    engine, hf_model, hf_greedy, tiny_model
+) -> None:
+    # A broadcast group over the engines as they are before the kill (as a run's earlier updates leave it).
+    update_through_a_fresh_receiver(engine, perturbed(hf_model, seed=11), "40", host="another-host")
+    engine.update_weights_from_disk(str(tiny_model), weight_version="41")
+
     victim = engine.servers[1]
     old_pid, old_url, old_pids = victim.pid, victim.url, victim.pids()
     restarts = engine.monitor.restarts
@@ -47,3 +68,15 @@ def test_killed_engine_is_restarted_and_the_rollout_completes(engine) -> None:
         return await engine.generate(Sample(tokens=[5, 6, 7]), {"temperature": 0.0, "max_new_tokens": 4})
 
     assert asyncio.run(after()).response_length > 0
+
+    try:
+        # The old group is left (the dead engine skipped) and a new one includes the restarted engine; then the
+        # shared-memory path, which a CPU run on one host takes.
+        for version, seed, host in (("42", 12, "another-host"), ("43", 13, socket.gethostname())):
+            model = perturbed(hf_model, seed=seed)
+            update_through_a_fresh_receiver(engine, model, version, host)
+            check_engine_matches(engine, model, hf_greedy)
+            weights._sender.close()
+            weights._sender = None
+    finally:
+        engine.update_weights_from_disk(str(tiny_model), weight_version="44")

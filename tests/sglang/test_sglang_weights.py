@@ -1,53 +1,23 @@
 """Weight updates into the running engines (over a gloo group, from disk, from tensors) change what they generate
 to exactly what HF transformers generates with the new weights."""
 
-import asyncio
-import copy
 import os
 import socket
+import sys
 import time
 from pathlib import Path
 
 import pytest
 import torch
 
-from slime.types import Sample
 from slime_sglang import weights
 from slime_sglang.errors import UnsupportedOnCPUError
 from slime_sglang.processes import stat_fields
 
+sys.path.insert(0, str(Path(__file__).parent))
+from engine_checks import PROMPTS, check_engine_matches, hf_named_tensors, perturbed  # noqa: E402
+
 pytestmark = pytest.mark.slow
-
-PROMPTS = [[5, 17, 42, 99, 7], [300, 301, 12], [64, 65, 66, 67, 68, 69, 70, 71]]
-PARAMS = {"temperature": 0.0, "max_new_tokens": 8, "ignore_eos": True}
-
-
-def perturbed(model, seed: int):
-    """A copy of ``model`` with every weight moved by noise large enough to change greedy choices."""
-    other = copy.deepcopy(model)
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for param in other.parameters():
-            param.add_(torch.randn(param.shape, generator=generator) * 0.05)
-    return other
-
-
-def check_engine_matches(engine, model, hf_greedy) -> list[Sample]:
-    async def run():
-        return await asyncio.gather(*(engine.generate(Sample(tokens=list(p)), PARAMS) for p in PROMPTS))
-
-    samples = asyncio.run(run())
-    for prompt, sample in zip(PROMPTS, samples, strict=True):
-        tokens, log_probs = hf_greedy(model, prompt, 8)
-        assert sample.tokens[len(prompt) :] == tokens
-        assert sample.rollout_log_probs == pytest.approx(log_probs, abs=1e-4)
-    return samples
-
-
-def hf_named_tensors(model) -> list[tuple[str, torch.Tensor]]:
-    # Tied embeddings: SGLang has no separate lm_head to load.
-    skip = {"lm_head.weight"} if model.config.tie_word_embeddings else set()
-    return [(name, t) for name, t in model.state_dict().items() if name not in skip]
 
 
 def test_distributed_update_then_disk_update(engine, hf_model, hf_greedy, tiny_model: Path, tmp_path: Path) -> None:
@@ -91,9 +61,10 @@ def test_receiver_sends_through_shared_memory_on_the_engines_host(engine, hf_mod
             new_model = perturbed(hf_model, seed=seed)
             receiver.update_weights(hf_named_tensors(new_model), version)
             check_engine_matches(engine, new_model, hf_greedy)
-        assert isinstance(weights._SENDERS[tuple(engine.engine_urls)], weights.SharedMemoryWeightSender)
+        assert isinstance(weights._sender, weights.SharedMemoryWeightSender)
     finally:
-        weights._SENDERS.pop(tuple(engine.engine_urls), None)
+        weights._sender.close()
+        weights._sender = None
         engine.update_weights_from_disk(str(tiny_model), weight_version="9")
 
 
@@ -103,12 +74,12 @@ def test_receiver_broadcasts_when_the_engines_are_on_another_host(engine, hf_mod
     new_model = perturbed(hf_model, seed=6)
     try:
         receiver.update_weights(hf_named_tensors(new_model), "10")
-        assert isinstance(weights._SENDERS[tuple(engine.engine_urls)], weights.DistributedWeightSender)
+        assert isinstance(weights._sender, weights.DistributedWeightSender)
         check_engine_matches(engine, new_model, hf_greedy)
     finally:
-        sender = weights._SENDERS.pop(tuple(engine.engine_urls), None)
-        if sender is not None:
-            sender.close()
+        if weights._sender is not None:
+            weights._sender.close()
+            weights._sender = None
         engine.update_weights_from_disk(str(tiny_model), weight_version="11")
 
 

@@ -39,9 +39,8 @@ def run_rollouts(args: argparse.Namespace, rollout_manager, trainer: TrainGroup)
     num_rollout_per_epoch = ray.get(rollout_manager.num_prompts.remote()) // args.rollout_batch_size
     num_rollout = args.num_rollout or num_rollout_per_epoch * (args.num_epoch or 1)
 
-    receiver = ray.get(rollout_manager.weight_receiver.remote())
     # Always push the trainer's weights first, so the engines serve exactly the policy being trained.
-    trainer.update_weights(receiver, str(start_rollout_id))
+    update_weights(rollout_manager, trainer, str(start_rollout_id))
 
     next_rollout = None  # --async: the next rollout, generating while this one trains
     for rollout_id in range(start_rollout_id, num_rollout):
@@ -70,12 +69,17 @@ def run_rollouts(args: argparse.Namespace, rollout_manager, trainer: TrainGroup)
         if (rollout_id + 1) % args.update_weights_interval == 0:
             with timer(timings, "update_weights"):
                 wait_for(next_rollout)  # never swap weights under a generation in flight
-                trainer.update_weights(receiver, str(rollout_id + 1))
+                update_weights(rollout_manager, trainer, str(rollout_id + 1))
         log_perf(args, rollout_id, timings, extra=trainer_metrics)
 
         if should_run_periodic_action(rollout_id, args.eval_interval, num_rollout_per_epoch):
             wait_for(next_rollout)
             evaluate(args, rollout_manager, rollout_id)
+
+
+def update_weights(rollout_manager, trainer: TrainGroup, weight_version: str) -> None:
+    # A receiver per update: it names the engines as they are now (a fault-tolerant restart replaces one).
+    trainer.update_weights(ray.get(rollout_manager.weight_receiver.remote()), weight_version)
 
 
 def release(rollout_manager, train_actors: list, placement) -> None:

@@ -325,8 +325,8 @@ class SGLangWeightReceiver:
 
     It holds only addresses, so it pickles (Ray hands the trainer a fresh copy on every call). The sender is chosen
     where it runs, as NCCL picks its transport: shared memory when the engines run on CPU on this very host
-    (``shared_memory_host``), else a broadcast group (created on the first update and kept for the process's later
-    updates, as engines can join a group once).
+    (``shared_memory_host``), else a broadcast group. The sender is kept for the process's later updates to the
+    same engines, and replaced when they change (a restarted engine has a new address).
     """
 
     def __init__(
@@ -344,10 +344,12 @@ class SGLangWeightReceiver:
         self.shared_memory_host = shared_memory_host
 
     def update_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]], weight_version: str) -> None:
-        key = tuple(self.engine_urls)
-        if key not in _SENDERS:
-            _SENDERS[key] = self._new_sender()
-        _SENDERS[key].update(named_tensors, weight_version, self.buffer_size)
+        global _sender
+        if _sender is None or _sender.engine_urls != self.engine_urls:
+            if _sender is not None:  # the engines changed (a restarted one has a new address): start over
+                _sender.close()
+            _sender = self._new_sender()
+        _sender.update(named_tensors, weight_version, self.buffer_size)
 
     def _new_sender(self) -> SharedMemoryWeightSender | DistributedWeightSender:
         if self.shared_memory_host == socket.gethostname():
@@ -359,5 +361,6 @@ class SGLangWeightReceiver:
         return sender
 
 
-# The sender of each engine set, per process: a broadcast group can be joined once, and engines join it once.
-_SENDERS: dict[tuple[str, ...], SharedMemoryWeightSender | DistributedWeightSender] = {}
+# This process's sender: a broadcast group can be joined once (engines leave the old one before a new one is made),
+# and the shared-memory buffer is kept from one update to the next.
+_sender: SharedMemoryWeightSender | DistributedWeightSender | None = None
