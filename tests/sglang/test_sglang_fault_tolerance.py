@@ -23,18 +23,19 @@ pytestmark = pytest.mark.slow
 
 
 def update_through_a_fresh_receiver(engine, model, version: str, host: str) -> None:
-    """What the loop does for every update: a receiver from the engine as it is now, then send."""
+    """What the loop does for every update: a receiver from the engine as it is now, send, tell the engine."""
     receiver = engine.weight_receiver()
     receiver.shared_memory_host = host
     receiver.update_weights(hf_named_tensors(model), version)
+    engine.weights_updated(version)
 
 
 def test_killed_engine_is_restarted_the_rollout_completes_and_updates_reach_it(
     engine, hf_model, hf_greedy, tiny_model
 ) -> None:
-    # A broadcast group over the engines as they are before the kill (as a run's earlier updates leave it).
+    # A broadcast group over the engines as they are before the kill (as a run's earlier updates leave it), and
+    # weights newer than any on disk: a restarted engine cannot load them.
     update_through_a_fresh_receiver(engine, perturbed(hf_model, seed=11), "40", host="another-host")
-    engine.update_weights_from_disk(str(tiny_model), weight_version="41")
 
     victim = engine.servers[1]
     old_pid, old_url, old_pids = victim.pid, victim.url, victim.pids()
@@ -61,8 +62,9 @@ def test_killed_engine_is_restarted_the_rollout_completes_and_updates_reach_it(
     new = engine.servers[1]
     assert new.url != old_url and new.pid != old_pid
     assert not [p for p in old_pids if pid_alive(p)]  # the old server's children went with it
-    assert sorted(engine.router.worker_urls()) == sorted(engine.engine_urls)
     assert engine.health() == [True, True]
+    # It serves the weights on disk, older than the others': out of the router until an update reaches it.
+    assert engine.router.worker_urls() == [engine.servers[0].url] and engine.awaiting_weights == [new]
 
     async def after():
         return await engine.generate(Sample(tokens=[5, 6, 7]), {"temperature": 0.0, "max_new_tokens": 4})
@@ -75,6 +77,7 @@ def test_killed_engine_is_restarted_the_rollout_completes_and_updates_reach_it(
         for version, seed, host in (("42", 12, "another-host"), ("43", 13, socket.gethostname())):
             model = perturbed(hf_model, seed=seed)
             update_through_a_fresh_receiver(engine, model, version, host)
+            assert sorted(engine.router.worker_urls()) == sorted(engine.engine_urls) and not engine.awaiting_weights
             check_engine_matches(engine, model, hf_greedy)
             weights._sender.close()
             weights._sender = None

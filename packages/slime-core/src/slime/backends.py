@@ -124,6 +124,9 @@ class RolloutEngine(Protocol):
 
     def weight_receiver(self) -> WeightReceiver: ...
 
+    def weights_updated(self, weight_version: str) -> None:
+        """An update through the last ``weight_receiver()`` has reached the engines it covers."""
+
     def update_weights_from_disk(self, path: str, weight_version: str) -> None: ...
 
     def release_memory(self) -> None: ...

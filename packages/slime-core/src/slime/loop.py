@@ -80,6 +80,7 @@ def run_rollouts(args: argparse.Namespace, rollout_manager, trainer: TrainGroup)
 def update_weights(rollout_manager, trainer: TrainGroup, weight_version: str) -> None:
     # A receiver per update: it names the engines as they are now (a fault-tolerant restart replaces one).
     trainer.update_weights(ray.get(rollout_manager.weight_receiver.remote()), weight_version)
+    ray.get(rollout_manager.weights_updated.remote(weight_version))
 
 
 def release(rollout_manager, train_actors: list, placement) -> None:

@@ -64,9 +64,13 @@ class SGLangRolloutEngine:
         self.router: RouterClient | None = None
         self.client: GenerateClient | None = None
         self.monitor: HealthMonitor | None = None
-        # What a restarted engine loads: the last weights pushed from disk, and their version.
+        # What a restarted engine loads: the last weights pushed from disk. When the trainer has pushed newer ones
+        # through a receiver since, a restarted engine stays out of the router until the next update reaches it.
         self.weights_path = args.hf_checkpoint
+        self.weights_path_is_latest = True
         self.weight_version: str | None = None
+        self.awaiting_weights: list[SGLangServer] = []  # restarted engines not serving yet
+        self._receiver_urls: set[str] = set()  # the engines the last weight_receiver() covers
         self._lock = threading.RLock()  # engine list changes (restarts) vs readers
 
     # ---- lifecycle ----
@@ -210,9 +214,15 @@ class SGLangRolloutEngine:
             old.shutdown()
             server = SGLangServer(self._server_config(index, model_path=self.weights_path))
             server.launch(self.args.sglang_server_start_timeout)
+            self.servers[index] = server
+            if not self.weights_path_is_latest:
+                self.awaiting_weights.append(server)
+                logger.warning(
+                    "engine %d restarted at %s; it serves once the next weight update reaches it", index, server.url
+                )
+                return
             if self.weight_version is not None:
                 weights.post(server.url, "/update_weight_version", {"new_version": self.weight_version})
-            self.servers[index] = server
             self.router.add_worker(server.url)
             logger.warning("engine %d restarted at %s", index, server.url)
 
@@ -227,7 +237,9 @@ class SGLangRolloutEngine:
                 urls = [s.url for s in self.servers if s.running()] + self.external_urls
             weights.update_weights_from_disk(urls, str(path), weight_version)
             self.weights_path = str(path)
+            self.weights_path_is_latest = True
             self.weight_version = weight_version
+            self._serve_restarted(urls)
 
     def distributed_sender(
         self, backend: str | None = None, master_address: str = "127.0.0.1"
@@ -248,9 +260,30 @@ class SGLangRolloutEngine:
 
         backend = "gloo" if self.cpu else "nccl"
         host = socket.gethostname() if self.cpu and not self.external_urls else None
+        with self._lock:  # waits for a restart in progress, so the restarted engine is covered
+            servers = self.servers
+            if self.args.use_fault_tolerance:  # a dead engine is the health monitor's; it gets a later update
+                servers = [s for s in self.servers if s.running()]
+            urls = [s.url for s in servers] + self.external_urls
+            tp_sizes = [s.config.tp_size for s in servers] + [1] * len(self.external_urls)
+            self._receiver_urls = set(urls)
         return SGLangWeightReceiver(
-            self.engine_urls, self.tp_sizes, backend, self.args.update_weight_buffer_size, shared_memory_host=host
+            urls, tp_sizes, backend, self.args.update_weight_buffer_size, shared_memory_host=host
         )
+
+    def weights_updated(self, weight_version: str) -> None:
+        """The trainer's update through the last ``weight_receiver()`` reached its engines: restarted engines among
+        them serve again."""
+        with self._lock:
+            self.weights_path_is_latest = False
+            self.weight_version = weight_version
+            self._serve_restarted(self._receiver_urls)
+
+    def _serve_restarted(self, updated_urls: Iterable[str]) -> None:
+        for server in [s for s in self.awaiting_weights if s.url in set(updated_urls)]:
+            self.router.add_worker(server.url)
+            self.awaiting_weights.remove(server)
+            logger.warning("restarted engine at %s has the latest weights and serves again", server.url)
 
     def update_weights_from_distributed(
         self,
@@ -261,6 +294,7 @@ class SGLangRolloutEngine:
         """Broadcast ``named_tensors`` (HF names) through ``sender`` in ``--update-weight-buffer-size`` buckets."""
         with self._lock:
             sender.update(named_tensors, weight_version, self.args.update_weight_buffer_size)
+            self.weights_path_is_latest = False
             self.weight_version = weight_version
 
     def update_weights_from_tensors(
@@ -275,6 +309,7 @@ class SGLangRolloutEngine:
                 sender.update(named_tensors, weight_version, self.args.update_weight_buffer_size)
             finally:
                 sender.close()
+            self.weights_path_is_latest = False
             self.weight_version = weight_version
 
     def flush_cache(self) -> None:

@@ -103,5 +103,9 @@ class RolloutManager:
     def update_weights_from_disk(self, path: str, weight_version: str) -> None:
         self.engine.update_weights_from_disk(path, weight_version)
 
+    def weights_updated(self, weight_version: str) -> None:
+        if self.args.update_weight_transport != "disk":  # the disk receiver went through update_weights_from_disk
+            self.engine.weights_updated(weight_version)
+
     def shutdown(self) -> None:
         self.engine.shutdown()
