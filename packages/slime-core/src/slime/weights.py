@@ -5,6 +5,7 @@ tokenizer files), then asks the rollout manager to have its engines load it. Dis
 are the rollout backend's own receivers.
 """
 
+import logging
 import os
 import shutil
 from collections.abc import Iterable
@@ -14,6 +15,8 @@ from typing import Any
 import ray
 import torch
 from safetensors.torch import save_file
+
+logger = logging.getLogger(__name__)
 
 
 class DiskWeightReceiver:
@@ -29,6 +32,20 @@ class DiskWeightReceiver:
         tensors = {name: tensor.detach().contiguous().cpu() for name, tensor in named_tensors}
         write_hf_checkpoint(tensors, self.hf_checkpoint, target)
         ray.get(self.rollout_manager.update_weights_from_disk.remote(str(target), weight_version))
+        remove_earlier_updates(target)
+
+
+def remove_earlier_updates(current: Path) -> None:
+    """Once the engines serve ``current``, the earlier updates' directories only take disk space (a model each).
+
+    Only ``weight_v<number>`` directories go: ``--update-weight-disk-dir`` may hold other things.
+    """
+    for path in current.parent.glob("weight_v*"):
+        if path != current and path.name.removeprefix("weight_v").isdigit():
+            try:
+                shutil.rmtree(path)
+            except OSError as exc:  # the run goes on; the directory is only disk space
+                logger.warning("could not remove the earlier weight update %s: %s", path, exc)
 
 
 def write_hf_checkpoint(tensors: dict[str, torch.Tensor], hf_source_dir: str | Path, out_dir: str | Path) -> Path:

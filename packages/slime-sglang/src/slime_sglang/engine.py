@@ -280,7 +280,8 @@ class SGLangRolloutEngine:
             self._serve_restarted(self._receiver_urls)
 
     def _serve_restarted(self, updated_urls: Iterable[str]) -> None:
-        for server in [s for s in self.awaiting_weights if s.url in set(updated_urls)]:
+        updated = set(updated_urls)
+        for server in [s for s in self.awaiting_weights if s.url in updated]:
             self.router.add_worker(server.url)
             self.awaiting_weights.remove(server)
             logger.warning("restarted engine at %s has the latest weights and serves again", server.url)

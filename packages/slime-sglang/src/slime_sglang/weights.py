@@ -249,7 +249,7 @@ class SharedMemoryWeightSender:
 
     Each bucket is copied into the buffer and engines read it in place (SGLang's ``/update_weights_from_tensor``
     with tensors that ``torch.multiprocessing`` passes by file name), so the bytes move by memcpy: gloo has no
-    shared-memory transport and goes through TCP on loopback, 6.5x the memcpy floor by itself (docs/benchmarks.md).
+    shared-memory transport and goes through TCP on loopback, 6-9x the memcpy floor by itself (docs/benchmarks.md).
     It needs the ``file_system`` sharing strategy: with the default one the CPU scheduler fails with an
     AuthenticationError (measured).
 
