@@ -19,10 +19,6 @@ from readers import read_jsonl, read_tensorboard, read_wandb  # noqa: E402
 STEP_KEYS = ("train/step", "rollout/step", "eval/step")
 
 
-def torch_shared_memory_files() -> set[str]:
-    return {path.name for path in Path("/dev/shm").glob("torch_*")}
-
-
 async def label_in_response(args, sample) -> float:
     return float(sample.label in sample.response)
 
@@ -47,9 +43,7 @@ def test_three_rollouts_with_megatron_sglang_and_every_sink(ray_runtime, tmp_pat
             "--async", "--save-debug-rollout-data", str(tmp_path / "rollouts" / "{rollout_id}.json"),
         ]
     )  # fmt: skip
-    shared_memory = torch_shared_memory_files()
     train(args)
-    assert torch_shared_memory_files() == shared_memory  # the weight sender's buffer is freed when its actor ends
 
     lines = read_jsonl(out)
     order = [(next(k for k in STEP_KEYS if k in line), line[next(k for k in STEP_KEYS if k in line)]) for line in lines]

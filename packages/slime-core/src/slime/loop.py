@@ -93,8 +93,8 @@ def release(rollout_manager, train_actors: list, placement) -> None:
 
 
 def end_actors(actors: list, grace: float = 10.0) -> None:
-    """Let each actor exit, so its ``atexit`` handlers run (a weight sender frees its shared memory), then kill
-    those still there (busy or hung after a failure elsewhere)."""
+    """Let each actor exit on its own (so what it shared through torch, a weight sender's buffer, is removed: a
+    killed actor leaves it in /dev/shm), then kill those still there (busy or hung after a failure elsewhere)."""
     exits = [actor.__ray_terminate__.remote() for actor in actors]
     ray.wait(exits, num_returns=len(exits), timeout=grace)
     for actor in actors:

@@ -254,9 +254,10 @@ class SharedMemoryWeightSender:
     AuthenticationError (measured).
 
     The buffer is kept from one update to the next, as allocating and first touching shared memory costs more than
-    the copy. ``close()`` frees it and runs at exit (also in a Ray actor ended with ``__ray_terminate__``). A process
-    killed outright leaves it in /dev/shm as ``torch_<pid>_*``: Ray kills torch's shared-memory manager along with
-    the actor, which would otherwise remove it.
+    the copy. ``close()`` frees it; a process that exits on its own has it removed by torch's shared-memory manager.
+    It stays in /dev/shm as ``torch_<pid>_*`` when the process is killed outright (Ray kills that manager along with
+    the actor) or when an engine still maps it as the engines are killed (seen once in CI: SGLang keeps the
+    received tensors until a garbage collection).
     """
 
     ALIGNMENT = 64  # bytes; every tensor starts at a multiple of it in the buffer
