@@ -230,11 +230,7 @@ class SGLangRolloutEngine:
 
     def update_weights_from_disk(self, path: str, weight_version: str) -> None:
         with self._lock:
-            urls = self.engine_urls
-            if self.args.use_fault_tolerance:
-                # A dead engine is the health monitor's to restart, and it starts from self.weights_path (set
-                # below): updating only the live ones keeps the run going instead of failing on the dead one.
-                urls = [s.url for s in self.servers if s.running()] + self.external_urls
+            urls = [s.url for s in self._updatable_servers()] + self.external_urls
             weights.update_weights_from_disk(urls, str(path), weight_version)
             self.weights_path = str(path)
             self.weights_path_is_latest = True
@@ -261,9 +257,7 @@ class SGLangRolloutEngine:
         backend = "gloo" if self.cpu else "nccl"
         host = socket.gethostname() if self.cpu and not self.external_urls else None
         with self._lock:  # waits for a restart in progress, so the restarted engine is covered
-            servers = self.servers
-            if self.args.use_fault_tolerance:  # a dead engine is the health monitor's; it gets a later update
-                servers = [s for s in self.servers if s.running()]
+            servers = self._updatable_servers()
             urls = [s.url for s in servers] + self.external_urls
             tp_sizes = [s.config.tp_size for s in servers] + [1] * len(self.external_urls)
             self._receiver_urls = set(urls)
@@ -278,6 +272,13 @@ class SGLangRolloutEngine:
             self.weights_path_is_latest = False
             self.weight_version = weight_version
             self._serve_restarted(self._receiver_urls)
+
+    def _updatable_servers(self) -> list[SGLangServer]:
+        """The servers a weight update goes to: all of them, or with --use-fault-tolerance the running ones (a dead
+        engine is the health monitor's to restart; it gets the newest weights from disk or from a later update)."""
+        if self.args.use_fault_tolerance:
+            return [s for s in self.servers if s.running()]
+        return list(self.servers)
 
     def _serve_restarted(self, updated_urls: Iterable[str]) -> None:
         updated = set(updated_urls)

@@ -44,8 +44,24 @@ def post(url: str, path: str, payload: dict | None = None, timeout: float = CONT
 
 def on_all(urls: list[str], path: str, payload: dict | None = None) -> None:
     """The same control request on every engine, concurrently."""
-    with ThreadPoolExecutor(max(1, len(urls))) as pool:
-        list(pool.map(lambda url: post(url, path, payload), urls))
+    on_each(path, dict.fromkeys(urls, payload))
+
+
+def on_each(path: str, payloads: dict[str, dict | None]) -> None:
+    """``payloads[url]`` to each engine, concurrently."""
+    with posting_to_each(path, payloads):
+        pass
+
+
+@contextmanager
+def posting_to_each(path: str, payloads: dict[str, dict | None]) -> Iterator[None]:
+    """POST ``payloads[url]`` to each engine in the background; the block runs meanwhile (e.g. the sender's side of
+    a broadcast the engines wait for), and on leaving it every request must have succeeded."""
+    with ThreadPoolExecutor(max(1, len(payloads))) as pool:
+        requests = [pool.submit(post, url, path, payload) for url, payload in payloads.items()]
+        yield
+        for request in requests:
+            request.result()
 
 
 def pause_generation(urls: list[str]) -> None:
@@ -172,28 +188,21 @@ class DistributedWeightSender:
         """Create the group: each engine joins (over HTTP) while this process joins as rank 0."""
         world_size = 1 + sum(self.tp_sizes)
         offsets = [1 + sum(self.tp_sizes[:i]) for i in range(len(self.engine_urls))]
-        with ThreadPoolExecutor(len(self.engine_urls)) as pool:
-            joins = [
-                pool.submit(
-                    post,
-                    url,
-                    "/init_weights_update_group",
-                    {
-                        "master_address": self.master_address,
-                        "master_port": self.master_port,
-                        "rank_offset": offset,
-                        "world_size": world_size,
-                        "group_name": self.group_name,
-                        "backend": self.backend,
-                    },
-                )
-                for url, offset in zip(self.engine_urls, offsets, strict=True)
-            ]
+        joins = {
+            url: {
+                "master_address": self.master_address,
+                "master_port": self.master_port,
+                "rank_offset": offset,
+                "world_size": world_size,
+                "group_name": self.group_name,
+                "backend": self.backend,
+            }
+            for url, offset in zip(self.engine_urls, offsets, strict=True)
+        }
+        with posting_to_each("/init_weights_update_group", joins):
             self.group = _sender_group(
                 self.backend, self.master_address, self.master_port, world_size, self.group_name, self.timeout
             )
-            for join in joins:
-                join.result()
 
     def update(self, named_tensors: Iterable[tuple[str, torch.Tensor]], version: str, buffer_size: int) -> None:
         """Broadcast HF-named tensors in buckets of ``buffer_size`` bytes; engines load them as they arrive."""
@@ -212,13 +221,10 @@ class DistributedWeightSender:
             "flush_cache": False,
             "weight_version": version,
         }
-        with ThreadPoolExecutor(len(self.engine_urls)) as pool:
-            # Engines block in their receive until the broadcasts below arrive, so the requests run alongside.
-            requests = [pool.submit(post, url, "/update_weights_from_distributed", payload) for url in self.engine_urls]
+        # Engines block in their receive until the broadcasts below arrive, so the requests run alongside.
+        with posting_to_each("/update_weights_from_distributed", dict.fromkeys(self.engine_urls, payload)):
             for _, tensor in bucket:
                 self.group.broadcast(tensor.detach().to(self.device).contiguous(), 0).wait()
-            for request in requests:
-                request.result()
 
     def close(self) -> None:
         """Leave the group on both ends (engines that died meanwhile are skipped)."""
@@ -284,25 +290,18 @@ class SharedMemoryWeightSender:
 
     def _send_bucket(self, bucket: list[tuple[str, torch.Tensor]], version: str) -> None:
         views = self._copy_into_buffer(bucket)
-        with ThreadPoolExecutor(len(self.engine_urls)) as pool:
-            requests = [
-                pool.submit(
-                    post,
-                    url,
-                    "/update_weights_from_tensor",
-                    {
-                        # One pickle per receiving rank: torch counts references to the shared memory per pickle
-                        # (up per tensor pickled, down per tensor unpickled), so two ranks reading one pickle
-                        # would free the buffer under the sender (measured: the next bucket's open failed).
-                        "serialized_named_tensors": [_pickled(views) for _ in range(tp)],
-                        "flush_cache": False,
-                        "weight_version": version,
-                    },
-                )
-                for url, tp in zip(self.engine_urls, self.tp_sizes, strict=True)
-            ]
-            for request in requests:
-                request.result()
+        loads = {
+            url: {
+                # One pickle per receiving rank: torch counts references to the shared memory per pickle (up per
+                # tensor pickled, down per tensor unpickled), so two ranks reading one pickle would free the
+                # buffer under the sender (measured: the next bucket's open failed).
+                "serialized_named_tensors": [_pickled(views) for _ in range(tp)],
+                "flush_cache": False,
+                "weight_version": version,
+            }
+            for url, tp in zip(self.engine_urls, self.tp_sizes, strict=True)
+        }
+        on_each("/update_weights_from_tensor", loads)
 
     def _copy_into_buffer(self, bucket: list[tuple[str, torch.Tensor]]) -> list[tuple[str, torch.Tensor]]:
         import torch
