@@ -26,7 +26,7 @@ import pickle
 import tempfile
 import time
 
-from common import emit_row, load_average, median, set_bench_env, spread, this_command
+from common import emit_row, load_average, median, set_bench_env, spread, this_command, verdict
 from metrics_scale import N_PER_PROMPT, build_rollout
 
 
@@ -145,7 +145,7 @@ def main() -> None:
         ),
         f"total {largest // 1000}k {spread(results[largest]['total'])} s; per-sample cost {largest // 1000}k / "
         f"{smallest // 1000}k = {growth:.2f} (1.0 = linear)",
-        f"100k < 5 s: {'met' if median(results[largest]['total']) < 5 else 'not met'}"
+        verdict("100k < 5 s", results[largest]["total"], lambda seconds: seconds < 5)
         if largest >= 100_000
         else "100k < 5 s: not measured (--sizes)",
         this_command(),

@@ -101,16 +101,24 @@ def test_lone_eval_set_is_named_aime_as_in_slime():
             "--debug-rollout-only and --debug-train-only cannot be used together",
         ),
         (
-            ["--debug-rollout-only"],
-            "--debug-rollout-only is not implemented yet (no train-only or rollout-only loop); run without it",
+            ["--debug-rollout-only", "--load-debug-rollout-data", "dump_{rollout_id}.json"],
+            "--debug-rollout-only and --load-debug-rollout-data cannot be used together",
         ),
         (
-            ["--debug-train-only"],
-            "--debug-train-only is not implemented yet (no train-only or rollout-only loop); run without it",
+            ["--debug-train-only", "--eval-interval", "2", "--eval-prompt-data", "a", "a.jsonl"],
+            "--eval-interval needs rollout engines, which --debug-train-only does not start; drop one of them",
         ),
         (
-            ["--load-debug-rollout-data", "dump_{rollout_id}.json"],
-            "--load-debug-rollout-data is not implemented yet (no train-only or rollout-only loop); run without it",
+            [
+                "--load-debug-rollout-data",
+                "dump_{rollout_id}.json",
+                "--eval-interval",
+                "2",
+                "--eval-prompt-data",
+                "a",
+                "a.jsonl",
+            ],
+            "--eval-interval needs rollout engines, which --debug-train-only does not start; drop one of them",
         ),
         (["--n-samples-per-prompt", "0"], "--n-samples-per-prompt must be >= 1, got 0"),
         (
@@ -128,6 +136,11 @@ def test_lone_eval_set_is_named_aime_as_in_slime():
 )
 def test_cross_flag_rules_name_the_flags(argv, message):
     assert error_of([*BASE, *argv]) == message
+
+
+def test_loading_rollout_dumps_means_train_only():
+    assert parse_args([*BASE, "--load-debug-rollout-data", "dump_{rollout_id}.json"]).debug_train_only is True
+    assert parse_args(BASE).debug_train_only is False
 
 
 def test_yaml_config_sets_flags_and_the_command_line_wins(tmp_path):

@@ -138,3 +138,55 @@ def test_staleness_guard():
     check_staleness(args, 5, versions)
     with pytest.raises(RuntimeError, match="rollout 5 was generated with weights of version 3: 2 versions stale"):
         check_staleness(args, 5, ["3"])
+
+
+def test_rollout_only_then_train_only_on_its_dumps(ray_runtime, setup, tmp_path):
+    """slime's debug pair: generate without a trainer and dump the rollouts, then train on the dumps without engines."""
+    root, model, data = setup
+    dumps = str(tmp_path / "dumps" / "rollout_{rollout_id}.json")
+    generate_only = ("--num-rollout", "2", "--save", str(tmp_path / "ckpt"), "--save-interval", "1")
+    generate_only += ("--eval-interval", "1", "--eval-prompt-data", "heldout", str(data))
+    first = tmp_path / "first"
+    generate_only += ("--save-debug-rollout-data", dumps, "--output-dir", str(first))
+    train(loop_args(root, model, data, "--debug-rollout-only", *generate_only))
+    # Rollouts and evals, no train step; nothing saved and no weights pushed (there is no trainer).
+    assert events(first) == [
+        ("eval", 0),
+        ("rollout", 0),
+        ("perf", 0),
+        ("eval", 0),
+        ("rollout", 1),
+        ("perf", 1),
+        ("eval", 1),
+    ]
+    assert not (tmp_path / "ckpt").exists() and not (first / "weights").exists()
+    assert sorted(p.name for p in (tmp_path / "dumps").iterdir()) == ["rollout_0.json", "rollout_1.json"]
+
+    replay = ("--num-rollout", "2", "--save", str(tmp_path / "ckpt"), "--save-interval", "1")
+    replay += ("--output-dir", str(tmp_path / "second"))
+    train(loop_args(root, model, data, "--load-debug-rollout-data", dumps, *replay))
+    second = tmp_path / "second"
+    assert events(second) == [("rollout", 0), ("train", 0), ("perf", 0), ("rollout", 1), ("train", 1), ("perf", 1)]
+    assert not (second / "weights").exists()  # no engine to push weights to (the disk transport would write here)
+    assert (tmp_path / "ckpt" / "latest_checkpointed_iteration.txt").read_text() == "1"
+
+    def rollout_records(output_dir):
+        records = [json.loads(line) for line in (output_dir / "metrics.jsonl").read_text().splitlines()]
+        return [r for r in records if "rollout/raw_reward" in r]
+
+    # The replay trained on exactly the dumped samples: the same rewards and response lengths, rollout by rollout.
+    for key in ("rollout/raw_reward", "rollout/response_len/mean"):
+        assert [r[key] for r in rollout_records(second)] == [r[key] for r in rollout_records(first)]
+
+
+def test_train_only_runs_rollout_functions_that_do_not_generate(ray_runtime, setup, tmp_path):
+    from slime.errors import SlimeError
+
+    root, model, data = setup
+    sft = ("--rollout-function-path", "sft", "--loss-type", "sft_loss", "--n-samples-per-prompt", "1")
+    train(loop_args(root, model, data, "--debug-train-only", "--num-rollout", "2", *sft, "--output-dir", str(tmp_path)))
+    assert events(tmp_path) == [("rollout", 0), ("train", 0), ("perf", 0), ("rollout", 1), ("train", 1), ("perf", 1)]
+
+    args = loop_args(root, model, data, "--debug-train-only", "--num-rollout", "1", "--output-dir", str(tmp_path / "b"))
+    with pytest.raises(SlimeError, match="--debug-train-only starts no rollout engine, but --rollout-function-path"):
+        train(args)

@@ -125,12 +125,25 @@ def _add_rollout_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--rollout-health-check-interval", type=float, default=30.0)
     group.add_argument("--rollout-health-check-timeout", type=float, default=30.0)
     group.add_argument("--rollout-health-check-first-wait", type=float, default=0.0)
-    group.add_argument("--debug-rollout-only", action="store_true")
-    group.add_argument("--debug-train-only", action="store_true")
+    group.add_argument(
+        "--debug-rollout-only",
+        action="store_true",
+        help="generate (and evaluate) only: no trainer; engines keep --hf-checkpoint's weights; nothing is saved",
+    )
+    group.add_argument(
+        "--debug-train-only",
+        action="store_true",
+        help="train only: no rollout engine; the rollout comes from --load-debug-rollout-data or a rollout function "
+        "that does not generate (e.g. sft)",
+    )
     group.add_argument(
         "--save-debug-rollout-data", default=None, help="JSON dump of each rollout's samples; {rollout_id} in the path"
     )
-    group.add_argument("--load-debug-rollout-data", default=None)
+    group.add_argument(
+        "--load-debug-rollout-data",
+        default=None,
+        help="train on dumps of --save-debug-rollout-data ({rollout_id} in the path); implies --debug-train-only",
+    )
 
 
 def _add_reward_arguments(parser: argparse.ArgumentParser) -> None:
@@ -299,17 +312,13 @@ def validate_args(args: argparse.Namespace) -> None:
         args.offload_rollout = args.colocate
     if args.rollout_num_gpus is None and args.colocate:
         args.rollout_num_gpus = args.actor_num_nodes * args.actor_num_gpus_per_node
+    if args.load_debug_rollout_data:
+        args.debug_train_only = True
     if args.debug_rollout_only and args.debug_train_only:
-        _fail("--debug-rollout-only and --debug-train-only cannot be used together")
-    # Parsed because slime has them, but the loop has no train-only or rollout-only mode yet: refuse rather than
-    # start engines the flag says to skip (train-only) or fail later with no trainer (rollout-only).
-    for flag, given in (
-        ("--load-debug-rollout-data", args.load_debug_rollout_data),
-        ("--debug-train-only", args.debug_train_only),
-        ("--debug-rollout-only", args.debug_rollout_only),
-    ):
-        if given:
-            _fail(f"{flag} is not implemented yet (no train-only or rollout-only loop); run without it")
+        both = "--load-debug-rollout-data" if args.load_debug_rollout_data else "--debug-train-only"
+        _fail(f"--debug-rollout-only and {both} cannot be used together")
+    if args.debug_train_only and args.eval_interval is not None:
+        _fail("--eval-interval needs rollout engines, which --debug-train-only does not start; drop one of them")
     if args.async_training and args.colocate:
         _fail("--async overlaps generation with training on separate devices, so it cannot be used with --colocate")
     if args.update_weights_interval < 1:

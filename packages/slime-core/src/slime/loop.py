@@ -1,7 +1,9 @@
 """The train loop: generate, train, save, update weights, evaluate — slime's ``train.py`` as one page.
 
 With ``--async`` the next rollout generates while the current one trains (data one policy version old), as slime's
-``train_async.py``; weights are only swapped between generations.
+``train_async.py``; weights are only swapped between generations. ``--debug-rollout-only`` runs it without a trainer
+(generation, rewards and eval on --hf-checkpoint's weights), ``--debug-train-only`` without engines (the rollouts come
+from ``--load-debug-rollout-data`` dumps or a rollout function that does not generate); neither pushes weights.
 """
 
 import argparse
@@ -21,17 +23,19 @@ def train(args: argparse.Namespace) -> None:
     init_metrics(args)  # before actors get args: it settles the W&B run they join
     placement = create_placement(args)
     rollout_manager = ray.remote(num_cpus=0)(RolloutManager).remote(args)
-    trainer = TrainGroup(args, resolve("train_backends", args.train_backend), placement)
+    trainer = None
+    if not args.debug_rollout_only:
+        trainer = TrainGroup(args, resolve("train_backends", args.train_backend), placement)
     try:
         run_rollouts(args, rollout_manager, trainer)
     finally:
-        release(rollout_manager, trainer.actors, placement)
+        release(rollout_manager, trainer.actors if trainer else [], placement)
         finish_metrics()
 
 
-def run_rollouts(args: argparse.Namespace, rollout_manager, trainer: TrainGroup) -> None:
+def run_rollouts(args: argparse.Namespace, rollout_manager, trainer: TrainGroup | None) -> None:
 
-    start_rollout_id = trainer.init(args)
+    start_rollout_id = trainer.init(args) if trainer else 0
     if args.start_rollout_id is not None:
         start_rollout_id = args.start_rollout_id
     if start_rollout_id > 0 and args.load:
@@ -39,8 +43,10 @@ def run_rollouts(args: argparse.Namespace, rollout_manager, trainer: TrainGroup)
     num_rollout_per_epoch = ray.get(rollout_manager.num_prompts.remote()) // args.rollout_batch_size
     num_rollout = args.num_rollout or num_rollout_per_epoch * (args.num_epoch or 1)
 
+    pushes_weights = trainer is not None and not args.debug_train_only
     # Always push the trainer's weights first, so the engines serve exactly the policy being trained.
-    update_weights(rollout_manager, trainer, str(start_rollout_id))
+    if pushes_weights:
+        update_weights(rollout_manager, trainer, str(start_rollout_id))
 
     next_rollout = None  # --async: the next rollout, generating while this one trains
     for rollout_id in range(start_rollout_id, num_rollout):
@@ -55,18 +61,22 @@ def run_rollouts(args: argparse.Namespace, rollout_manager, trainer: TrainGroup)
         if args.async_training and rollout_id + 1 < num_rollout:
             next_rollout = rollout_manager.generate.remote(rollout_id + 1)
         publish_rollout(args, rollout_id, rollout.metrics)
-        with timer(timings, "train"):
-            step_metrics, trainer_metrics = trainer.train(rollout_id, rollout.batch)
-        for step_id, metrics in enumerate(step_metrics):
-            log_train_step(args, rollout_id, step_id, metrics)
+        trainer_metrics = {}
+        if trainer is not None:
+            with timer(timings, "train"):
+                step_metrics, trainer_metrics = trainer.train(rollout_id, rollout.batch)
+            for step_id, metrics in enumerate(step_metrics):
+                log_train_step(args, rollout_id, step_id, metrics)
 
-        if should_run_periodic_action(rollout_id, args.save_interval, num_rollout_per_epoch, num_rollout):
+        if trainer is not None and should_run_periodic_action(
+            rollout_id, args.save_interval, num_rollout_per_epoch, num_rollout
+        ):
             with timer(timings, "save_model"):
                 # Data position first: the trainer's save moves the latest-checkpoint pointer, so it must come last.
                 ray.get(rollout_manager.save.remote(rollout_id))
                 trainer.save(rollout_id)
 
-        if (rollout_id + 1) % args.update_weights_interval == 0:
+        if pushes_weights and (rollout_id + 1) % args.update_weights_interval == 0:
             with timer(timings, "update_weights"):
                 wait_for(next_rollout)  # never swap weights under a generation in flight
                 update_weights(rollout_manager, trainer, str(rollout_id + 1))
@@ -108,7 +118,12 @@ def wait_for(rollout_ref) -> None:
 
 
 def check_staleness(args: argparse.Namespace, rollout_id: int, weight_versions: list[str]) -> None:
-    """Guard: data trains at most one policy version behind (--async), plus what --update-weights-interval skips."""
+    """Guard: data trains at most one policy version behind (--async), plus what --update-weights-interval skips.
+
+    In a debug mode no weights go from the trainer to the engines (rollout-only: the engines keep --hf-checkpoint's;
+    train-only: the rollouts come from dumps of another run, or are not generated): nothing to check."""
+    if args.debug_rollout_only or args.debug_train_only:
+        return
     allowed = int(args.async_training) + args.update_weights_interval - 1
     versions = [int(version) for version in weight_versions if version]
     if versions and rollout_id - min(versions) > allowed:

@@ -16,6 +16,7 @@ from slime.errors import ConfigError, DataError
 from slime.plugins import load_object, resolve
 from slime.rewards import resolve_reward_function
 from slime.rollout.eval import eval_dataset_configs, eval_prompts
+from slime.rollout_dumps import load_rollout_dump
 from slime.types import Sample
 
 
@@ -33,6 +34,11 @@ def check_run_inputs(args: argparse.Namespace, train: bool = True) -> None:
         resolve_reward_function(args)
     if train:
         _check_train_data(args)
+        for flag in ("--save-debug-rollout-data", "--load-debug-rollout-data"):
+            _check_rollout_path_template(flag, getattr(args, flag[2:].replace("-", "_")))
+        if args.load_debug_rollout_data and (args.start_rollout_id is not None or not args.load):
+            first = args.start_rollout_id or 0  # after --load, the checkpoint says which rollout comes first
+            load_rollout_dump(args.load_debug_rollout_data.format(rollout_id=first), first)
     for config in eval_dataset_configs(args):
         eval_prompts(args, config)
         if config.custom_rm_path or config.rm_type:
@@ -61,6 +67,18 @@ def check_model_dir(path: str | None) -> None:
         json.loads(config.read_bytes())
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ConfigError(f"{config}: not valid JSON ({exc}) (from --hf-checkpoint)") from None
+
+
+def _check_rollout_path_template(flag: str, template: str | None) -> None:
+    """A dump path may name ``{rollout_id}`` and nothing else (it is filled in with ``str.format``)."""
+    if template is None:
+        return
+    try:
+        template.format(rollout_id=0)
+    except (KeyError, IndexError, ValueError) as exc:
+        raise ConfigError(
+            f"{flag} {template}: only {{rollout_id}} can be filled in ({type(exc).__name__}: {exc})"
+        ) from None
 
 
 def _check_train_data(args: argparse.Namespace) -> None:

@@ -21,17 +21,17 @@ class Placement:
     use_gpu: bool
 
 
-def layout(args: argparse.Namespace) -> tuple[int, int, int]:
-    """(bundles in all, actor bundles, offset of the rollout bundles)."""
-    actor = args.actor_num_nodes * args.actor_num_gpus_per_node
-    rollout = args.rollout_num_gpus or 0
+def layout(args: argparse.Namespace) -> tuple[int, range, range]:
+    """(bundles in all, the actor bundles, the rollout bundles); a debug mode leaves one side out."""
+    actor = 0 if args.debug_rollout_only else args.actor_num_nodes * args.actor_num_gpus_per_node
+    rollout = 0 if args.debug_train_only else args.rollout_num_gpus or 0
     if args.colocate:
-        return max(actor, rollout), actor, 0
-    return actor + rollout, actor, actor
+        return max(actor, rollout), range(actor), range(rollout)
+    return actor + rollout, range(actor), range(actor, actor + rollout)
 
 
 def create_placement(args: argparse.Namespace, timeout_s: float = 120.0) -> Placement:
-    total, actor, rollout_offset = layout(args)
+    total, actor_bundles, rollout_bundles = layout(args)
     use_gpu = ray.cluster_resources().get("GPU", 0) > 0
     bundle = {"GPU": 1, "CPU": 1} if use_gpu else {"CPU": 1}
     group = placement_group([dict(bundle) for _ in range(total)], strategy="PACK")
@@ -45,5 +45,4 @@ def create_placement(args: argparse.Namespace, timeout_s: float = 120.0) -> Plac
             f"{have.get('GPU', 0):g} GPU, {have.get('CPU', 0):g} CPU); check --actor-num-nodes, "
             "--actor-num-gpus-per-node and --rollout-num-gpus"
         ) from None
-    rollout = args.rollout_num_gpus or 0
-    return Placement(group, list(range(actor)), list(range(rollout_offset, rollout_offset + rollout)), use_gpu)
+    return Placement(group, list(actor_bundles), list(rollout_bundles), use_gpu)

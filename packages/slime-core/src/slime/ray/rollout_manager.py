@@ -5,7 +5,6 @@ eval datasets; ``save``/``load`` keep the data source's position with the traine
 """
 
 import argparse
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,8 +13,10 @@ from typing import Any
 import ray
 
 from slime.backends import TrainBatch, WeightReceiver
+from slime.errors import SlimeError
 from slime.metrics import rollout_report
 from slime.plugins import resolve
+from slime.rollout_dumps import load_rollout_dump, save_rollout_dump
 from slime.train_data import samples_to_train_batch
 from slime.types import Sample
 from slime.weights import DiskWeightReceiver
@@ -37,25 +38,37 @@ def data_source_state_path(save_dir: str, rollout_id: int) -> Path:
 
 
 def newest_weight_version(sample: Sample) -> str:
-    """The newest policy version that generated part of ``sample`` (a partial rollout spans several); "" if none."""
-    return max(sample.weight_versions, key=int) if sample.weight_versions else ""
+    """The newest policy version that generated part of ``sample`` (a partial rollout spans several); "" if none.
+
+    Only the trainer's versions count (numbers): engines that never got the trainer's weights (--debug-rollout-only)
+    report SGLang's "default".
+    """
+    versions = [version for version in sample.weight_versions if version.isdigit()]
+    return max(versions, key=int) if versions else ""
 
 
-def save_rollout_dump(path: str, rollout_id: int, samples: list[Sample]) -> None:
-    """``--save-debug-rollout-data``: slime's ``{"rollout_id", "samples"}`` dump, as JSON (never a pickle)."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(target.name + ".tmp")
-    tmp.write_text(json.dumps({"rollout_id": rollout_id, "samples": [s.to_dict() for s in samples]}), encoding="utf-8")
-    tmp.replace(target)
+class NoEngine:
+    """What a rollout function gets as its engine under --debug-train-only (none is started): using it is an error
+    that says so, instead of an AttributeError on None deep in the function."""
+
+    def __init__(self, rollout_function_path: str) -> None:
+        self.rollout_function_path = rollout_function_path
+
+    def __getattr__(self, name: str):
+        raise SlimeError(
+            f"--debug-train-only starts no rollout engine, but --rollout-function-path {self.rollout_function_path} "
+            f"uses one ({name}); give --load-debug-rollout-data, or a rollout function that does not generate (sft)"
+        )
 
 
 class RolloutManager:
     def __init__(self, args: argparse.Namespace, train: bool = True) -> None:
         self.args = args
         # Engines run as subprocesses of this actor, on its node (multi-node engine placement is not built yet).
-        self.engine = resolve("rollout_backends", args.rollout_backend)(args)
-        self.engine.start()
+        self.engine = None
+        if not args.debug_train_only:
+            self.engine = resolve("rollout_backends", args.rollout_backend)(args)
+            self.engine.start()
         # An eval-only run has no training prompts.
         self.data_source = resolve("data_sources", args.data_source_path)(args) if train else None
         self.positions: dict[int, dict[str, Any]] = {}
@@ -67,19 +80,27 @@ class RolloutManager:
 
     def generate(self, rollout_id: int) -> "RolloutResult":
         start = time.perf_counter()
-        output = self.rollout_function(self.args, rollout_id, self.data_source, self.engine)
+        samples, metrics = self._rollout(rollout_id)
         rollout_time = time.perf_counter() - start
         # The data position right after this rollout: what a checkpoint of this rollout must record, even when
         # (--async) the next rollout has already moved the data source on.
         self.positions[rollout_id] = self.data_source.state_dict()
-        samples = output.samples
         if self.args.save_debug_rollout_data:
             save_rollout_dump(self.args.save_debug_rollout_data.format(rollout_id=rollout_id), rollout_id, samples)
         return RolloutResult(
             batch=ray.put(samples_to_train_batch(self.args, samples)),
-            metrics=rollout_report(self.args, rollout_id, samples, rollout_time=rollout_time, extra=output.metrics),
+            metrics=rollout_report(self.args, rollout_id, samples, rollout_time=rollout_time, extra=metrics),
             weight_versions=[newest_weight_version(sample) for sample in samples],
         )
+
+    def _rollout(self, rollout_id: int) -> tuple[list[Sample], dict[str, Any]]:
+        """The rollout's samples and its rollout function's metrics: generated, or read from a dump."""
+        if self.args.load_debug_rollout_data:
+            path = self.args.load_debug_rollout_data.format(rollout_id=rollout_id)
+            return load_rollout_dump(path, rollout_id), {}
+        engine = self.engine or NoEngine(self.args.rollout_function_path)
+        output = self.rollout_function(self.args, rollout_id, self.data_source, engine)
+        return output.samples, output.metrics
 
     def eval(self, rollout_id: int) -> dict[str, Any]:
         return self.eval_function(self.args, rollout_id, self.data_source, self.engine, evaluation=True)
@@ -108,4 +129,5 @@ class RolloutManager:
             self.engine.weights_updated(weight_version)
 
     def shutdown(self) -> None:
-        self.engine.shutdown()
+        if self.engine is not None:
+            self.engine.shutdown()
