@@ -16,6 +16,8 @@ from the process sending the weights, whose copies then ran up to 30x slower (me
 
 Attention runs batched (``slime_sglang.cpu_attention``) instead of in SGLang's Python loop over requests.
 
+The server (with its scheduler and detokenizer) ends when its parent dies (``slime_sglang.parent_watch``).
+
 The patches run at import: SGLang's scheduler processes are spawned and re-import this module as their main.
 """
 
@@ -29,6 +31,7 @@ from sglang.srt.model_executor.model_runner import ModelRunner
 from sglang.srt.platforms.cpu import CpuDeviceMixin
 
 from slime_sglang.cpu_attention import BatchedAttnBackend
+from slime_sglang.parent_watch import exit_with_parent
 
 if "torch_native" not in server_args.DETERMINISTIC_ATTENTION_BACKEND_CHOICES:
     server_args.DETERMINISTIC_ATTENTION_BACKEND_CHOICES.append("torch_native")
@@ -54,6 +57,7 @@ def main(argv: list[str]) -> None:
     from sglang.srt.utils import kill_process_tree
 
     load_plugins()
+    exit_with_parent()
     args = server_args.prepare_server_args(argv)
     try:
         run_server(args)

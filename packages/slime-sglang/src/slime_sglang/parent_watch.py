@@ -1,0 +1,39 @@
+"""End a server when the process that started it dies.
+
+Engines and the router run in their own sessions (``processes.ManagedProcess``), started by the rollout manager's
+Ray worker. When that worker is killed outright (the driver's process group killed with SIGKILL takes Ray's workers
+with it) nothing stops them: seen in the real-stack kill test, an SGLang server and the router outlived the run.
+
+The watch is a small process in the server's process group, not a thread: the router's Rust main loop holds the
+GIL, so a Python thread in it never runs (measured).
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from slime_sglang.processes import stat_fields
+
+
+def exit_with_parent() -> None:
+    """Kill this process's group (this process, its children and the watcher) once this process's parent is gone."""
+    command = [sys.executable, "-m", "slime_sglang.parent_watch", str(os.getpid()), str(os.getppid())]
+    subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def watch(pid: int, parent: int, poll_interval: float = 1.0) -> None:
+    """A parent that dies leaves ``pid`` to init or a subreaper, which changes its parent pid."""
+    while True:
+        fields = stat_fields(pid)
+        if fields is None or fields[0] == "Z":  # the server ended on its own
+            return
+        if int(fields[1]) != parent:
+            os.killpg(int(fields[2]), signal.SIGKILL)
+            return
+        time.sleep(poll_interval)
+
+
+if __name__ == "__main__":
+    watch(int(sys.argv[1]), int(sys.argv[2]))
