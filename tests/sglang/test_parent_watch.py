@@ -39,3 +39,22 @@ def test_router_ends_when_its_parent_is_killed(tmp_path) -> None:
         assert not left, f"router processes {left} outlived the process that started them"
     finally:
         starter.kill()
+
+
+def test_watcher_leaves_when_the_router_ends_on_its_own(tmp_path) -> None:
+    from slime_sglang.router import SGLangRouter
+
+    router = SGLangRouter(tmp_path / "router.log")
+    router.launch()
+    group = router.process.pid
+    try:
+        watchers = [pid for pid in group_pids(group) if pid != group]
+        assert len(watchers) == 1, f"expected one watcher besides the router in its group, found {watchers}"
+        os.kill(group, signal.SIGKILL)  # the router dies; this process, its parent, lives on
+        router.process.popen.wait()
+        deadline = time.monotonic() + 10
+        while group_pids(group) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not group_pids(group), "the watcher stayed after the router it watched had ended"
+    finally:
+        router.shutdown()

@@ -24,12 +24,12 @@ def exit_with_parent() -> None:
 
 
 def watch(pid: int, parent: int, poll_interval: float = 1.0) -> None:
-    """A parent that dies leaves ``pid`` to init or a subreaper, which changes its parent pid."""
-    while True:
+    """Run in a child of server ``pid``: a parent that dies leaves ``pid`` to init or a subreaper, which changes its
+    parent pid. A server that ended on its own has left this watcher to init, too: then it just returns (``pid``
+    may already belong to another process)."""
+    while os.getppid() == pid:
         fields = stat_fields(pid)
-        if fields is None or fields[0] == "Z":  # the server ended on its own
-            return
-        if int(fields[1]) != parent:
+        if fields is not None and int(fields[1]) != parent:
             os.killpg(int(fields[2]), signal.SIGKILL)
             return
         time.sleep(poll_interval)
