@@ -23,7 +23,7 @@ BENCHES = {
     "train_vs_torch": (["--sizes", "1M", "10M", "--steps", "8"], ["--sizes", "1M", "--steps", "2"]),
     "weight_sync": (["--sizes", "1M", "30M", "250M", "--repeats", "4"], ["--sizes", "1M", "--repeats", "2"]),
     "rollout_vs_hf": (
-        ["--sizes", "1M", "10M", "--batches", "8", "64", "256", "--repeats", "2"],
+        ["--sizes", "1M", "10M", "30M", "--batches", "8", "64", "256", "--repeats", "2"],
         ["--sizes", "1M", "--batches", "8", "--repeats", "1"],
     ),
     "e2e_vs_trl": (["--repeats", "2", "--rollouts", "6"], ["--repeats", "1", "--rollouts", "2"]),
