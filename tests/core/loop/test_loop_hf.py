@@ -133,8 +133,9 @@ def test_staleness_guard():
     from slime.ray.rollout_manager import newest_weight_version
 
     args = parse_args(["--rollout-batch-size", "1", "--actor-num-gpus-per-node", "1", "--async"])
-    versions = [newest_weight_version(Sample(weight_versions=v)) for v in (["4"], ["3", "5"], [])]
-    assert versions == ["4", "5", ""]  # a partial rollout's newest version counts; unknown is ""
+    versions = [newest_weight_version(Sample(weight_versions=v)) for v in (["4"], ["3", "5"], [], ["default"])]
+    assert versions == ["4", "5", "", ""]  # a partial rollout's newest version counts; unknown is ""
+    # ("default": SGLang's tag for --hf-checkpoint's weights, which the trainer never sent)
     check_staleness(args, 5, versions)
     with pytest.raises(RuntimeError, match="rollout 5 was generated with weights of version 3: 2 versions stale"):
         check_staleness(args, 5, ["3"])
