@@ -34,7 +34,7 @@ def prepare(workdir: Path) -> None:
     subprocess.run([sys.executable, str(ROOT / "examples/cpu-demo/prepare.py"), "--out", str(workdir)], check=True)
 
 
-def run_slime(workdir: Path, rollouts: int) -> dict:
+def run_slime(workdir: Path, rollouts: int, async_training: bool = False) -> dict:
     set_bench_env()
     start = time.perf_counter()
     import ray
@@ -54,6 +54,7 @@ def run_slime(workdir: Path, rollouts: int) -> dict:
             "--rollout-temperature", "1.0", "--global-batch-size", str(GLOBAL_BATCH),
             "--micro-batch-size", str(MICRO_BATCH), "--lr", str(LR), "--weight-decay", "0.0",
             "--eps-clip", str(EPS_CLIP), "--num-rollout", str(rollouts), "--output-dir", str(out),
+            *(["--async"] if async_training else []),
         ]
     )  # fmt: skip
     ray.init(num_cpus=8, include_dashboard=False, log_to_driver=False)
@@ -140,10 +141,11 @@ def run_trl(workdir: Path, rollouts: int) -> dict:
     return {"steps": steps, "total": total, "last_reward": times.rewards[-1], "startup": train_start - start}
 
 
-def run_side(side: str, workdir: Path, rollouts: int) -> dict:
+def run_side(side: str, workdir: Path, rollouts: int, slime_async: bool = False) -> dict:
     """One side in a fresh process (each side imports heavy, conflicting state); its result is its last line."""
     start = time.perf_counter()
     command = [sys.executable, __file__, "--side", side, "--workdir", str(workdir), "--rollouts", str(rollouts)]
+    command += ["--slime-async"] if slime_async else []
     proc = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
     if proc.returncode != 0:
         raise RuntimeError(f"{side} failed (exit {proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
@@ -158,9 +160,19 @@ def main() -> None:
     parser.add_argument("--rollouts", type=int, default=4, help="rollouts per run (the first is warm-up)")
     parser.add_argument("--side", choices=["slime", "trl"], help="internal: run one side and print its result")
     parser.add_argument("--workdir", type=Path)
+    parser.add_argument(
+        "--slime-async",
+        action="store_true",
+        help="slime with --async (the next rollout generates while this one trains: data one policy version old, "
+        "not TRL's on-policy step, so not the goal's comparison)",
+    )
     options = parser.parse_args()
-    if options.side:
-        result = (run_slime if options.side == "slime" else run_trl)(options.workdir, options.rollouts)
+    if options.side == "slime":
+        result = run_slime(options.workdir, options.rollouts, options.slime_async)
+        print(json.dumps(result), flush=True)
+        return
+    if options.side == "trl":
+        result = run_trl(options.workdir, options.rollouts)
         print(json.dumps(result), flush=True)
         return
 
@@ -172,7 +184,7 @@ def main() -> None:
         order = ["slime", "trl"] if repeat % 2 == 0 else ["trl", "slime"]
         for side in order:
             loads.append(load_average())
-            result = run_side(side, workdir, options.rollouts)
+            result = run_side(side, workdir, options.rollouts, options.slime_async)
             steady = result["steps"][1:]
             print(
                 f"repeat {repeat} {side:5}: s/rollout {[round(s, 2) for s in result['steps']]}, "
@@ -195,8 +207,8 @@ def main() -> None:
         )
     print(f"slime/TRL samples/s: {spread(ratios)}; load average during the runs {min(loads)}-{max(loads)}")
     emit_row(
-        f"end to end GRPO, {PROMPTS}x{SAMPLES} samples, {RESPONSE_LEN} tokens, 2 steps/rollout: slime vs TRL "
-        "GRPOTrainer (CPU)",
+        f"end to end GRPO, {PROMPTS}x{SAMPLES} samples, {RESPONSE_LEN} tokens, 2 steps/rollout: slime "
+        f"{'--async ' if options.slime_async else ''}vs TRL GRPOTrainer (CPU)",
         f"slime {spread(rate['slime'])} samples/s ({spread([r['steady'] for r in results['slime']])} s/rollout); "
         f"TRL {spread(rate['trl'])} samples/s ({spread([r['steady'] for r in results['trl']])} s/rollout); "
         f"reward after {options.rollouts} rollouts slime {spread([r['last_reward'] for r in results['slime']])}, "

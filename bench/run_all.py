@@ -17,7 +17,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 
-# name -> (full arguments, --quick arguments)
+# name (the script, then what tells its rows apart) -> (full arguments, --quick arguments)
 BENCHES = {
     "scale": (["--repeats", "2"], ["--sizes", "1000", "10000", "--repeats", "1"]),
     "train_vs_torch": (["--sizes", "1M", "10M", "--steps", "8"], ["--sizes", "1M", "--steps", "2"]),
@@ -27,11 +27,16 @@ BENCHES = {
         ["--sizes", "1M", "--batches", "8", "--repeats", "1"],
     ),
     "e2e_vs_trl": (["--repeats", "2", "--rollouts", "6"], ["--repeats", "1", "--rollouts", "2"]),
+    # slime's throughput mode (generation overlapping training): not TRL's on-policy step, so beside the goal's row.
+    "e2e_vs_trl --slime-async": (
+        ["--repeats", "2", "--rollouts", "6", "--slime-async"],
+        ["--repeats", "1", "--rollouts", "2", "--slime-async"],
+    ),
 }
 
 
 def run_bench(name: str, arguments: list[str]) -> list[dict]:
-    command = [sys.executable, str(HERE / f"{name}.py"), *arguments]
+    command = [sys.executable, str(HERE / f"{name.split()[0]}.py"), *arguments]
     print(f"=== {name}: {' '.join(command[1:])}", flush=True)
     start = time.perf_counter()
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=HERE.parent)
