@@ -195,6 +195,7 @@ CASES = [
     Case("flags: batch sizes that do not divide", flags("--global-batch-size", "3"), "--rollout-batch-size x --n-samples-per-prompt (4) is not divisible by --global-batch-size (3)"),
     Case("flag: JSON flag that is not JSON", flags("--apply-chat-template-kwargs", "{enable_thinking: true}"), "argument --apply-chat-template-kwargs: invalid JSON"),
     Case("eval: no eval data", flags(), "slime eval needs --eval-prompt-data or --eval-config", command="eval"),
+    Case("eval: a train-only debug flag", flags("--eval-prompt-data", "heldout", "/nonexistent/heldout.jsonl", "--debug-train-only"), "--debug-train-only (or --load-debug-rollout-data) is for slime train; slime eval only evaluates", command="eval"),
     Case("eval: missing eval dataset", flags("--eval-prompt-data", "heldout", "/nonexistent/heldout.jsonl"), "/nonexistent/heldout.jsonl: no such file (from eval dataset 'heldout')", command="eval"),
     # model
     Case("model: missing directory", flags("--hf-checkpoint", "/nonexistent/model"), "--hf-checkpoint /nonexistent/model: no such directory"),

@@ -23,6 +23,11 @@ from slime.types import Sample
 def check_run_inputs(args: argparse.Namespace, train: bool = True) -> None:
     """Raise a one-line ``SlimeError`` for the first bad input of a ``slime train`` (or, ``train=False``, eval) run."""
     check_model_dir(args.hf_checkpoint)
+    if not train and (args.debug_rollout_only or args.debug_train_only):
+        flag = "--debug-train-only (or --load-debug-rollout-data)"
+        if args.debug_rollout_only:
+            flag = "--debug-rollout-only"
+        raise ConfigError(f"{flag} is for slime train; slime eval only evaluates")
     if train:
         if args.rollout_batch_size is None:
             raise ConfigError("slime train needs --rollout-batch-size (prompts per rollout)")
