@@ -167,12 +167,11 @@ def main() -> None:
         "not TRL's on-policy step, so not the goal's comparison)",
     )
     options = parser.parse_args()
-    if options.side == "slime":
-        result = run_slime(options.workdir, options.rollouts, options.slime_async)
-        print(json.dumps(result), flush=True)
-        return
-    if options.side == "trl":
-        result = run_trl(options.workdir, options.rollouts)
+    if options.side:
+        if options.side == "slime":
+            result = run_slime(options.workdir, options.rollouts, options.slime_async)
+        else:
+            result = run_trl(options.workdir, options.rollouts)
         print(json.dumps(result), flush=True)
         return
 

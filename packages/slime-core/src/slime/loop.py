@@ -29,13 +29,13 @@ def train(args: argparse.Namespace) -> None:
     try:
         run_rollouts(args, rollout_manager, trainer)
     finally:
-        release(rollout_manager, trainer.actors if trainer else [], placement)
+        release(rollout_manager, trainer.actors if trainer is not None else [], placement)
         finish_metrics()
 
 
 def run_rollouts(args: argparse.Namespace, rollout_manager, trainer: TrainGroup | None) -> None:
 
-    start_rollout_id = trainer.init(args) if trainer else 0
+    start_rollout_id = trainer.init(args) if trainer is not None else 0
     if args.start_rollout_id is not None:
         start_rollout_id = args.start_rollout_id
     if start_rollout_id > 0 and args.load:
