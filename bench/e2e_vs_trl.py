@@ -39,7 +39,7 @@ def run_slime(workdir: Path, rollouts: int, async_training: bool = False) -> dic
     start = time.perf_counter()
     import ray
 
-    from slime.arguments import parse_args
+    from slime.config.arguments import parse_args
     from slime.loop import train
 
     out = Path(tempfile.mkdtemp(dir=workdir, prefix="slime-"))

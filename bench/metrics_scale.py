@@ -19,7 +19,7 @@ import time
 import numpy
 import torch
 
-from slime.arguments import build_parser
+from slime.config.arguments import build_parser
 from slime.metrics import finish_metrics, init_metrics, log_eval, log_rollout
 from slime.metrics.rollout import train_data_means
 from slime.types import Sample, Status

@@ -80,8 +80,8 @@ def bench_size(workdir: Path, size: str, batches: list[int], repeats: int) -> No
     from sglang_server import start_server
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from slime.testing.tiny_model import build_tiny_model
     from slime_sglang.client import GenerateClient
+    from slime_testkit.tiny_model import build_tiny_model
 
     hidden, layers = SIZES[size]
     model_dir = build_tiny_model(workdir / size, hidden_size=hidden, num_layers=layers, num_heads=4, num_kv_heads=2)

@@ -31,7 +31,7 @@ from metrics_scale import N_PER_PROMPT, build_rollout
 
 
 def metrics_args(n: int, out_dir: str):
-    from slime.arguments import build_parser
+    from slime.config.arguments import build_parser
 
     args = build_parser().parse_args(
         [
@@ -52,7 +52,7 @@ def manager(args, samples):
 
     from slime.metrics import rollout_report
     from slime.ray import rollout_manager
-    from slime.train_data import samples_to_train_batch
+    from slime.rollout.train_batch import samples_to_train_batch
 
     start = time.perf_counter()
     batch = samples_to_train_batch(args, samples)

@@ -45,10 +45,10 @@ def bench_size(workdir: Path, size: str, steps: int) -> None:
     import torch
     from transformers import AutoModelForCausalLM
 
-    from slime.arguments import parse_args
-    from slime.backends import RaggedArray, TrainBatch
-    from slime.testing.tiny_model import build_tiny_model
+    from slime.config.arguments import parse_args
+    from slime.types import RaggedArray, TrainBatch
     from slime_megatron.backend import MegatronTrainBackend
+    from slime_testkit.tiny_model import build_tiny_model
 
     hidden, layers = SIZES[size]
     model_dir = build_tiny_model(workdir / size, hidden_size=hidden, num_layers=layers, num_heads=4, num_kv_heads=2)

@@ -7,7 +7,7 @@ For each model size it starts one SGLang CPU server, then alternates, repeat aft
   ``--update-weight-transport distributed`` when the engines run on CPU on the trainer's host; phases timed;
 * ``gloo``: ``DistributedWeightSender.update`` (the same steps with one gloo broadcast per tensor), the path for
   engines on other hosts; phases timed;
-* ``disk``: ``slime.weights.write_hf_checkpoint`` then ``update_weights_from_disk`` (the disk receiver's path);
+* ``disk``: ``slime.weights.disk.write_hf_checkpoint`` then ``update_weights_from_disk`` (the disk receiver's path);
 * ``memcpy``: ``torch`` copies of the same tensors into preallocated buffers (the floor: every byte moved once;
   the fastest of 5 passes);
 * ``bare gloo``: the transport alone: the same tensors broadcast one by one over a bare gloo group to a second
@@ -29,7 +29,7 @@ SIZES = {"1M": (128, 4), "10M": (256, 10), "30M": (512, 8), "250M": (1024, 16)}
 
 
 def build(workdir: Path, size: str) -> Path:
-    from slime.testing.tiny_model import build_tiny_model
+    from slime_testkit.tiny_model import build_tiny_model
 
     hidden, layers = SIZES[size]
     return build_tiny_model(workdir / size, hidden_size=hidden, num_layers=layers, num_heads=4, num_kv_heads=2)
@@ -37,23 +37,23 @@ def build(workdir: Path, size: str) -> Path:
 
 def timed_update(sender, tensors: dict, version: str, bucket_bytes: int) -> dict[str, float]:
     """``sender.update`` (either sender), with each of its steps timed."""
-    from slime_sglang import weights
+    from slime_sglang import weight_updates
 
     urls = sender.engine_urls
     times = {}
     start = time.perf_counter()
-    weights.pause_generation(urls)
+    weight_updates.pause_generation(urls)
     times["pause"] = time.perf_counter() - start
-    weights.flush_cache(urls)
+    weight_updates.flush_cache(urls)
     times["flush"] = time.perf_counter() - start - sum(times.values())
-    weights.on_all(urls, "/begin_weight_update", {})
+    weight_updates.on_all(urls, "/begin_weight_update", {})
     times["begin"] = time.perf_counter() - start - sum(times.values())
-    for bucket in weights.buckets(tensors.items(), bucket_bytes):
+    for bucket in weight_updates.buckets(tensors.items(), bucket_bytes):
         sender._send_bucket(bucket, version)
     times["send"] = time.perf_counter() - start - sum(times.values())
-    weights.on_all(urls, "/end_weight_update", {})
+    weight_updates.on_all(urls, "/end_weight_update", {})
     times["end"] = time.perf_counter() - start - sum(times.values())
-    weights.continue_generation(urls)
+    weight_updates.continue_generation(urls)
     times["continue"] = time.perf_counter() - start - sum(times.values())
     times["total"] = time.perf_counter() - start
     return times
@@ -118,9 +118,9 @@ def bench_size(workdir: Path, size: str, repeats: int, bucket_bytes: int) -> Non
     from safetensors.torch import load_file
     from sglang_server import start_server
 
-    from slime.weights import write_hf_checkpoint
-    from slime_sglang import weights
-    from slime_sglang.weights import DistributedWeightSender, SharedMemoryWeightSender
+    from slime.weights.disk import write_hf_checkpoint
+    from slime_sglang import weight_updates
+    from slime_sglang.weight_updates import DistributedWeightSender, SharedMemoryWeightSender
 
     model_dir = build(workdir, size)
     tensors = load_file(model_dir / "model.safetensors")
@@ -152,7 +152,7 @@ def bench_size(workdir: Path, size: str, repeats: int, bucket_bytes: int) -> Non
                     phases[path].append(timed_update(senders[path], tensors, f"{path}{repeat}", bucket_bytes))
                 elif path == "disk":
                     target = write_hf_checkpoint(tensors, model_dir, workdir / f"{size}-disk" / f"v{repeat}")
-                    weights.update_weights_from_disk([server.url], str(target), f"disk{repeat}")
+                    weight_updates.update_weights_from_disk([server.url], str(target), f"disk{repeat}")
                 elif path == "bare gloo":
                     results[path].append(bare_gloo.broadcast())
                     continue

@@ -32,12 +32,12 @@ def main() -> None:
 
     import torch
 
-    from slime.arguments import parse_args
-    from slime.backends import TrainBatch
-    from slime.testing.tiny_model import build_tiny_model
+    from slime.config.arguments import parse_args
+    from slime.types import TrainBatch
     from slime_megatron.backend import MegatronTrainBackend
     from slime_megatron.flops import forward_flops
     from slime_megatron.hf_config import HFModelConfig
+    from slime_testkit.tiny_model import build_tiny_model
 
     if not torch.cuda.is_available():
         raise SystemExit("this check needs a GPU")

@@ -13,8 +13,8 @@ import json
 import random
 from pathlib import Path
 
-from slime.testing.tiny_model import build_tiny_model
-from slime.testing.tokenizer import ENDOFTEXT, IM_END, IM_START
+from slime_testkit.tiny_model import build_tiny_model
+from slime_testkit.tokenizer import ENDOFTEXT, IM_END, IM_START
 
 EVAL_FRACTION = 0.2  # of the 100 problems a + b (a, b in 0..9)
 SFT_EPOCHS = 20

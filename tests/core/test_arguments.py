@@ -1,6 +1,6 @@
 import pytest
 
-from slime.arguments import parse_args
+from slime.config.arguments import parse_args
 from slime.errors import ConfigError
 
 BASE = ["--rollout-batch-size", "4", "--n-samples-per-prompt", "2"]

@@ -16,7 +16,7 @@ def test_slime_core_installs_alone_in_a_clean_venv(tmp_path):
     python = venv / "bin" / "python"
     subprocess.run([sys.executable, "-m", "uv", "pip", "install", "-q", "--python", str(python), str(CORE)], check=True)
     script = (
-        "import importlib.util, slime, slime.arguments, slime.plugins\n"
+        "import importlib.util, slime, slime.config.arguments, slime.plugins\n"
         "print([m for m in ('slime_megatron', 'slime_sglang', 'slime_metrics') if importlib.util.find_spec(m)])\n"
         "print([p.name for p in slime.plugins.plugins()])\n"
     )

@@ -64,7 +64,7 @@ def test_slime_plugins_lists_every_package_and_the_toy_plugin(toy_env):
 def test_toy_reward_function_is_usable_by_name(toy_env):
     script = (
         "import asyncio\n"
-        "from slime.arguments import parse_args\n"
+        "from slime.config.arguments import parse_args\n"
         "from slime.plugins import resolve\n"
         "from slime.types import Sample\n"
         "args = parse_args(['--rm-type', 'toy_contains_label', '--toy-bonus', '0.5'])\n"

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from slime.arguments import parse_args
+from slime.config.arguments import parse_args
 from slime.loop import train
-from slime.testing.tiny_model import build_tiny_model
+from slime_testkit.tiny_model import build_tiny_model
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "metrics"))  # the sink readers of the metric tests
 from readers import read_jsonl, read_tensorboard, read_wandb  # noqa: E402

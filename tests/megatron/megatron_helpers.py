@@ -9,9 +9,9 @@ import torch
 import torch.distributed as dist
 from safetensors.torch import load_file, save_file
 
-from slime.arguments import parse_args
-from slime.backends import RaggedArray, TrainBatch
-from slime.testing.tiny_model import build_tiny_model
+from slime.config.arguments import parse_args
+from slime.types import RaggedArray, TrainBatch
+from slime_testkit.tiny_model import build_tiny_model
 
 
 def free_port() -> int:

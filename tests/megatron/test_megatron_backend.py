@@ -8,7 +8,7 @@ from megatron_helpers import make_args, make_batch
 from safetensors.torch import load_file
 
 from slime import plugins
-from slime.arguments import parse_args
+from slime.config.arguments import parse_args
 from slime.errors import ConfigError
 from slime_megatron import cpu_compat
 from slime_megatron.backend import MegatronTrainBackend

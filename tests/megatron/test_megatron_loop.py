@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from slime.arguments import parse_args
+from slime.config.arguments import parse_args
 from slime.loop import train
-from slime.testing.tiny_model import build_tiny_model
+from slime_testkit.tiny_model import build_tiny_model
 
 
 async def label_in_response(args, sample) -> float:
@@ -21,7 +21,7 @@ def test_loop_trains_saves_and_syncs_weights_with_megatron(ray_runtime, tmp_path
     args = parse_args(
         [
             "--train-backend", "megatron", "--tensor-model-parallel-size", "2", "--actor-num-gpus-per-node", "2",
-            "--rollout-backend", "slime.testing.hf_engine.HFEngine", "--rollout-num-gpus", "1",
+            "--rollout-backend", "slime_testkit.hf_engine.HFEngine", "--rollout-num-gpus", "1",
             "--hf-checkpoint", str(model), "--prompt-data", str(data), "--input-key", "prompt", "--label-key", "label",
             "--rollout-batch-size", "2", "--n-samples-per-prompt", "2", "--rollout-max-response-len", "4",
             "--custom-rm-path", f"{__name__}.label_in_response", "--use-kl-loss", "--kl-loss-coef", "0.01",

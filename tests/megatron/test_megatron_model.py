@@ -12,9 +12,9 @@ from slime.rl.logprobs import log_probs_from_logits
 from slime_megatron import attention
 from slime_megatron.attention import SDPAttention
 from slime_megatron.hf_config import HFModelConfig
+from slime_megatron.hf_mapping import gather_hf_state_dict, load_hf_weights
 from slime_megatron.model import build_gpt_model, transformer_config
 from slime_megatron.parallel import init_parallel
-from slime_megatron.weights import gather_hf_state_dict, load_hf_weights
 
 ARCHS = ("qwen2", "qwen3", "llama")
 

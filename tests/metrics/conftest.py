@@ -8,7 +8,7 @@ import pytest
 # Lets tests (and later end-to-end tests) `import readers`; pytest's importlib mode does not add test folders.
 sys.path.insert(0, str(Path(__file__).parent))
 
-from slime.arguments import build_parser  # noqa: E402
+from slime.config.arguments import build_parser  # noqa: E402
 from slime.metrics import finish_metrics  # noqa: E402
 
 BASE_ARGV = ["--rollout-batch-size", "2", "--n-samples-per-prompt", "4", "--global-batch-size", "4"]

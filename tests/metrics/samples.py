@@ -2,7 +2,7 @@
 
 import random
 
-from slime.rewards import REWARD_ERROR_KEY
+from slime.rollout.reward import REWARD_ERROR_KEY
 from slime.types import Sample, Status
 
 # A looping response: 12,000 characters that zlib squeezes far more than 10x.

@@ -75,7 +75,7 @@ def test_log_eval_uses_eval_step_and_each_datasets_n(make_args, memory_sink, cap
 
 
 def test_log_eval_takes_the_eval_functions_results(make_args, memory_sink):
-    from slime.rollout.eval import EvalResult
+    from slime.eval.datasets import EvalResult
 
     args = make_args("--log-passrate")
     init_metrics(args)

@@ -8,7 +8,7 @@ Accounting ("no prompt lost or trained twice"). A rollout id's training counts o
 after the last checkpoint of a killed segment (generated, even trained, but not saved) is lost with the process
 and is redone by the next segment, which is how a resume must behave. So segment ``s`` owns the rollout ids from
 where it started (the pointer it resumed from, plus one) up to where the next segment started. The prompts of the
-run are those owned rollouts' prompts, taken from each segment's own reward log (`slime.testing.prompt_log`, keyed by the
+run are those owned rollouts' prompts, taken from each segment's own reward log (`slime_testkit.prompt_log`, keyed by the
 data source's group index); they must equal, position by position, the prompts an uninterrupted run trains.
 """
 
@@ -21,8 +21,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from slime.testing.prompt_log import read_prompt_log
 from slime_sglang.processes import pid_alive, stat_fields
+from slime_testkit.prompt_log import read_prompt_log
 
 POINTER = "latest_checkpointed_iteration.txt"
 
@@ -208,7 +208,7 @@ def data_lost(trained: list[str], expected: list[str]) -> int:
 def uninterrupted_prompts(argv: list[str], num_rollout: int, batch: int) -> list[str]:
     """The labels an uninterrupted run trains, rollout by rollout: the default rollout function takes ``batch``
     groups from the data source per rollout, so this is the data source's own sequence for the same flags."""
-    from slime.arguments import parse_args
+    from slime.config.arguments import parse_args
     from slime.data.data_source import RolloutDataSource
 
     source = RolloutDataSource(parse_args(argv))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from slime.testing.tiny_model import build_tiny_model
+from slime_testkit.tiny_model import build_tiny_model
 
 
 @dataclass

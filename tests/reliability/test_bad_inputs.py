@@ -73,8 +73,8 @@ def base_argv(inputs: Inputs, case_dir: Path, command: str = "train") -> list[st
     """A valid run with core's small HF backends; each case appends what makes it bad (the last flag wins)."""
     argv = [
         command,
-        "--train-backend", "slime.testing.hf_trainer.HFTrainer",
-        "--rollout-backend", "slime.testing.hf_engine.HFEngine",
+        "--train-backend", "slime_testkit.hf_trainer.HFTrainer",
+        "--rollout-backend", "slime_testkit.hf_engine.HFEngine",
         "--actor-num-gpus-per-node", "1", "--rollout-num-gpus", "1",
         "--hf-checkpoint", str(inputs.model), "--prompt-data", str(inputs.data),
         "--input-key", "prompt", "--label-key", "label",

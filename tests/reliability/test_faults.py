@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from slime.arguments import parse_args
+from slime.config.arguments import parse_args
 from slime.data.data_source import RolloutDataSource
-from slime.rewards import REWARD_ERROR_KEY, count_reward_errors
 from slime.rollout.default import generate_rollout
-from slime.testing.hf_engine import HFEngine
-from slime.testing.json_server import JSONServer
+from slime.rollout.reward import REWARD_ERROR_KEY, count_reward_errors
 from slime.types import Status
+from slime_testkit.hf_engine import HFEngine
+from slime_testkit.json_server import JSONServer
 
 HERE = Path(__file__).parent
 SCORE = 0.75  # what the reward server answers: a sample left at 0 was not scored by it
@@ -62,7 +62,7 @@ def tiny(tiny_run_files) -> tuple[Path, Path]:
 
 def test_reward_server_that_errors_hangs_and_recovers(tiny, reward_server, scoreboard):
     """Through the remote reward plugin (`--rm-type remote_rm`), in the default rollout function with real generation.
-    Documented behaviour (slime/rewards.py, slime_rewards_remote): transient errors are retried; a reward that
+    Documented behaviour (slime/rollout/reward.py, slime_rewards_remote): transient errors are retried; a reward that
     cannot be had in time fails only its sample (FAILED, the error kept in its metadata, counted as
     rollout/reward_errors), never a silent 0 and never a hang; the next rollout scores normally again."""
     model, data = tiny
@@ -188,8 +188,8 @@ def test_data_position_that_cannot_be_written_leaves_the_previous_checkpoint_cur
     (ckpt / "rollout" / "data_source_1.json.tmp").mkdir(parents=True)
     args = parse_args(
         [
-            "--train-backend", "slime.testing.hf_trainer.HFTrainer",
-            "--rollout-backend", "slime.testing.hf_engine.HFEngine",
+            "--train-backend", "slime_testkit.hf_trainer.HFTrainer",
+            "--rollout-backend", "slime_testkit.hf_engine.HFEngine",
             "--actor-num-gpus-per-node", "1", "--rollout-num-gpus", "1",
             "--hf-checkpoint", str(model), "--prompt-data", str(data), "--input-key", "prompt", "--label-key", "label",
             "--rollout-batch-size", "2", "--n-samples-per-prompt", "2", "--rollout-max-response-len", "3",

@@ -40,7 +40,7 @@ def common_argv(model: Path, data: Path) -> list[str]:
     return [
         "--hf-checkpoint", str(model), "--prompt-data", str(data), "--input-key", "prompt", "--label-key", "label",
         "--rollout-shuffle", "--rollout-batch-size", str(BATCH), "--n-samples-per-prompt", "2",
-        "--rollout-max-response-len", "4", "--custom-rm-path", "slime.testing.prompt_log.record_prompt",
+        "--rollout-max-response-len", "4", "--custom-rm-path", "slime_testkit.prompt_log.record_prompt",
         "--update-weight-transport", "disk", "--actor-num-gpus-per-node", "1", "--rollout-num-gpus", "1",
     ]  # fmt: skip
 
@@ -54,8 +54,8 @@ def test_driver_killed_at_ten_random_points_resumes_without_losing_a_prompt(ray_
     num_rollout = 60  # room for ten kills on a fast machine (~3 rollouts per segment seen); the last trains the rest
     argv = [
         *common_argv(model, data),
-        "--train-backend", "slime.testing.hf_trainer.HFTrainer",
-        "--rollout-backend", "slime.testing.hf_engine.HFEngine",
+        "--train-backend", "slime_testkit.hf_trainer.HFTrainer",
+        "--rollout-backend", "slime_testkit.hf_engine.HFEngine",
     ]  # fmt: skip
     chain = Chain(tmp_path, argv, num_rollout, BATCH)
     # Drivers join the test's Ray runtime (RAY_ADDRESS, as on a cluster): a local Ray start per driver would cost

@@ -11,11 +11,11 @@ from pathlib import Path
 import psutil
 import pytest
 
-from slime.arguments import parse_args
+from slime.config.arguments import parse_args
 from slime.errors import PluginError
-from slime.rewards import compute_reward
-from slime.testing.json_server import JSONServer
+from slime.rollout.reward import compute_reward
 from slime.types import Sample
+from slime_testkit.json_server import JSONServer
 
 REPO = Path(__file__).resolve().parents[2]
 SOURCE_ROOTS = [REPO / "packages", REPO / "plugins"]
@@ -139,7 +139,7 @@ def test_secrets_are_in_no_file_and_no_console_line_of_a_run(tmp_path, reward_se
     data.write_text('{"prompt": "1+1=", "label": "2"}\n{"prompt": "2+1=", "label": "3"}\n')
     out = tmp_path / "out"
     argv = [
-        "eval", "--rollout-backend", "slime.testing.hf_engine.HFEngine",
+        "eval", "--rollout-backend", "slime_testkit.hf_engine.HFEngine",
         "--actor-num-gpus-per-node", "1", "--rollout-num-gpus", "1", "--hf-checkpoint", str(tiny_model),
         "--input-key", "prompt", "--label-key", "label", "--eval-prompt-data", "heldout", str(data),
         "--rollout-max-response-len", "3",

@@ -10,10 +10,10 @@ from slime_rewards_remote.client import TOKEN_ENV, RemoteRewardError, remote_rm
 
 from slime.errors import ConfigError
 from slime.plugins import registered_by
-from slime.rewards import compute_reward, count_reward_errors
+from slime.rollout.reward import compute_reward, count_reward_errors
 from slime.testing.contracts import check_reward_function
-from slime.testing.json_server import JSONServer
 from slime.types import Sample, Status
+from slime_testkit.json_server import JSONServer
 
 TOKEN = "s3cret-token-value"
 

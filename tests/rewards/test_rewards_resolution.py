@@ -1,4 +1,4 @@
-"""slime.rewards: which reward function scores a sample, the boxed_ prefix, reward keys, group rewards, and what a
+"""slime.rollout.reward: which reward function scores a sample, the boxed_ prefix, reward keys, group rewards, and what a
 failing or broken reward function does."""
 
 import argparse
@@ -9,7 +9,7 @@ import pytest
 from slime.errors import ConfigError, PluginError
 from slime.hookspecs import hookimpl
 from slime.plugins import register_plugin, unregister_plugin
-from slime.rewards import (
+from slime.rollout.reward import (
     compute_group_rewards,
     compute_reward,
     count_reward_errors,

@@ -57,9 +57,9 @@ import asyncio
 
 import pytest
 
-from slime.arguments import parse_args
+from slime.config.arguments import parse_args
 from slime.plugins import registered_by
-from slime.rewards import compute_reward, resolve_reward_function
+from slime.rollout.reward import compute_reward, resolve_reward_function
 from slime.testing.contracts import ContractError, check_reward_function, check_sample_filter
 from slime.types import Sample
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from slime.arguments import parse_args
-from slime.testing.tiny_model import build_tiny_model
+from slime.config.arguments import parse_args
+from slime_testkit.tiny_model import build_tiny_model
 
 # Tests that replace an engine run after every other test of the shared deployment.
 LAST = ("test_sglang_fault_tolerance.py",)

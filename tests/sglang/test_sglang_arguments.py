@@ -2,7 +2,7 @@
 
 import pytest
 
-from slime.arguments import parse_args
+from slime.config.arguments import parse_args
 from slime.errors import ConfigError
 from slime_sglang.arguments import MANAGED_DESTS, generate_option_table, load_option_table
 

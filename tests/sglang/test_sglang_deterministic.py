@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from slime.arguments import parse_args
+from slime.config.arguments import parse_args
 from slime.types import Sample
 
 pytestmark = pytest.mark.slow

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from slime.types import Sample, Status
-from slime_sglang import weights
+from slime_sglang import weight_updates
 from slime_sglang.processes import pid_alive
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -79,7 +79,7 @@ def test_killed_engine_is_restarted_the_rollout_completes_and_updates_reach_it(
             update_through_a_fresh_receiver(engine, model, version, host)
             assert sorted(engine.router.worker_urls()) == sorted(engine.engine_urls) and not engine.awaiting_weights
             check_engine_matches(engine, model, hf_greedy)
-            weights._sender.close()
-            weights._sender = None
+            weight_updates._sender.close()
+            weight_updates._sender = None
     finally:
         engine.update_weights_from_disk(str(tiny_model), weight_version="44")

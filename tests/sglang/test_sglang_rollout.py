@@ -5,10 +5,10 @@ import statistics
 
 import pytest
 
-from slime import async_loop
-from slime.arguments import parse_args
+from slime.config.arguments import parse_args
 from slime.data.data_source import RolloutDataSource
 from slime.metrics.eval import eval_metrics
+from slime.rollout import event_loop
 from slime.rollout.default import generate_rollout, generate_rollout_async
 from slime.types import Status
 
@@ -79,12 +79,12 @@ def test_partial_rollout_resumes_the_buffered_groups(tiny_model, engine_args, en
         "--rollout-max-response-len", "200", "--rollout-stop-token-ids", "9999",
     )  # fmt: skip
     data_source = RolloutDataSource(args)
-    first = async_loop.run(generate_rollout_async(args, 0, data_source, engine))
+    first = event_loop.run(generate_rollout_async(args, 0, data_source, engine))
     accepted = [g[0].group_index for g in first.groups]
     buffered = [g[0].group_index for g in data_source.buffer]
     assert len(accepted) == 2 and sorted(accepted + buffered) == list(range(6))
     args.over_sampling_batch_size = 2
-    second = async_loop.run(generate_rollout_async(args, 1, data_source, engine))
+    second = event_loop.run(generate_rollout_async(args, 1, data_source, engine))
     assert sorted(g[0].group_index for g in second.groups) == sorted(buffered[:2])  # the buffer is served first
     assert all(s.status in (Status.COMPLETED, Status.TRUNCATED) for s in second.samples)
     assert engines_idle(engine)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from slime_sglang import weights
+from slime_sglang import weight_updates
 from slime_sglang.errors import UnsupportedOnCPUError
 from slime_sglang.processes import stat_fields
 
@@ -30,7 +30,7 @@ def test_distributed_update_then_disk_update(engine, hf_model, hf_greedy, tiny_m
         engine.update_weights_from_distributed(sender, hf_named_tensors(new_model), weight_version="1")
         samples = check_engine_matches(engine, new_model, hf_greedy)
         assert {tuple(s.weight_versions) for s in samples} == {("1",)}
-        assert {weights.weight_version(url) for url in engine.engine_urls} == {"1"}
+        assert {weight_updates.weight_version(url) for url in engine.engine_urls} == {"1"}
     finally:
         sender.close()
 
@@ -61,10 +61,10 @@ def test_receiver_sends_through_shared_memory_on_the_engines_host(engine, hf_mod
             new_model = perturbed(hf_model, seed=seed)
             receiver.update_weights(hf_named_tensors(new_model), version)
             check_engine_matches(engine, new_model, hf_greedy)
-        assert isinstance(weights._sender, weights.SharedMemoryWeightSender)
+        assert isinstance(weight_updates._sender, weight_updates.SharedMemoryWeightSender)
     finally:
-        weights._sender.close()
-        weights._sender = None
+        weight_updates._sender.close()
+        weight_updates._sender = None
         engine.update_weights_from_disk(str(tiny_model), weight_version="9")
 
 
@@ -74,17 +74,17 @@ def test_receiver_broadcasts_when_the_engines_are_on_another_host(engine, hf_mod
     new_model = perturbed(hf_model, seed=6)
     try:
         receiver.update_weights(hf_named_tensors(new_model), "10")
-        assert isinstance(weights._sender, weights.DistributedWeightSender)
+        assert isinstance(weight_updates._sender, weight_updates.DistributedWeightSender)
         check_engine_matches(engine, new_model, hf_greedy)
     finally:
-        if weights._sender is not None:
-            weights._sender.close()
-            weights._sender = None
+        if weight_updates._sender is not None:
+            weight_updates._sender.close()
+            weight_updates._sender = None
         engine.update_weights_from_disk(str(tiny_model), weight_version="11")
 
 
 def test_shared_memory_buffer_holds_aligned_copies_and_is_reused() -> None:
-    sender = weights.SharedMemoryWeightSender(["http://127.0.0.1:1"])
+    sender = weight_updates.SharedMemoryWeightSender(["http://127.0.0.1:1"])
     bucket = [
         ("a", torch.arange(3, dtype=torch.float32)),
         ("b", torch.arange(5, dtype=torch.bfloat16).reshape(5, 1)),
@@ -96,7 +96,7 @@ def test_shared_memory_buffer_holds_aligned_copies_and_is_reused() -> None:
     for (name, tensor), (view_name, view) in zip(bucket, views, strict=True):
         assert view_name == name and view.dtype == tensor.dtype and torch.equal(view, tensor)
         assert view.untyped_storage().data_ptr() == sender.buffer.untyped_storage().data_ptr()
-        assert view.data_ptr() % weights.SharedMemoryWeightSender.ALIGNMENT == 0
+        assert view.data_ptr() % weight_updates.SharedMemoryWeightSender.ALIGNMENT == 0
     buffer = sender.buffer
     sender._copy_into_buffer(bucket[:1])
     assert sender.buffer is buffer  # a smaller bucket fits
@@ -121,13 +121,13 @@ def cpu_seconds(pids: list[int]) -> float:
 def test_paused_engines_wait_instead_of_spinning(engine, hf_model, hf_greedy) -> None:
     # Every weight update pauses the engines; a scheduler spinning meanwhile took a core from the sender.
     pids = engine.pids()
-    weights.pause_generation(engine.engine_urls)
+    weight_updates.pause_generation(engine.engine_urls)
     try:
         time.sleep(0.5)
         before = cpu_seconds(pids)
         time.sleep(2.0)
         used = cpu_seconds(pids) - before
     finally:
-        weights.continue_generation(engine.engine_urls)
+        weight_updates.continue_generation(engine.engine_urls)
     assert used < 0.5, f"two paused engines used {used:.2f} CPU-seconds in 2 s"
     check_engine_matches(engine, hf_model, hf_greedy)

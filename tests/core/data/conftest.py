@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from slime.testing.tokenizer import build_tokenizer
+from slime_testkit.tokenizer import build_tokenizer
 
 # Row 0 of zhuzilin/dapo-math-17k (the shape slime's docs show): a message-list prompt and a string label.
 DAPO_PROMPT = (

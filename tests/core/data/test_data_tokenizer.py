@@ -8,7 +8,7 @@ import pytest
 from tokenizers import Tokenizer
 from transformers import AutoTokenizer, Qwen2Config
 
-from slime.testing.tokenizer import CHATML_TEMPLATE, build_tokenizer
+from slime_testkit.tokenizer import CHATML_TEMPLATE, build_tokenizer
 
 TEXTS = [
     "Hello world 12345, what's 7*8?\n\n    indented\tand tabbed",

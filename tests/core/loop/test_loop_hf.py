@@ -4,10 +4,10 @@ import json
 
 import pytest
 
-from slime.arguments import parse_args
+from slime.config.arguments import parse_args
 from slime.loop import train
-from slime.testing.tiny_model import build_tiny_model
 from slime.types import Sample
+from slime_testkit.tiny_model import build_tiny_model
 
 
 async def label_in_response(args, sample) -> float:
@@ -26,8 +26,8 @@ def setup(tmp_path_factory):
 def loop_args(root, model, data, *extra):
     return parse_args(
         [
-            "--train-backend", "slime.testing.hf_trainer.HFTrainer",
-            "--rollout-backend", "slime.testing.hf_engine.HFEngine",
+            "--train-backend", "slime_testkit.hf_trainer.HFTrainer",
+            "--rollout-backend", "slime_testkit.hf_engine.HFEngine",
             "--actor-num-gpus-per-node", "1", "--rollout-num-gpus", "1",
             "--hf-checkpoint", str(model), "--prompt-data", str(data), "--input-key", "prompt", "--label-key", "label",
             "--rollout-batch-size", "2", "--n-samples-per-prompt", "2", "--rollout-max-response-len", "4",
@@ -102,7 +102,7 @@ def test_slime_eval_command_scores_the_eval_sets(setup, tmp_path):
     result = subprocess.run(
         [
             sys.executable, "-m", "slime.cli", "eval",
-            "--rollout-backend", "slime.testing.hf_engine.HFEngine", "--actor-num-gpus-per-node", "1",
+            "--rollout-backend", "slime_testkit.hf_engine.HFEngine", "--actor-num-gpus-per-node", "1",
             "--rollout-num-gpus", "1", "--hf-checkpoint", str(model), "--input-key", "prompt", "--label-key", "label",
             "--eval-prompt-data", "small", str(data), "--n-samples-per-eval-prompt", "2",
             "--rollout-max-response-len", "3", "--custom-rm-path", f"{__name__}.label_in_response",

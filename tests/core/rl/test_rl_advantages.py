@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from slime.rl.advantages import AdvantageBatch, compute_advantages_and_returns, discounted_cumsum
-from slime.rl.rewards import postprocess_rewards
+from slime.rl.reward_normalization import postprocess_rewards
 
 # Longer than two scan chunks, so chunk boundaries and the carry between them are exercised.
 MAX_LEN = 300

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from slime.rl.rewards import group_normalize, postprocess_rewards, raw_rewards
+from slime.rl.reward_normalization import group_normalize, postprocess_rewards, raw_rewards
 from slime.types import Sample
 
 

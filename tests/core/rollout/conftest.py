@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from slime.testing.tiny_model import build_tiny_model
+from slime_testkit.tiny_model import build_tiny_model
 
 
 @pytest.fixture(scope="session")

@@ -1,15 +1,15 @@
-"""The default rollout and eval functions, generating for real with a tiny HF model (slime.testing.HFEngine)."""
+"""The default rollout and eval functions, generating for real with a tiny HF model (slime_testkit.hf_engine.HFEngine)."""
 
 import statistics
 
 import pytest
 
-from slime import async_loop
-from slime.arguments import parse_args
+from slime.config.arguments import parse_args
 from slime.data.data_source import RolloutDataSource
+from slime.rollout import event_loop
 from slime.rollout.default import generate_rollout, generate_rollout_async
-from slime.testing.hf_engine import HFEngine
 from slime.types import Sample, Status
+from slime_testkit.hf_engine import HFEngine
 
 
 async def mixed_in_every_third_group(args, sample: Sample) -> float:
@@ -69,14 +69,14 @@ def test_partial_rollout_hands_aborted_groups_to_the_next_rollout(tiny_model, ar
     )  # fmt: skip
     data_source = RolloutDataSource(args)
     engine = HFEngine.from_model(tiny_model, seed=1, token_delay=0.01)
-    first = async_loop.run(generate_rollout_async(args, 0, data_source, engine))
+    first = event_loop.run(generate_rollout_async(args, 0, data_source, engine))
     accepted = [g[0].group_index for g in first.groups]
     buffered = [group[0].group_index for group in data_source.buffer]
     # All four were submitted in one over-sampling batch; the two not accepted when the target was reached wait.
     assert len(accepted) == 2 and sorted(accepted + buffered) == [0, 1, 2, 3]
     partial = {s.index: list(s.tokens) for group in data_source.buffer for s in group if s.response_length}
     args.over_sampling_batch_size = 2  # take just the buffered groups, no fresh ones to race them
-    second = async_loop.run(generate_rollout_async(args, 1, data_source, engine))
+    second = event_loop.run(generate_rollout_async(args, 1, data_source, engine))
     assert sorted(g[0].group_index for g in second.groups) == sorted(buffered)
     for sample in second.samples:
         if sample.index in partial:  # continued from its partial response, not regenerated
@@ -99,7 +99,7 @@ def test_abort_returns_every_request_and_the_engine_takes_new_work(tiny_model):
         fresh = await engine.generate(Sample(index=9, tokens=[5, 6, 7]), {"temperature": 1.0, "max_new_tokens": 2})
         return done, fresh
 
-    done, fresh = async_loop.run(run())
+    done, fresh = event_loop.run(run())
     assert {s.status for s in done} == {Status.ABORTED}
     assert fresh.status in (Status.COMPLETED, Status.TRUNCATED) and fresh.response_length >= 1
 
@@ -154,7 +154,7 @@ def test_eval_runs_each_dataset_with_its_own_n_and_length(tiny_model, arithmetic
 )
 def test_eval_config_errors_name_the_file_and_entry(tiny_model, arithmetic_data, tmp_path, text, message):
     from slime.errors import ConfigError
-    from slime.rollout.eval import eval_dataset_configs
+    from slime.eval.datasets import eval_dataset_configs
 
     config = tmp_path / "eval.yaml"
     config.write_text(text)
@@ -167,7 +167,7 @@ def test_eval_config_errors_name_the_file_and_entry(tiny_model, arithmetic_data,
 def test_eval_settings_resolve_dataset_then_defaults_then_eval_flags_then_rollout_flags(
     tiny_model, arithmetic_data, tmp_path
 ):
-    from slime.rollout.eval import eval_dataset_configs
+    from slime.eval.datasets import eval_dataset_configs
 
     config = tmp_path / "eval.yaml"
     config.write_text(

@@ -2,14 +2,14 @@
 
 import json
 
-from slime.arguments import parse_args
+from slime.config.arguments import parse_args
 from slime.data.data_source import RolloutDataSource
 from slime.data.dataset import load_tokenizer
 from slime.plugins import resolve
 from slime.rollout.sft import sft_rollout
-from slime.testing.hf_engine import HFEngine
-from slime.train_data import samples_to_train_batch
+from slime.rollout.train_batch import samples_to_train_batch
 from slime.types import Status
+from slime_testkit.hf_engine import HFEngine
 
 
 class NoGenerationEngine:

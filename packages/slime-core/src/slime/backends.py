@@ -5,71 +5,12 @@ Backends implement these protocols in their own packages and register the class 
 """
 
 import argparse
-from array import array
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 from typing import Any, Protocol
 
-import numpy as np
 import torch
 
-from slime.types import Sample
-
-
-@dataclass(frozen=True, eq=False)
-class RaggedArray(Sequence):
-    """Sequences of different lengths end to end in one numpy array; item ``i`` is sequence ``i`` (a view).
-
-    A rollout's per-token data (~10^8 values at 100k samples) as one array per field: Ray ships a numpy array as
-    one out-of-band buffer and a train actor reads it in place, where lists (or one array per sample) are pickled
-    and unpickled object by object (bench/scale.py and docs/benchmarks.md: 100k samples).
-    """
-
-    values: np.ndarray
-    offsets: np.ndarray  # len(self) + 1 entries: sequence i is values[offsets[i]:offsets[i + 1]]
-
-    @classmethod
-    def from_lists(cls, sequences: Iterable[Sequence[Any]], typecode: str) -> "RaggedArray":
-        """``typecode`` as ``array.array``'s ("i": int32, "b": int8, "f": float32)."""
-        flat = array(typecode)
-        ends = [0]
-        for sequence in sequences:
-            flat.fromlist(sequence if isinstance(sequence, list) else list(sequence))  # fromlist: ~18 ns a value
-            ends.append(len(flat))
-        return cls(np.asarray(flat), np.asarray(ends, dtype=np.int64))
-
-    def __len__(self) -> int:
-        return len(self.offsets) - 1
-
-    def __getitem__(self, index: int) -> np.ndarray:  # type: ignore[override]
-        if not -len(self) <= index < len(self):
-            raise IndexError(f"index {index} out of range for {len(self)} sequences")
-        index %= len(self)
-        return self.values[self.offsets[index] : self.offsets[index + 1]]
-
-
-@dataclass
-class TrainBatch:
-    """One rollout's samples, as the trainer needs them. Lists are per sample, in sample order.
-
-    ``tokens[i]`` is prompt + response; the last ``response_lengths[i]`` tokens are the response, and
-    ``loss_masks[i]`` / ``rollout_log_probs[i]`` cover exactly those response tokens. ``samples_to_train_batch``
-    stores the per-token fields as ``RaggedArray``s (item ``i`` a numpy array); ``torch.tensor`` reads an item as
-    it reads a list, so a backend indexes them the same either way.
-    """
-
-    tokens: Sequence[Sequence[int]]
-    response_lengths: list[int]
-    loss_masks: Sequence[Sequence[int]]
-    rewards: list[float]  # after post-processing (group normalisation), what advantages are built from
-    raw_rewards: list[float]
-    truncated: list[bool]
-    sample_indices: list[int]
-    rollout_log_probs: Sequence[Sequence[float]] | None = None
-    metadata: list[dict[str, Any]] = field(default_factory=list)
-
-    def __len__(self) -> int:
-        return len(self.tokens)
+from slime.types import Sample, TrainBatch
 
 
 class TrainBackend(Protocol):

@@ -1,7 +1,7 @@
 """The ``slime`` command: ``train``, ``eval``, ``plugins``, ``download``.
 
 A user mistake (``SlimeError``, also when a Ray actor raised it) is printed as one line, without a traceback, and
-exits with status 2. Inputs are checked (``slime.preflight``) before Ray starts or anything is written.
+exits with status 2. Inputs are checked (``slime.config.preflight``) before Ray starts or anything is written.
 """
 
 import argparse
@@ -27,8 +27,8 @@ commands:
 
 
 def _train(argv: list[str]) -> int:
-    from slime.arguments import parse_args
-    from slime.preflight import check_run_inputs
+    from slime.config.arguments import parse_args
+    from slime.config.preflight import check_run_inputs
 
     args = parse_args(argv, prog="slime train")
     check_run_inputs(args)
@@ -79,9 +79,9 @@ def _ray(args: argparse.Namespace) -> Iterator[None]:
 
 
 def _eval(argv: list[str]) -> int:
-    from slime.arguments import parse_args
+    from slime.config.arguments import parse_args
+    from slime.config.preflight import check_run_inputs
     from slime.errors import ConfigError
-    from slime.preflight import check_run_inputs
 
     args = parse_args(argv, prog="slime eval")
     if not (args.eval_prompt_data or args.eval_config):

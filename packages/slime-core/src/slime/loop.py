@@ -16,7 +16,6 @@ from slime.plugins import resolve
 from slime.ray.placement import create_placement
 from slime.ray.rollout_manager import RolloutManager
 from slime.ray.train_group import TrainGroup
-from slime.schedule import should_run_periodic_action
 
 
 def train(args: argparse.Namespace) -> None:
@@ -85,6 +84,28 @@ def run_rollouts(args: argparse.Namespace, rollout_manager, trainer: TrainGroup 
         if should_run_periodic_action(rollout_id, args.eval_interval, num_rollout_per_epoch):
             wait_for(next_rollout)
             evaluate(args, rollout_manager, rollout_id)
+
+
+def should_run_periodic_action(
+    rollout_id: int,
+    interval: int | None,
+    num_rollout_per_epoch: int | None = None,
+    num_rollout: int | None = None,
+) -> bool:
+    """slime's periodic rule for saving and evaluating: true after every ``interval``-th rollout, at each epoch's
+    last rollout, and at the run's last rollout.
+
+    ``interval`` None turns the action off. Pass ``num_rollout`` only for actions forced at the end of the run
+    (saving, as in slime; evaluation is not forced there).
+    """
+    if interval is None:
+        return False
+    step = rollout_id + 1
+    if step % interval == 0:
+        return True
+    if num_rollout_per_epoch is not None and step % num_rollout_per_epoch == 0:
+        return True
+    return num_rollout is not None and step == num_rollout
 
 
 def update_weights(rollout_manager, trainer: TrainGroup, weight_version: str) -> None:

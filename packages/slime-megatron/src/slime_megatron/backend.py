@@ -7,7 +7,8 @@ imported in ``init``, after CPU mode is switched on where there is no GPU.
 import argparse
 from typing import TYPE_CHECKING
 
-from slime.backends import TrainBatch, WeightReceiver
+from slime.backends import WeightReceiver
+from slime.types import TrainBatch
 
 if TYPE_CHECKING:
     from slime_megatron.trainer import MegatronTrainer

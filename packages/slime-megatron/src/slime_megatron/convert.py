@@ -42,7 +42,7 @@ def _single_process_model(hf_dir: str | Path):
 def hf_to_megatron(hf_dir: str | Path, out_dir: str | Path) -> Path:
     """Write the HF model at ``hf_dir`` as a megatron release checkpoint (``--load`` / ``--ref-load`` start at 0)."""
     from slime_megatron.checkpoint import save_model_checkpoint
-    from slime_megatron.weights import load_hf_weights
+    from slime_megatron.hf_mapping import load_hf_weights
 
     hf, model = _single_process_model(hf_dir)
     load_hf_weights(model, hf, hf_dir)
@@ -54,9 +54,9 @@ def megatron_to_hf(megatron_dir: str | Path, hf_dir: str | Path, out_dir: str | 
 
     ``hf_dir`` is the HF model it was trained from: its config, tokenizer and other files are copied.
     """
-    from slime.weights import write_hf_checkpoint
+    from slime.weights.disk import write_hf_checkpoint
     from slime_megatron.checkpoint import load_model_weights
-    from slime_megatron.weights import gather_hf_state_dict
+    from slime_megatron.hf_mapping import gather_hf_state_dict
 
     hf, model = _single_process_model(hf_dir)
     load_model_weights(megatron_dir, model)

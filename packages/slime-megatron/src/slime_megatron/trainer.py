@@ -19,28 +19,28 @@ import torch
 import torch.distributed as dist
 from megatron.core import parallel_state
 
-from slime.backends import TrainBatch
 from slime.metrics.rollout import train_data_means
 from slime.rl.advantages import AdvantageBatch, compute_advantages_and_returns
 from slime.rl.losses import LossBatch, compute_loss
 from slime.rl.reduction import make_reducer
-from slime.weights import write_hf_checkpoint
+from slime.types import TrainBatch
+from slime.weights.disk import write_hf_checkpoint
 from slime_megatron import checkpoint
 from slime_megatron.batches import MicroBatch, make_micro_batches, response_logits, split_by_count, split_by_tokens
 from slime_megatron.flops import forward_flops
 from slime_megatron.hf_config import HFModelConfig
-from slime_megatron.logprobs import vocab_parallel_log_probs
-from slime_megatron.model import build_gpt_model, transformer_config
-from slime_megatron.optimizer import build_trainable
-from slime_megatron.parallel import init_parallel
-from slime_megatron.training import forward_only, train_step
-from slime_megatron.weights import (
+from slime_megatron.hf_mapping import (
     copy_weights,
     gather_hf_state_dict,
     hf_shards,
     load_hf_weights,
     snapshot_weights,
 )
+from slime_megatron.logprobs import vocab_parallel_log_probs
+from slime_megatron.model import build_gpt_model, transformer_config
+from slime_megatron.optimizer import build_trainable
+from slime_megatron.parallel import init_parallel
+from slime_megatron.training import forward_only, train_step
 
 
 @dataclass

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from slime.types import Sample
-from slime_sglang import weights
+from slime_sglang import weight_updates
 from slime_sglang.client import GenerateClient
 from slime_sglang.control_http import generates
 from slime_sglang.errors import EngineDiedError, SGLangError, UnsupportedOnCPUError
@@ -28,7 +28,7 @@ from slime_sglang.server import ServerConfig, SGLangServer
 if TYPE_CHECKING:  # both import torch; this module must stay cheap to import
     import torch
 
-    from slime_sglang.weights import DistributedWeightSender, SGLangWeightReceiver
+    from slime_sglang.weight_updates import DistributedWeightSender, SGLangWeightReceiver
 
 logger = logging.getLogger(__name__)
 
@@ -222,7 +222,7 @@ class SGLangRolloutEngine:
                 )
                 return
             if self.weight_version is not None:
-                weights.post(server.url, "/update_weight_version", {"new_version": self.weight_version})
+                weight_updates.post(server.url, "/update_weight_version", {"new_version": self.weight_version})
             self.router.add_worker(server.url)
             logger.warning("engine %d restarted at %s", index, server.url)
 
@@ -231,7 +231,7 @@ class SGLangRolloutEngine:
     def update_weights_from_disk(self, path: str, weight_version: str) -> None:
         with self._lock:
             urls = [s.url for s in self._updatable_servers()] + self.external_urls
-            weights.update_weights_from_disk(urls, str(path), weight_version)
+            weight_updates.update_weights_from_disk(urls, str(path), weight_version)
             self.weights_path = str(path)
             self.weights_path_is_latest = True
             self.weight_version = weight_version
@@ -244,7 +244,7 @@ class SGLangRolloutEngine:
 
         A restarted engine is not in the group: create a new sender after a restart.
         """
-        from slime_sglang.weights import DistributedWeightSender
+        from slime_sglang.weight_updates import DistributedWeightSender
 
         backend = backend or ("gloo" if self.cpu else "nccl")
         return DistributedWeightSender(self.engine_urls, self.tp_sizes, master_address, backend=backend)
@@ -252,7 +252,7 @@ class SGLangRolloutEngine:
     def weight_receiver(self) -> "SGLangWeightReceiver":
         """What the trainer sends weights through: shared memory to CPU engines on the sender's host, else a
         broadcast group over every engine (gloo on CPU, nccl on GPU). External engines may be on other hosts."""
-        from slime_sglang.weights import SGLangWeightReceiver
+        from slime_sglang.weight_updates import SGLangWeightReceiver
 
         backend = "gloo" if self.cpu else "nccl"
         host = socket.gethostname() if self.cpu and not self.external_urls else None
@@ -303,7 +303,7 @@ class SGLangRolloutEngine:
         self, named_tensors: Iterable[tuple[str, "torch.Tensor"]], weight_version: str
     ) -> None:
         """Engines on this host: tensors through shared memory, in ``--update-weight-buffer-size`` buckets."""
-        from slime_sglang.weights import SharedMemoryWeightSender
+        from slime_sglang.weight_updates import SharedMemoryWeightSender
 
         with self._lock:
             sender = SharedMemoryWeightSender(self.engine_urls, self.tp_sizes)
@@ -315,25 +315,25 @@ class SGLangRolloutEngine:
             self.weight_version = weight_version
 
     def flush_cache(self) -> None:
-        weights.flush_cache(self.engine_urls)
+        weight_updates.flush_cache(self.engine_urls)
 
     def pause_generation(self) -> None:
-        weights.pause_generation(self.engine_urls)
+        weight_updates.pause_generation(self.engine_urls)
 
     def continue_generation(self) -> None:
-        weights.continue_generation(self.engine_urls)
+        weight_updates.continue_generation(self.engine_urls)
 
     # ---- memory ----
 
     def release_memory(self) -> None:
         self._refuse_on_cpu("release_memory")
-        weights.flush_cache(self.engine_urls)
-        weights.on_all(self.engine_urls, "/release_memory_occupation", {})
+        weight_updates.flush_cache(self.engine_urls)
+        weight_updates.on_all(self.engine_urls, "/release_memory_occupation", {})
 
     def resume_memory(self, tags: list[str] | None = None) -> None:
         """Resume everything, or only ``tags`` (``["weights"]`` then ``["kv_cache"]`` lets weights load first)."""
         self._refuse_on_cpu("resume_memory")
-        weights.on_all(self.engine_urls, "/resume_memory_occupation", {"tags": tags} if tags else {})
+        weight_updates.on_all(self.engine_urls, "/resume_memory_occupation", {"tags": tags} if tags else {})
 
     def _refuse_on_cpu(self, what: str) -> None:
         if self.cpu:

@@ -7,7 +7,7 @@ signs, dollar signs and ``\\text{}`` wrappers go, ``x = 5`` is ``5``, ``1,000`` 
 import re
 from fractions import Fraction
 
-from slime.rewards import last_boxed_answer
+from slime.rollout.reward import last_boxed_answer
 
 # A model's closing "Answer: ..." line (DAPO / Minerva style); the last one wins.
 _ANSWER_LINE = re.compile(r"(?i)answer\s*(?:is)?\s*:\s*([^\n]+)")

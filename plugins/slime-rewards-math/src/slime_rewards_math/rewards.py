@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from slime.rewards import last_boxed_answer
+from slime.rollout.reward import last_boxed_answer
 from slime.types import Sample
 from slime_rewards_math.answers import (
     answer_after_thinking,

@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from slime.rewards import count_reward_errors
 from slime.rl.pass_at_k import pass_at_k
+from slime.rollout.reward import count_reward_errors
 from slime.types import Sample, Status
 
 # slime's repetition rule: a response longer than 10k characters whose last 10k characters zlib-compress more than

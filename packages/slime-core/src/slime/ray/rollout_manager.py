@@ -12,14 +12,14 @@ from typing import Any
 
 import ray
 
-from slime.backends import TrainBatch, WeightReceiver
+from slime.backends import WeightReceiver
 from slime.errors import SlimeError
 from slime.metrics import rollout_report
 from slime.plugins import resolve
-from slime.rollout_dumps import load_rollout_dump, save_rollout_dump
-from slime.train_data import samples_to_train_batch
-from slime.types import Sample
-from slime.weights import DiskWeightReceiver
+from slime.rollout.dumps import load_rollout_dump, save_rollout_dump
+from slime.rollout.train_batch import samples_to_train_batch
+from slime.types import Sample, TrainBatch
+from slime.weights.disk import DiskWeightReceiver
 
 
 @dataclass

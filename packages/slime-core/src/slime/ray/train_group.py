@@ -6,8 +6,9 @@ from typing import Any
 
 import ray
 
-from slime.backends import TrainBatch, WeightReceiver
+from slime.backends import WeightReceiver
 from slime.ray.placement import Placement
+from slime.types import TrainBatch
 
 
 class TrainActor:

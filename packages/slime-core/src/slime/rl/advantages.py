@@ -28,9 +28,9 @@ SCAN_CHUNK = 128
 class AdvantageBatch:
     """What estimators read, one entry per sample (all tensors 1-D over the sample's response tokens).
 
-    ``rewards`` are the post-processed scalar rewards (``slime.rl.rewards.postprocess_rewards``). ``log_probs``
-    (the policy's, before this step's updates) and ``ref_log_probs`` are needed for a KL penalty in the reward
-    (``--kl-coef`` != 0); ``values`` (critic) for ``ppo``.
+    ``rewards`` are the post-processed scalar rewards (``slime.rl.reward_normalization.postprocess_rewards``).
+    ``log_probs`` (the policy's, before this step's updates) and ``ref_log_probs`` are needed for a KL penalty in the
+    reward (``--kl-coef`` != 0); ``values`` (critic) for ``ppo``.
     """
 
     rewards: list[float]

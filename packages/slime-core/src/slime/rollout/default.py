@@ -7,20 +7,18 @@ One rollout asks the data source for ``--over-sampling-batch-size`` groups at a 
 
 import argparse
 import asyncio
-import inspect
 from collections import Counter
 from dataclasses import dataclass, field
-from functools import cache
 from typing import Any
 
 from ray.experimental import tqdm_ray
 
-from slime import async_loop
 from slime.backends import RolloutEngine
-from slime.data.dataset import load_tokenizer
+from slime.eval.generate import generate_eval
 from slime.plugins import resolve
-from slime.rewards import compute_group_rewards, compute_reward
+from slime.rollout import event_loop
 from slime.rollout.filters import FilterOutput, as_filter_output
+from slime.rollout.generate import generate_group
 from slime.rollout.sampling import rollout_sampling_params
 from slime.types import Sample, Status
 
@@ -33,76 +31,6 @@ class RolloutOutput:
     @property
     def samples(self) -> list[Sample]:
         return [sample for group in self.groups for sample in group]
-
-
-@cache
-def prompt_tokenizer(path: str | None) -> Any:
-    """The tokenizer prompts are encoded with (``--hf-checkpoint``), loaded once per process."""
-    return load_tokenizer(path, "generation")
-
-
-def tokenize_prompt(args: argparse.Namespace, sample: Sample) -> None:
-    """Token ids of the prompt, computed once in slime and sent as ids (engines may tokenize text differently)."""
-    if sample.tokens:
-        return
-    if not isinstance(sample.prompt, str):
-        raise TypeError(f"sample {sample.index}: a message-list prompt needs --apply-chat-template to become text")
-    tokenizer = prompt_tokenizer(args.hf_checkpoint)
-    sample.tokens = tokenizer.encode(sample.prompt, add_special_tokens=False)
-
-
-async def default_generate(
-    args: argparse.Namespace, sample: Sample, sampling_params: dict[str, Any], engine: RolloutEngine
-) -> Sample:
-    """Single-turn generation: the engine continues the sample's response (from scratch, or a partial one)."""
-    tokenize_prompt(args, sample)
-    return await engine.generate(sample, sampling_params)
-
-
-async def generate_and_reward(
-    args: argparse.Namespace,
-    sample: Sample,
-    sampling_params: dict[str, Any],
-    engine: RolloutEngine,
-    evaluation: bool = False,
-) -> Sample | list[Sample]:
-    if sample.status in (Status.COMPLETED, Status.TRUNCATED) and sample.reward is not None:
-        return sample  # finished in an earlier, partial rollout
-    if args.partial_rollout and args.mask_offpolicy_in_partial_rollout and sample.response_length:
-        # Tokens from an older policy stay in the context but do not train.
-        sample.loss_mask = [0] * sample.response_length
-    path = sample.generate_function_path or args.custom_generate_function_path or "default"
-    generate = resolve("generate_functions", path, "--custom-generate-function-path")
-    kwargs = {"evaluation": evaluation} if "evaluation" in inspect.signature(generate).parameters else {}
-    result = await generate(args, sample, dict(sampling_params), engine, **kwargs)
-    for hook_path in args.rollout_sample_hook_path or []:
-        await _maybe_await(resolve("generate_functions", hook_path, "--rollout-sample-hook-path")(args, result))
-    if args.group_rm and not evaluation:
-        return result  # the whole group is scored together afterwards
-    for produced in result if isinstance(result, list) else [result]:
-        if produced.status is not Status.ABORTED and produced.reward is None:
-            await compute_reward(args, produced, evaluation=evaluation)
-    return result
-
-
-async def _maybe_await(value: Any) -> Any:
-    return await value if inspect.isawaitable(value) else value
-
-
-async def generate_group(
-    args: argparse.Namespace,
-    group: list[Sample],
-    sampling_params: dict[str, Any],
-    engine: RolloutEngine,
-    evaluation: bool = False,
-) -> list[Sample]:
-    results = await asyncio.gather(
-        *(generate_and_reward(args, sample, sampling_params, engine, evaluation) for sample in group)
-    )
-    samples = [s for result in results for s in (result if isinstance(result, list) else [result])]
-    if args.group_rm and not evaluation and not any(s.status is Status.ABORTED for s in samples):
-        await compute_group_rewards(args, samples)
-    return samples
 
 
 def _group_aborted(group: list[Sample]) -> bool:
@@ -182,7 +110,5 @@ def generate_rollout(
 ) -> Any:
     """slime's rollout-function entry: train rollout, or (``evaluation=True``) the eval datasets."""
     if evaluation:
-        from slime.rollout.eval import generate_eval
-
-        return async_loop.run(generate_eval(args, rollout_id, engine))
-    return async_loop.run(generate_rollout_async(args, rollout_id, data_source, engine))
+        return event_loop.run(generate_eval(args, rollout_id, engine))
+    return event_loop.run(generate_rollout_async(args, rollout_id, data_source, engine))

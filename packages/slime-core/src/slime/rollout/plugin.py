@@ -1,8 +1,9 @@
 """Core's rollout defaults, registered through the same hooks a third-party plugin uses."""
 
 from slime.hookspecs import hookimpl
-from slime.rollout.default import default_generate, generate_rollout
+from slime.rollout.default import generate_rollout
 from slime.rollout.filters import check_reward_nonzero_std
+from slime.rollout.generate import default_generate
 from slime.rollout.sft import sft_rollout
 
 

@@ -12,7 +12,8 @@ import argparse
 from typing import Any
 
 from slime.backends import RolloutEngine
-from slime.rollout.default import RolloutOutput, generate_rollout, prompt_tokenizer, tokenize_prompt
+from slime.rollout.default import RolloutOutput, generate_rollout
+from slime.rollout.generate import prompt_tokenizer, tokenize_prompt
 from slime.types import Sample, Status
 
 SFT_RESPONSE_KEY = "response"  # metadata key of the answer text; the label is used when it is missing

@@ -35,7 +35,7 @@ class ContractError(AssertionError):
 @cache
 def _default_args() -> argparse.Namespace:
     # Imported late: building slime's parser loads every installed plugin.
-    from slime.arguments import build_parser, parse_args
+    from slime.config.arguments import build_parser, parse_args
 
     try:
         return parse_args([])

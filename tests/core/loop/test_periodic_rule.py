@@ -1,7 +1,7 @@
 from hypothesis import given
 from hypothesis import strategies as st
 
-from slime.schedule import should_run_periodic_action
+from slime.loop import should_run_periodic_action
 
 
 def reference(rollout_id, interval, per_epoch, num_rollout):

@@ -8,7 +8,7 @@ import torch
 from safetensors import safe_open
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from slime.testing.tiny_model import build_tiny_model
+from slime_testkit.tiny_model import build_tiny_model
 
 
 @pytest.mark.parametrize("arch", ["qwen2", "qwen3", "llama"])

@@ -7,7 +7,7 @@ giving the same ids, whether or not a qwen2 ``config.json`` sits in the same dir
 
 Usage::
 
-    from slime.testing.tokenizer import build_tokenizer
+    from slime_testkit.tokenizer import build_tokenizer
     path = build_tokenizer(tmp_path / "tokenizer")  # then AutoTokenizer.from_pretrained(path)
 """
 
@@ -88,7 +88,7 @@ def build_tokenizer(
     ``vocab_size`` is an upper bound: a small corpus runs out of merges earlier. Every byte has a token, so any text
     encodes. ``chat_template=None`` saves a tokenizer without a chat template (a base model's).
     """
-    # Imported here so that importing slime.testing stays cheap.
+    # Imported here so that importing slime_testkit stays cheap.
     from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 

@@ -1,5 +1,5 @@
 """A reward function for tests that also records which prompt each sample came from, so a test can rebuild the
-sequence of prompts a run trained on (``--custom-rm-path slime.testing.prompt_log.record_prompt``).
+sequence of prompts a run trained on (``--custom-rm-path slime_testkit.prompt_log.record_prompt``).
 
 It runs in the rollout manager's Ray worker, which may belong to a Ray runtime the test started: hence a module of the
 installed package, and a log at ``<--output-dir>/prompts.jsonl`` (a resumed run given its own output dir gets its own

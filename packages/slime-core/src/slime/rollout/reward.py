@@ -9,7 +9,7 @@ the response with reward function ``<name>``.
 A reward function that raises (or outlives ``args.reward_timeout`` seconds, when set) fails only its sample: the
 sample becomes ``Status.FAILED`` with reward 0 and ``metadata["reward_error"]`` holding the one-line error, so a
 rollout goes on and counts them (``count_reward_errors``, logged as ``rollout/reward_errors``); a FAILED sample trains
-no token and stays out of its group's reward statistics (``slime.train_data``). A reward function that
+no token and stays out of its group's reward statistics (``slime.rollout.train_batch``). A reward function that
 is not async or returns something other than a number or a dict has a bug: that raises ``PluginError`` and stops the
 run. So does a ``SlimeError`` raised by the function itself (e.g. a missing flag), as it would fail every sample alike.
 """

@@ -1,20 +1,20 @@
 """A tiny randomly initialised causal LM (Qwen2, Qwen3 or Llama layout) saved as an HF model directory.
 
-slime.testing holds builders like this one because nothing can be downloaded in tests or CI: every model a test, a
+slime_testkit holds builders like this one because nothing can be downloaded in tests or CI: every model a test, a
 backend's CPU mode or the CPU demo needs is built on the spot, from an HF config and a tokenizer trained locally
-(`slime.testing.tokenizer`). The directory looks like a hub checkpoint (config.json, model.safetensors,
+(`slime_testkit.tokenizer`). The directory looks like a hub checkpoint (config.json, model.safetensors,
 generation_config.json, tokenizer files), so `AutoModelForCausalLM`, SGLang and the Megatron weight loader all read
 it through their ordinary paths.
 
 Usage::
 
-    from slime.testing.tiny_model import build_tiny_model
+    from slime_testkit.tiny_model import build_tiny_model
     path = build_tiny_model(tmp_path / "model")  # then AutoModelForCausalLM.from_pretrained(path)
 """
 
 from pathlib import Path
 
-from slime.testing.tokenizer import ENDOFTEXT, IM_END, build_tokenizer
+from slime_testkit.tokenizer import ENDOFTEXT, IM_END, build_tokenizer
 
 ARCHS = ("qwen2", "qwen3", "llama")
 
@@ -41,7 +41,7 @@ def build_tiny_model(
     """
     if arch not in ARCHS:
         raise ValueError(f"unknown arch {arch!r}: expected one of {', '.join(ARCHS)}")
-    # Imported here so that importing slime.testing stays cheap.
+    # Imported here so that importing slime_testkit stays cheap.
     import torch
     from tokenizers import Tokenizer
     from transformers import AutoConfig, AutoModelForCausalLM, GenerationConfig

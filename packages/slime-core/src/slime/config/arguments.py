@@ -9,9 +9,9 @@ import difflib
 import json
 from typing import Any
 
+from slime.config.yaml_file import load_yaml
 from slime.errors import ConfigError
 from slime.plugins import plugin_manager
-from slime.yaml_file import load_yaml
 
 
 class SlimeArgumentParser(argparse.ArgumentParser):

@@ -9,10 +9,9 @@ import argparse
 
 import numpy as np
 
-from slime.backends import RaggedArray, TrainBatch
 from slime.plugins import load_object
-from slime.rl.rewards import postprocess_rewards, raw_rewards
-from slime.types import Sample, Status
+from slime.rl.reward_normalization import postprocess_rewards, raw_rewards
+from slime.types import RaggedArray, Sample, Status, TrainBatch
 
 
 def samples_to_train_batch(args: argparse.Namespace, samples: list[Sample]) -> TrainBatch:

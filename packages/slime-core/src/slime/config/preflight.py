@@ -13,10 +13,10 @@ from pathlib import Path
 
 from slime.data.data_source import RolloutDataSource, load_train_prompts
 from slime.errors import ConfigError, DataError
+from slime.eval.datasets import eval_dataset_configs, eval_prompts
 from slime.plugins import load_object, resolve
-from slime.rewards import resolve_reward_function
-from slime.rollout.eval import eval_dataset_configs, eval_prompts
-from slime.rollout_dumps import load_rollout_dump
+from slime.rollout.dumps import load_rollout_dump
+from slime.rollout.reward import resolve_reward_function
 from slime.types import Sample
 
 

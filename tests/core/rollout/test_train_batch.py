@@ -7,10 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from slime.arguments import parse_args
-from slime.backends import RaggedArray
-from slime.train_data import samples_to_train_batch
-from slime.types import Sample, Status
+from slime.config.arguments import parse_args
+from slime.rollout.train_batch import samples_to_train_batch
+from slime.types import RaggedArray, Sample, Status
 
 ARGS = ["--rollout-batch-size", "1", "--n-samples-per-prompt", "3", "--disable-rewards-normalization"]
 

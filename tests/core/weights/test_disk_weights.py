@@ -5,7 +5,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from slime.weights import remove_earlier_updates, write_hf_checkpoint
+from slime.weights.disk import remove_earlier_updates, write_hf_checkpoint
 
 
 def test_checkpoint_has_the_tensors_and_the_source_files(tmp_path: Path) -> None:

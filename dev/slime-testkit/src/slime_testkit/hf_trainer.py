@@ -15,12 +15,13 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from slime.backends import TrainBatch, WeightReceiver
+from slime.backends import WeightReceiver
 from slime.rl.advantages import AdvantageBatch, compute_advantages_and_returns
 from slime.rl.logprobs import log_probs_from_logits
 from slime.rl.losses import LossBatch, compute_loss
 from slime.rl.reduction import make_reducer
-from slime.weights import unshared_tensors
+from slime.types import TrainBatch
+from slime.weights.disk import unshared_tensors
 
 POINTER = "latest_checkpointed_iteration.txt"
 

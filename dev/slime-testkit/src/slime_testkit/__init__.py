@@ -1,0 +1,1 @@
+"""Development-only helpers for slime's tests, benchmarks and CPU examples; not part of any published wheel."""

@@ -1,0 +1,1 @@
+"""Run configuration: slime's flags and ``--config`` YAML, and the input checks that run before Ray starts."""

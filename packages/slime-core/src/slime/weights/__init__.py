@@ -1,0 +1,1 @@
+"""Weight transport from trainer to rollout engines that core provides itself (disk); backends add their own."""
