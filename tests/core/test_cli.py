@@ -8,11 +8,17 @@ def slime(*argv: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "slime.cli", *argv], capture_output=True, text=True, timeout=120)
 
 
-def test_usage_lists_the_commands():
+def test_usage_lists_every_installed_command_with_its_provider():
     result = slime("--help")
     assert result.returncode == 0
     for command in ("train", "eval", "plugins", "download"):
         assert f"  {command} " in result.stdout
+    lines = result.stdout.splitlines()
+    # Commands that plugins add are listed too, with the distribution that provides them.
+    report = next(line for line in lines if line.startswith("  report "))
+    assert "metrics.jsonl" in report and report.endswith("[slime-metrics 0.1.0]")
+    convert = next(line for line in lines if line.startswith("  convert "))
+    assert "hf-to-megatron" in convert and convert.endswith("[slime-megatron 0.1.0]")
 
 
 def test_unknown_command_is_one_line():

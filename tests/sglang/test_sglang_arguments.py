@@ -41,6 +41,12 @@ def test_yaml_config_feeds_the_same_flags(tmp_path) -> None:
     assert args.sglang_server_args == ["--enable-metrics", "--max-running-requests", "4"]
 
 
+def test_sglang_config_is_not_forwarded_as_sglangs_own_config() -> None:
+    with pytest.raises(ConfigError):
+        parse_args(["--sglang-config", "groups.yaml"])
+    assert "--config" not in {option for entry in load_option_table() for option in entry["options"]}
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
@@ -49,6 +55,8 @@ def test_yaml_config_feeds_the_same_flags(tmp_path) -> None:
         (["--sglang-port", "3000"], "unknown flag --sglang-port"),  # managed by slime
         (["--sglang-server-concurrency", "0"], "--sglang-server-concurrency must be >= 1, got 0"),
         (["--rollout-external-engine-addrs", "nohost"], "--rollout-external-engine-addrs: expected host:port"),
+        # slime's meaning (engine groups), not SGLang's --config, and not built yet: refused, never forwarded
+        (["--sglang-config", "groups.yaml"], "--sglang-config groups.yaml: slime's engine-group YAML"),
     ],
 )
 def test_bad_flags_fail_before_any_server_starts(argv: list[str], message: str) -> None:

@@ -1,4 +1,5 @@
-"""The ``slime`` command: ``train``, ``eval``, ``plugins``, ``download``.
+"""The ``slime`` command: ``train``, ``eval``, ``plugins``, ``download``, and the commands plugins register
+(``slime_register_commands``: ``report`` from slime-metrics, ``convert`` from slime-megatron).
 
 A user mistake (``SlimeError``, also when a Ray actor raised it) is printed as one line, without a traceback, and
 exits with status 2. Inputs are checked (``slime.config.preflight``) before Ray starts or anything is written.
@@ -15,18 +16,25 @@ from collections.abc import Callable, Iterator
 from slime import __version__
 from slime.errors import SlimeError
 
-USAGE = """usage: slime <command> [flags]
+def usage() -> str:
+    """Every installed command with its summary (its function's first docstring line): core's, then each plugin's
+    with the distribution that provides it."""
+    from slime.plugins import registry
 
-commands:
-  train      run RL training (slime's flags; --config FILE.yaml)
-  eval       run evaluation only
-  plugins    list installed plugins, their versions and what they registered
-  download   download a model or dataset from the Hugging Face hub
+    def summary(run: Callable[[list[str]], int]) -> str:
+        return (run.__doc__ or "").strip().split("\n", 1)[0]
 
-`slime <command> --help` shows a command's flags."""
+    lines = ["usage: slime <command> [flags]", "", "commands:"]
+    lines += [f"  {name:<10} {summary(run)}" for name, run in COMMANDS.items()]
+    for name, entry in sorted(registry("commands").entries.items()):
+        provider = f"{entry.plugin.distribution} {entry.plugin.version}" if entry.plugin.distribution else "in-process"
+        lines.append(f"  {name:<10} {summary(entry.obj)} [{provider}]")
+    lines += ["", "`slime <command> --help` shows a command's flags."]
+    return "\n".join(lines)
 
 
 def _train(argv: list[str]) -> int:
+    """run RL training (slime's flags; --config FILE.yaml)"""
     from slime.config.arguments import parse_args
     from slime.config.preflight import check_run_inputs
 
@@ -79,6 +87,7 @@ def _ray(args: argparse.Namespace) -> Iterator[None]:
 
 
 def _eval(argv: list[str]) -> int:
+    """run evaluation only (--eval-prompt-data or --eval-config)"""
     from slime.config.arguments import parse_args
     from slime.config.preflight import check_run_inputs
     from slime.errors import ConfigError
@@ -96,6 +105,7 @@ def _eval(argv: list[str]) -> int:
 
 
 def _plugins(argv: list[str]) -> int:
+    """list installed plugins, their versions and what they registered"""
     from slime.plugins import plugins, registered_by
 
     parser = argparse.ArgumentParser(prog="slime plugins", description="List installed slime plugins.")
@@ -121,6 +131,7 @@ def _plugins(argv: list[str]) -> int:
 
 
 def _download(argv: list[str]) -> int:
+    """download a model or dataset from the Hugging Face hub"""
     from slime import download
 
     parser = argparse.ArgumentParser(prog="slime download", description="Download a model or dataset from the hub.")
@@ -151,7 +162,8 @@ def _command(name: str) -> Callable[[list[str]], int]:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] in ("-h", "--help"):
-        print(USAGE)
+        _set_environment()  # listing the commands loads the plugins, which import Ray
+        print(usage())
         return 0 if argv else 2
     if argv[0] == "--version":
         print(f"slime-core {__version__}")

@@ -20,7 +20,9 @@ def slime_add_arguments(parser: argparse.ArgumentParser) -> None:
 
 @hookspec
 def slime_register_commands(register) -> None:
-    """Register ``slime`` subcommands: ``register(name, run)`` with ``run(argv: list[str]) -> int``."""
+    """Register ``slime`` subcommands: ``register(name, run)`` with ``run(argv: list[str]) -> int``.
+
+    The first line of ``run``'s docstring is the command's summary in ``slime --help``."""
 
 
 @hookspec
@@ -97,4 +99,6 @@ def slime_on_train_step_end(args: argparse.Namespace, rollout_id: int, step_id: 
 
 @hookspec
 def slime_on_eval_end(args: argparse.Namespace, rollout_id: int, results: dict, metrics: dict[str, Any]) -> None:
-    """Called after an evaluation with its per-dataset results; add keys to ``metrics``."""
+    """Called after an evaluation's metrics are computed with its per-dataset results; add keys to ``metrics``.
+
+    Runs in the rollout manager's process (where the samples are), as ``slime_on_rollout_end`` does."""

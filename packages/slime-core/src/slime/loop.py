@@ -11,7 +11,7 @@ import time
 
 import ray
 
-from slime.metrics import finish_metrics, init_metrics, log_eval, log_perf, log_train_step, publish_rollout
+from slime.metrics import finish_metrics, init_metrics, log_perf, log_train_step, publish_eval, publish_rollout
 from slime.plugins import resolve
 from slime.ray.placement import create_placement
 from slime.ray.rollout_manager import RolloutManager
@@ -169,7 +169,7 @@ def eval_only(args: argparse.Namespace) -> None:
 
 
 def evaluate(args: argparse.Namespace, rollout_manager, rollout_id: int) -> None:
-    log_eval(args, rollout_id, ray.get(rollout_manager.eval.remote(rollout_id)))
+    publish_eval(args, rollout_id, ray.get(rollout_manager.eval.remote(rollout_id)))
 
 
 class timer:

@@ -64,7 +64,7 @@ def megatron_to_hf(megatron_dir: str | Path, hf_dir: str | Path, out_dir: str | 
 
 
 def main(argv: list[str]) -> int:
-    """``slime convert hf-to-megatron HF_DIR OUT`` or ``slime convert megatron-to-hf MEGATRON_DIR HF_DIR OUT``."""
+    """convert checkpoints: hf-to-megatron HF_DIR OUT, or megatron-to-hf MEGATRON_DIR HF_DIR OUT"""
     import argparse
 
     parser = argparse.ArgumentParser(prog="slime convert", description="convert whole checkpoints (one process)")

@@ -55,6 +55,7 @@ def slime_register_metric_sinks(register) -> None:
 
 
 def _report(argv: list[str]) -> int:
+    """PNG plots and an HTML page of a run's metrics.jsonl (slime report RUN_DIR)"""
     from slime_metrics import report  # Pillow is imported only for a report
 
     return report.run(argv)

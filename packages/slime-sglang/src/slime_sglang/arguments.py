@@ -36,6 +36,10 @@ MANAGED_DESTS = frozenset(
     }
 )
 
+# SGLang options whose --sglang-<option> name means something else in slime: SGLang's --config (a YAML of server
+# options) would be --sglang-config, which in slime is the engine-group YAML (regular/prefill/decode groups).
+RENAMED_BY_SLIME = frozenset({"config"})
+
 PREFIX = "sglang-"
 
 
@@ -47,7 +51,7 @@ def generate_option_table() -> list[dict[str, Any]]:
     ServerArgs.add_cli_args(parser)
     table = []
     for action in parser._actions:
-        if not action.option_strings or action.dest in MANAGED_DESTS:
+        if not action.option_strings or action.dest in MANAGED_DESTS | RENAMED_BY_SLIME:
             continue
         negative = []
         if isinstance(action, argparse.BooleanOptionalAction):
@@ -154,6 +158,12 @@ def add_sglang_arguments(parser: argparse.ArgumentParser) -> None:
         default=600.0,
         help="seconds a /generate keeps retrying transient errors (connection lost, 5xx) before failing",
     )
+    group.add_argument(
+        "--sglang-config",
+        default=None,
+        metavar="YAML",
+        help="slime's engine-group YAML (regular/prefill/decode server groups): not supported yet, refused",
+    )
     parser.set_defaults(sglang_server_args=[])
 
     for entry in load_option_table():
@@ -186,6 +196,12 @@ def validate_sglang_args(args: argparse.Namespace) -> None:
         host, _, port = addr.rpartition(":")
         if not host or not port.isdigit():
             raise ConfigError(f"--rollout-external-engine-addrs: expected host:port, got {addr!r}")
+    if args.sglang_config is not None:
+        raise ConfigError(
+            f"--sglang-config {args.sglang_config}: slime's engine-group YAML (regular/prefill/decode server groups) "
+            "is not supported yet; give the engines' layout with --rollout-num-gpus and --rollout-num-gpus-per-engine, "
+            "and SGLang's server options as --sglang-<option> flags"
+        )
     if args.sglang_server_start_timeout <= 0:
         raise ConfigError(f"--sglang-server-start-timeout must be > 0, got {args.sglang_server_start_timeout}")
 

@@ -127,8 +127,23 @@ def log_eval(
     n_samples_per_prompt: Mapping[str, int] | None = None,
     extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """``eval/*`` of one evaluation, against ``eval/step``.
+    """``eval/*`` of one evaluation, against ``eval/step``: ``eval_report`` then ``publish_eval``, for callers that
+    hold the samples in this process."""
+    report = eval_report(args, rollout_id, results, n_samples_per_prompt=n_samples_per_prompt, extra=extra)
+    return publish_eval(args, rollout_id, report)
 
+
+def eval_report(
+    args: argparse.Namespace,
+    rollout_id: int,
+    results: Mapping[str, Any],
+    *,
+    n_samples_per_prompt: Mapping[str, int] | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """``log_eval``'s metrics, plugins' keys included, without printing or logging them.
+
+    As ``rollout_report``: the rollout manager computes them where the samples are and the driver publishes them.
     ``results`` maps each dataset's name to its samples, or to an ``EvalResult`` (``.samples`` and the dataset's own
     ``.n_samples_per_prompt``, as the eval function returns). Group sizes come from ``n_samples_per_prompt``, else
     from the results, else ``--n-samples-per-eval-prompt``.
@@ -147,6 +162,12 @@ def log_eval(
         group_rewards=_group_rewards(args),
     )
     plugin_manager().hook.slime_on_eval_end(args=args, rollout_id=rollout_id, results=results, metrics=metrics)
+    return metrics
+
+
+def publish_eval(args: argparse.Namespace, rollout_id: int, metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """Print slime's ``eval N: {...}`` line and log ``metrics`` against ``eval/step``."""
+    metrics = dict(metrics)
     _print("eval", rollout_id, metrics)
     metrics[EVAL_STEP] = rollout_step(args, rollout_id)
     return log(args, metrics, EVAL_STEP)

@@ -1,7 +1,8 @@
 """The rollout manager: owns the rollout engine, the data source and the rollout/eval functions.
 
 It runs as one Ray actor. ``generate`` turns a rollout into a ``TrainBatch`` plus its metrics; ``eval`` runs the
-eval datasets; ``save``/``load`` keep the data source's position with the trainer's checkpoints.
+eval datasets and returns their metrics; ``save``/``load`` keep the data source's position with the trainer's
+checkpoints.
 """
 
 import argparse
@@ -14,7 +15,7 @@ import ray
 
 from slime.backends import WeightReceiver
 from slime.errors import SlimeError
-from slime.metrics import rollout_report
+from slime.metrics import eval_report, rollout_report
 from slime.plugins import resolve
 from slime.rollout.dumps import load_rollout_dump, save_rollout_dump
 from slime.rollout.train_batch import samples_to_train_batch
@@ -103,7 +104,9 @@ class RolloutManager:
         return output.samples, output.metrics
 
     def eval(self, rollout_id: int) -> dict[str, Any]:
-        return self.eval_function(self.args, rollout_id, self.data_source, self.engine, evaluation=True)
+        """The ``eval/*`` metrics of one evaluation, computed here as the rollout's are: the samples stay here."""
+        results = self.eval_function(self.args, rollout_id, self.data_source, self.engine, evaluation=True)
+        return eval_report(self.args, rollout_id, results)
 
     def save(self, rollout_id: int) -> None:
         path = data_source_state_path(self.args.save, rollout_id)
