@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from slime import __version__
 from slime.errors import SlimeError
 
+
 def usage() -> str:
     """Every installed command with its summary (its function's first docstring line): core's, then each plugin's
     with the distribution that provides it."""
