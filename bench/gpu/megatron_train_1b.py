@@ -33,9 +33,9 @@ def main() -> None:
     import torch
 
     from slime.config.arguments import parse_args
+    from slime.metrics.perf import dense_decoder_fwd_flops
     from slime.types import TrainBatch
     from slime_megatron.backend import MegatronTrainBackend
-    from slime_megatron.flops import forward_flops
     from slime_megatron.hf_config import HFModelConfig
     from slime_testkit.tiny_model import build_tiny_model
 
@@ -73,7 +73,7 @@ def main() -> None:
         truncated=[False] * options.samples,
         sample_indices=list(range(options.samples)),
     )
-    flops = 3 * forward_flops(hf, [options.seq_len] * options.samples)
+    flops = 3 * dense_decoder_fwd_flops(hf.raw, [options.seq_len] * options.samples)
     times = []
     for step in range(options.steps):
         torch.cuda.synchronize()

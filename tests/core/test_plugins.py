@@ -2,7 +2,15 @@ import pytest
 
 from slime.errors import PluginError
 from slime.hookspecs import hookimpl
-from slime.plugins import load_object, register_plugin, registered_by, registry, resolve, unregister_plugin
+from slime.plugins import (
+    load_object,
+    register_plugin,
+    registered_by,
+    registry,
+    resolve,
+    resolve_with_origin,
+    unregister_plugin,
+)
 
 
 async def always_one(args, sample):
@@ -35,6 +43,17 @@ def test_registered_name_resolves(reward_plugin):
 
 def test_dotted_path_resolves_like_slimes_custom_path_flags():
     assert resolve("reward_functions", f"{__name__}.always_one") is always_one
+
+
+def test_resolution_says_where_the_object_came_from(reward_plugin):
+    assert resolve_with_origin("reward_functions", "always_one") == (always_one, "plugin 'test-rewards'")
+    path = f"{__name__}.always_one"
+    assert resolve_with_origin("reward_functions", path, "--custom-rm-path") == (always_one, "from --custom-rm-path")
+
+
+def test_a_name_that_must_not_import_code_is_looked_up_only(reward_plugin):
+    with pytest.raises(PluginError, match=r"unknown reward function 'os.system' \(from the data\); registered: "):
+        resolve_with_origin("reward_functions", "os.system", "the data", importable=False)
 
 
 def test_unknown_name_lists_the_registered_alternatives(reward_plugin):

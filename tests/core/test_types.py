@@ -65,8 +65,19 @@ def test_from_dict_rejects_unknown_fields():
         Sample.from_dict({"index": 1, "colour": "red"})
 
 
-def test_reward_key_selects_dict_rewards():
+def test_the_scalar_reward_is_a_float_picked_by_the_reward_key():
     assert Sample(reward=0.5).get_reward_value() == 0.5
-    assert Sample(reward={"score": -1.0}).get_reward_value("score") == -1.0
-    with pytest.raises(ValueError, match="set --reward-key"):
-        Sample(index=4, reward={"score": 1.0}).get_reward_value()
+    assert type(Sample(reward=1).get_reward_value()) is float
+    dapo = Sample(index=4, reward={"score": -1.0, "acc": True, "pred": "x"})  # slime-rewards-math's dapo reward
+    assert dapo.get_reward_value("score") == -1.0
+    assert dapo.get_reward_value("acc") == 1.0 and type(dapo.get_reward_value("acc")) is float
+
+
+def test_a_reward_that_gives_no_scalar_is_an_error_naming_the_sample():
+    dapo = Sample(index=4, reward={"score": -1.0, "acc": True, "pred": "x"})
+    with pytest.raises(ValueError, match=r"^sample 4 has a dict reward \['acc', 'pred', 'score'\]; set --reward-key$"):
+        dapo.get_reward_value()
+    with pytest.raises(ValueError, match=r"^sample 4 has a dict reward \['acc', 'pred', 'score'\] without key 'sc'$"):
+        dapo.get_reward_value("sc")
+    with pytest.raises(ValueError, match=r"^sample 4 \(group 1\) has no reward$"):
+        Sample(index=4, group_index=1).get_reward_value()

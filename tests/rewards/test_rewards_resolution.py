@@ -16,7 +16,6 @@ from slime.rollout.reward import (
     last_boxed_answer,
     resolve_reward_function,
     reward_key,
-    scalar_reward,
 )
 from slime.types import Sample, Status
 
@@ -123,6 +122,19 @@ def test_unknown_names_list_the_registered_ones():
         score(make_args(rm_type="math"), Sample(metadata={"rm_type": "nope"}))
 
 
+def test_a_metadata_rm_type_never_imports_code():
+    """The data names a reward function among the installed ones; an import path there is an unknown name, while
+    the same path from a flag (the user's choice) is imported."""
+    path = f"{HERE}.says_which"
+    with pytest.raises(PluginError, match=rf"unknown reward function '{path}' \(from the sample's metadata rm_type\)"):
+        resolve_reward_function(make_args(), Sample(metadata={"rm_type": path}))
+    with pytest.raises(PluginError, match=r"unknown reward function 'boxed_x.y' \(from the sample's metadata"):
+        resolve_reward_function(make_args(), Sample(metadata={"rm_type": "boxed_x.y"}))
+    assert resolve_reward_function(make_args(rm_type=path), Sample()).describe() == (
+        f"reward function '{path}' (from --rm-type)"
+    )
+
+
 def test_compute_reward_sets_and_returns_the_reward():
     sample = Sample(response=r"\boxed{4}", label="4")
     assert score(make_args(rm_type="math"), sample) == 1.0
@@ -182,8 +194,8 @@ def test_reward_keys_select_from_dict_rewards():
     assert reward_key(args) == "score" and reward_key(args, evaluation=True) == "acc"
     sample = Sample()
     assert score(args, sample) == {"score": -1.0, "acc": False, "pred": "x"}
-    assert scalar_reward(args, sample) == -1.0
-    assert scalar_reward(args, sample, evaluation=True) == 0.0
+    assert sample.get_reward_value(reward_key(args)) == -1.0
+    assert sample.get_reward_value(reward_key(args, evaluation=True)) == 0.0
     assert reward_key(make_args(reward_key="score"), evaluation=True) == "score"  # eval falls back to --reward-key
 
 

@@ -6,8 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from slime.rl.reward_normalization import group_normalize, postprocess_rewards, raw_rewards
-from slime.types import Sample
+from slime.rl.reward_normalization import group_normalize, postprocess_rewards
 
 
 def reference_group_normalize(rewards, n, scale):
@@ -72,14 +71,6 @@ def test_grpo_rewards_have_zero_group_mean_and_unit_std(n_and_group):
         std = statistics.stdev(group)
         if std > 1e-3:
             assert statistics.stdev(chunk) == pytest.approx(std / (std + 1e-6), rel=1e-6)
-
-
-def test_raw_rewards_select_the_reward_key():
-    samples = [Sample(index=0, reward={"acc": 1.0, "len": 0.1}), Sample(index=1, reward={"acc": 0.0, "len": 0.3})]
-    assert raw_rewards(samples, "acc") == [1.0, 0.0]
-    assert raw_rewards([Sample(reward=0.5)]) == [0.5]
-    with pytest.raises(ValueError, match="reward-key"):
-        raw_rewards(samples)
 
 
 def test_bad_group_size_is_an_error():

@@ -18,7 +18,7 @@ def test_checkpoint_has_the_tensors_and_the_source_files(tmp_path: Path) -> None
     assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.safetensors"]
     assert list(load_file(out / "model.safetensors")) == ["embed"]  # tied: stored once
     assert torch.equal(load_file(out / "model.safetensors")["embed"], embedding)
-    assert not list((tmp_path / "weights").glob(".tmp_*"))
+    assert [p.name for p in (tmp_path / "weights").iterdir()] == ["weight_v1"]  # no staging directory left
 
 
 def test_only_the_latest_update_and_foreign_files_stay(tmp_path: Path) -> None:

@@ -7,8 +7,6 @@ backend users run: the Megatron backend has its own tests, and runs use it.
 
 import argparse
 import json
-import os
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,6 +14,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from slime.backends import WeightReceiver
+from slime.files import atomic_write, fresh_staging_dir, publish_dir
 from slime.rl.advantages import AdvantageBatch, compute_advantages_and_returns
 from slime.rl.logprobs import log_probs_from_logits
 from slime.rl.losses import LossBatch, compute_loss
@@ -94,20 +93,14 @@ class HFTrainer:
     def save(self, rollout_id: int) -> None:
         """Write ``iter_<id>`` under a temporary name, rename it, then move the pointer: a crash leaves the old one."""
         root = Path(self.args.save)
-        root.mkdir(parents=True, exist_ok=True)
         final = root / f"iter_{rollout_id:07d}"
-        staging = root / f".tmp_iter_{rollout_id:07d}"
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir()
+        staging = fresh_staging_dir(final)
         state = {name: tensor.contiguous() for name, tensor in self.model.state_dict().items()}
         save_file(unshared_tensors(state), staging / "model.safetensors")
         torch.save(self.optimizer.state_dict(), staging / "optimizer.pt")
         (staging / "meta.json").write_text(json.dumps({"rollout_id": rollout_id}))
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(staging, final)
-        pointer_tmp = root / f".{POINTER}.tmp"
-        pointer_tmp.write_text(str(rollout_id))
-        os.replace(pointer_tmp, root / POINTER)
+        publish_dir(final)
+        atomic_write(root / POINTER, str(rollout_id))
 
     def update_weights(self, receiver: WeightReceiver, weight_version: str) -> None:
         with torch.no_grad():

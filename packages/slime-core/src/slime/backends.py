@@ -17,7 +17,8 @@ class TrainBackend(Protocol):
     """Runs inside one Ray actor per training rank."""
 
     def init(self, args: argparse.Namespace, rank: int, world_size: int) -> int:
-        """Build the model (and the reference model a KL term needs), load ``--load``; return the start rollout id."""
+        """Build the model (and the reference model a KL term needs), load ``--load``; return the rollout id after
+        the loaded checkpoint's (0 without one). The loop, not the backend, applies ``--start-rollout-id``."""
 
     def train(self, rollout_id: int, batch: TrainBatch) -> list[dict[str, float]]:
         """Log-probs, advantages, optimizer steps on one rollout; return the ``train/*`` metrics of each step.
@@ -47,6 +48,9 @@ class WeightReceiver(Protocol):
 
     The rollout backend makes it (``RolloutEngine.weight_receiver``) and decides the transport (a distributed
     group, disk, or tensors); the train backend only hands it HF-named tensors. Neither imports the other.
+
+    It may also have ``close()``: the train actor calls it (on the last receiver it used) just before it exits, to
+    release what the updates hold in its process, such as shared memory.
     """
 
     def update_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]], weight_version: str) -> None: ...

@@ -91,10 +91,14 @@ class Registry:
 
     def get(self, name: str, flag: str | None = None) -> Any:
         if name not in self.entries:
-            flag = flag or REGISTRY_KINDS[self.kind].flag
-            known = ", ".join(self.names()) or "none"
-            raise PluginError(f"unknown {self.noun} '{name}' (from {flag}); registered: {known}")
+            raise self.unknown(name, flag)
         return self.entries[name].obj
+
+    def unknown(self, name: str, flag: str | None = None) -> PluginError:
+        """The error for a name nobody registered, listing those that are."""
+        flag = flag or REGISTRY_KINDS[self.kind].flag
+        known = ", ".join(self.names()) or "none"
+        return PluginError(f"unknown {self.noun} '{name}' (from {flag}); registered: {known}")
 
 
 class _SlimePlugins:
@@ -221,10 +225,22 @@ def load_object(path: str, flag: str) -> Any:
 
 def resolve(kind: str, name_or_path: str, flag: str | None = None) -> Any:
     """A registered name, or else (when it contains a dot) a dotted import path, as slime's flags accept both."""
+    return resolve_with_origin(kind, name_or_path, flag)[0]
+
+
+def resolve_with_origin(
+    kind: str, name_or_path: str, flag: str | None = None, *, importable: bool = True
+) -> tuple[Any, str]:
+    """``resolve``, with where the object came from, for messages: the plugin that registered it, or ``from <flag>``.
+
+    ``importable=False`` accepts registered names only, for names read from data rather than from the user's flags:
+    data may pick among installed code, never name code to import.
+    """
     reg = registry(kind)
     flag = flag or REGISTRY_KINDS[kind].flag
     if name_or_path in reg.entries:
-        return reg.entries[name_or_path].obj
-    if "." in name_or_path:
-        return load_object(name_or_path, flag)
-    return reg.get(name_or_path, flag)
+        entry = reg.entries[name_or_path]
+        return entry.obj, entry.plugin.describe()
+    if importable and "." in name_or_path:
+        return load_object(name_or_path, flag), f"from {flag}"
+    raise reg.unknown(name_or_path, flag)

@@ -95,12 +95,20 @@ class Sample:
         self.status = FINISH_REASON_STATUS[finish_reason]
 
     def get_reward_value(self, reward_key: str | None = None) -> float:
-        """The scalar reward: ``reward[reward_key]`` for dict rewards (``--reward-key``), else the reward itself."""
-        if isinstance(self.reward, dict):
+        """The scalar reward: ``reward[reward_key]`` for dict rewards (``--reward-key``), else the reward itself.
+
+        What training, the dynamic-sampling filter and the metrics all read, so they agree on a sample's reward.
+        """
+        reward = self.reward
+        if isinstance(reward, dict):
             if reward_key is None:
-                raise ValueError(f"sample {self.index} has a dict reward {sorted(self.reward)}; set --reward-key")
-            return self.reward[reward_key]
-        return self.reward
+                raise ValueError(f"sample {self.index} has a dict reward {sorted(reward)}; set --reward-key")
+            if reward_key not in reward:
+                raise ValueError(f"sample {self.index} has a dict reward {sorted(reward)} without key {reward_key!r}")
+            reward = reward[reward_key]
+        if reward is None:
+            raise ValueError(f"sample {self.index} (group {self.group_index}) has no reward")
+        return float(reward)  # a dict reward's entry may be a bool or an int (dapo's "acc")
 
     def to_dict(self) -> dict[str, Any]:
         # The field names are computed once (_FIELD_NAMES): dataclasses.fields() per call was most of the cost of

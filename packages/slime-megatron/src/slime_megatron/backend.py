@@ -21,7 +21,8 @@ class MegatronTrainBackend:
         self.trainer: MegatronTrainer | None = None
 
     def init(self, args: argparse.Namespace, rank: int, world_size: int) -> int:
-        """Join the process group (``MASTER_ADDR``/``MASTER_PORT``), build the model, load; the start rollout id."""
+        """Join the process group (``MASTER_ADDR``/``MASTER_PORT``), build the model, load ``--load``; the rollout
+        after the loaded checkpoint's (0 without one)."""
         import torch
 
         on_cpu = not torch.cuda.is_available()
@@ -32,8 +33,6 @@ class MegatronTrainBackend:
         from slime_megatron.trainer import MegatronTrainer
 
         self.trainer = MegatronTrainer(args, rank, world_size, on_cpu)
-        if args.start_rollout_id is not None:
-            return args.start_rollout_id
         return self.trainer.start_rollout_id
 
     def _require_trainer(self) -> "MegatronTrainer":

@@ -8,7 +8,6 @@ TP/PP size loads at another; the RNG states belong to one layout and are skipped
 """
 
 import logging
-import os
 import random
 import shutil
 from pathlib import Path
@@ -22,6 +21,7 @@ from megatron.core.dist_checkpointing.mapping import ShardedObject
 from megatron.core.optimizer.distrib_optimizer import DistributedOptimizer
 from torch.distributed.checkpoint.api import CheckpointException
 
+from slime.files import atomic_write, fresh_staging_dir, publish_dir, staging_path
 from slime_megatron.model import unwrap_model
 from slime_megatron.optimizer import Trainable
 
@@ -143,10 +143,9 @@ def _state(trainable: Trainable, iteration: int, *, is_loading: bool, with_optim
 
 def _write_atomically(root: str | Path, iteration: int, state: dict) -> Path:
     final = iteration_dir(root, iteration)
-    tmp = final.with_name(final.name + ".tmp")
+    tmp = staging_path(final)
     if dist.get_rank() == 0:
-        shutil.rmtree(tmp, ignore_errors=True)  # left by a crash mid-save
-        tmp.mkdir(parents=True)
+        fresh_staging_dir(final)
     dist.barrier()
     try:
         dist_checkpointing.save(state, str(tmp))
@@ -163,17 +162,9 @@ def _write_atomically(root: str | Path, iteration: int, state: dict) -> Path:
         ) from exc
     dist.barrier()
     if dist.get_rank() == 0:
-        if final.exists():  # the same rollout id saved again (a resumed run): the new one replaces it
-            old = final.with_name(final.name + ".old")
-            shutil.rmtree(old, ignore_errors=True)
-            final.rename(old)
-            tmp.rename(final)
-            shutil.rmtree(old)
-        else:
-            tmp.rename(final)
-        pointer_tmp = Path(root) / (POINTER + ".tmp")
-        pointer_tmp.write_text("release\n" if iteration == RELEASE else f"{iteration}\n")
-        os.replace(pointer_tmp, Path(root) / POINTER)
+        publish_dir(final)  # the same rollout id saved again (a resumed run): the new one replaces it
+        # The pointer moves last: until then a resume loads the previous checkpoint.
+        atomic_write(Path(root) / POINTER, "release\n" if iteration == RELEASE else f"{iteration}\n")
     dist.barrier()
     return final
 

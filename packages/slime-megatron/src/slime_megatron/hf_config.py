@@ -6,7 +6,7 @@ few, and reading them here makes every unsupported option a clear error instead 
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,8 @@ class HFModelConfig:
     tie_word_embeddings: bool
     qkv_bias: bool  # Qwen2: q/k/v projections have biases
     qk_norm: bool  # Qwen3: RMSNorm over each head of q and k
+    # The config.json as read, under HF's names, for slime-core's helpers that take an HF config (the FLOPs count).
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def from_dict(cls, config: dict[str, Any]) -> "HFModelConfig":
@@ -70,6 +72,7 @@ class HFModelConfig:
             tie_word_embeddings=bool(config.get("tie_word_embeddings", False)),
             qkv_bias=model_type == "qwen2" or bool(config.get("attention_bias", False)),
             qk_norm=model_type == "qwen3",
+            raw=config,
         )
 
     @classmethod

@@ -19,6 +19,7 @@ import torch
 import torch.distributed as dist
 from megatron.core import parallel_state
 
+from slime.metrics.perf import dense_decoder_fwd_flops, train_perf_metrics
 from slime.metrics.rollout import train_data_means
 from slime.rl.advantages import AdvantageBatch, compute_advantages_and_returns
 from slime.rl.losses import LossBatch, compute_loss
@@ -27,7 +28,6 @@ from slime.types import TrainBatch
 from slime.weights.disk import write_hf_checkpoint
 from slime_megatron import checkpoint
 from slime_megatron.batches import MicroBatch, make_micro_batches, response_logits, split_by_count, split_by_tokens
-from slime_megatron.flops import forward_flops
 from slime_megatron.hf_config import HFModelConfig
 from slime_megatron.hf_mapping import (
     copy_weights,
@@ -101,7 +101,8 @@ class MegatronTrainer:
                 args.load, self.trainable, load_optimizer=not args.no_load_optim, load_rng=not args.no_load_rng
             )
             self.start_rollout_id = iteration + 1
-        self.perf: dict[str, float] = {}
+        self.timings: dict[str, float] = {}  # seconds of this rollout's log-prob passes, by phase
+        self.perf: dict[str, float] = {}  # the last rollout's perf/* metrics
         self.train_data_means: dict[str, float] = {}
 
     def _reference_weights(self, model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -178,7 +179,7 @@ class MegatronTrainer:
         if self.ref_weights is not None:
             start = time.perf_counter()
             ref_log_probs = self.compute_ref_log_probs(batch, sample_ids)
-            self.perf["ref_log_probs_time"] = time.perf_counter() - start
+            self.timings["ref_log_probs"] = time.perf_counter() - start
         if args.use_rollout_logprobs:
             if rollout_log_probs is None:
                 raise ValueError("--use-rollout-logprobs needs the rollout engine's log-probs in the batch")
@@ -187,7 +188,7 @@ class MegatronTrainer:
             # With one step per rollout and no KL in the reward, old == current (detached): the loss reuses them.
             start = time.perf_counter()
             old_log_probs = self.compute_log_probs(batch, sample_ids)
-            self.perf["log_probs_time"] = time.perf_counter() - start
+            self.timings["log_probs"] = time.perf_counter() - start
         advantages, returns = compute_advantages_and_returns(
             args,
             AdvantageBatch(
@@ -287,7 +288,7 @@ class MegatronTrainer:
 
     def train(self, rollout_id: int, batch: TrainBatch) -> list[dict[str, float]]:
         train_start = time.perf_counter()
-        self.perf = {}
+        self.timings = {}
         steps = self._step_sample_ids(len(batch))
         mine = [i for step in steps for i in step]
         data = self._rollout_data(batch, mine, len(steps))
@@ -312,17 +313,13 @@ class MegatronTrainer:
         return results
 
     def _record_perf(self, batch: TrainBatch, actor_time: float, train_time: float) -> None:
-        world = dist.get_world_size()
         lengths = [len(tokens) for tokens in batch.tokens]
-        flops = forward_flops(self.hf, lengths)
-        perf = {"actor_train_time": actor_time, "train_time": train_time}
-        perf["actor_train_tok_per_s"] = sum(lengths) / actor_time
-        perf["actor_train_tflops"] = 3 * flops / world / actor_time / 1e12
-        for name in ("log_probs", "ref_log_probs"):
-            if f"{name}_time" in self.perf:
-                perf[f"{name}_time"] = self.perf[f"{name}_time"]
-                perf[f"{name}_tflops"] = flops / world / self.perf[f"{name}_time"] / 1e12
-        self.perf = {f"perf/{name}": value for name, value in perf.items()}
+        self.perf = train_perf_metrics(
+            {**self.timings, "actor_train": actor_time, "train": train_time},
+            seq_lens=lengths,
+            fwd_flops=dense_decoder_fwd_flops(self.hf.raw, lengths),
+            num_gpus=dist.get_world_size(),
+        )
 
     # -- checkpoints and weights ----------------------------------------------------------------------------------
 

@@ -8,13 +8,13 @@ import argparse
 import copy
 import json
 import logging
-import os
 import random
 from pathlib import Path
 from typing import Any
 
 from slime.data.dataset import load_prompt_samples, load_tokenizer
 from slime.errors import ConfigError, DataError
+from slime.files import atomic_write
 from slime.plugins import load_object
 from slime.types import Sample
 
@@ -199,10 +199,7 @@ class RolloutDataSource:
             text = json.dumps(self.state_dict() if state is None else state)
         except (TypeError, ValueError) as exc:
             raise DataError(f"cannot save the data source state to {path}: {exc} (metadata must be JSON)") from None
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
+        atomic_write(path, text)
 
     def load(self, path: str | Path) -> None:
         """Continue from a state written by ``save``."""

@@ -21,6 +21,7 @@ from typing import Any
 from slime.config.yaml_file import load_yaml
 from slime.data.dataset import load_prompt_samples, load_tokenizer
 from slime.errors import ConfigError
+from slime.rollout.sampling import engine_sampling_params
 from slime.types import Sample
 
 
@@ -44,17 +45,15 @@ class EvalDatasetConfig:
     stop_token_ids: tuple[int, ...] | None = None
 
     def sampling_params(self, args: argparse.Namespace) -> dict[str, Any]:
-        return {
-            "temperature": self.temperature,
-            "top_p": self.top_p,
-            "top_k": self.top_k,
-            "max_new_tokens": self.max_response_len,
-            "stop": list(self.stop) if self.stop else None,
-            "stop_token_ids": list(self.stop_token_ids) if self.stop_token_ids else None,
-            "skip_special_tokens": args.rollout_skip_special_tokens,
-            "no_stop_trim": True,
-            "spaces_between_special_tokens": False,
-        }
+        return engine_sampling_params(
+            temperature=self.temperature,
+            top_p=self.top_p,
+            top_k=self.top_k,
+            max_new_tokens=self.max_response_len,
+            stop=self.stop,
+            stop_token_ids=self.stop_token_ids,
+            skip_special_tokens=args.rollout_skip_special_tokens,
+        )
 
 
 # Setting name -> (--eval-* flag dest, --rollout-* or general flag dest); None where slime has no such flag.

@@ -3,7 +3,7 @@
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from slime.metrics.rollout import pass_at_k_metrics, sample_metrics, sample_rewards
+from slime.metrics.rollout import pass_at_k_metrics, sample_metrics
 from slime.types import Sample
 
 
@@ -23,7 +23,7 @@ def eval_metrics(
     metrics: dict[str, Any] = {}
     for name, samples in results.items():
         n = n_samples_per_prompt if isinstance(n_samples_per_prompt, int) else n_samples_per_prompt[name]
-        rewards = sample_rewards(samples, reward_key)
+        rewards = [sample.get_reward_value(reward_key) for sample in samples]
         per_sample = sample_metrics(samples, rewards, group_rewards)
         metrics[f"eval/{name}"] = sum(rewards) / len(rewards)
         metrics[f"eval/{name}-truncated_ratio"] = per_sample["truncated_ratio"]

@@ -15,7 +15,6 @@ from slime.metrics.rollout import (
     multi_turn_metrics,
     passrate_metrics,
     rollout_metrics,
-    sample_rewards,
     trained_lengths,
 )
 from slime.metrics.steps import EVAL_STEP, ROLLOUT_STEP, TRAIN_STEP, rollout_step, train_step
@@ -72,7 +71,8 @@ def rollout_report(
     if args.log_multi_turn:
         metrics |= multi_turn_metrics(samples, args.rollout_max_response_len, trained)
     if args.log_passrate:
-        metrics |= passrate_metrics(sample_rewards(samples, args.reward_key), args.n_samples_per_prompt)
+        rewards = [sample.get_reward_value(args.reward_key) for sample in samples]
+        metrics |= passrate_metrics(rewards, args.n_samples_per_prompt)
     if rollout_time is not None:
         metrics |= rollout_perf_metrics(samples, rollout_time, args.rollout_num_gpus, trained)
     plugin_manager().hook.slime_on_rollout_end(args=args, rollout_id=rollout_id, samples=samples, metrics=metrics)

@@ -60,17 +60,6 @@ def has_repetition(text: str) -> bool:
     return len(tail) / len(zlib.compress(tail, 9)) > REPETITION_MIN_RATIO
 
 
-def sample_rewards(samples: Sequence[Sample], reward_key: str | None = None) -> list[float]:
-    """Each sample's scalar reward (``reward[reward_key]`` for dict rewards); a sample without one is an error."""
-    rewards = []
-    for sample in samples:
-        value = sample.get_reward_value(reward_key)
-        if value is None:
-            raise ValueError(f"sample {sample.index} (group {sample.group_index}) has no reward to report")
-        rewards.append(float(value))
-    return rewards
-
-
 def zero_std_counts(samples: Sequence[Sample], rewards: Sequence[float]) -> dict[str, int]:
     """How many prompt groups got the same reward on every sample, by that reward: ``zero_std/count_<reward>``.
 
@@ -216,7 +205,7 @@ def rollout_metrics(
     per-sample training fields (post-processed ``rewards``, ``log_probs``, ``ref_log_probs``, ``advantages``,
     ``returns``, ``kl``, ...) whose means are logged under their own names.
     """
-    rewards = sample_rewards(samples, reward_key)
+    rewards = [sample.get_reward_value(reward_key) for sample in samples]
     metrics = sample_metrics(samples, rewards, group_rewards, trained)
     metrics["raw_reward"] = sum(rewards) / len(rewards)
     metrics["reward_errors"] = count_reward_errors(samples)  # samples whose reward function raised or timed out

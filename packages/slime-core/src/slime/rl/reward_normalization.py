@@ -1,4 +1,4 @@
-"""Reward post-processing: from samples' rewards to the scalar rewards the advantage estimators consume.
+"""Reward post-processing: from samples' scalar rewards to the rewards the advantage estimators consume.
 
 Samples arrive in prompt groups of ``n_samples_per_prompt`` consecutive entries, as the data source produces them.
 """
@@ -8,18 +8,11 @@ from collections.abc import Sequence
 
 import torch
 
-from slime.types import Sample
-
 # The estimators whose rewards are centred within each prompt group, and those among them that are also scaled.
 GROUP_CENTRED_ESTIMATORS = frozenset({"grpo", "gspo", "cispo", "reinforce_plus_plus_baseline"})
 GROUP_SCALED_ESTIMATORS = frozenset({"grpo", "gspo", "cispo"})
 
 GRPO_STD_EPS = 1e-6
-
-
-def raw_rewards(samples: Sequence[Sample], reward_key: str | None = None) -> list[float]:
-    """Each sample's scalar reward (``reward[reward_key]`` for dict rewards, ``--reward-key``)."""
-    return [float(sample.get_reward_value(reward_key)) for sample in samples]
 
 
 def group_normalize(

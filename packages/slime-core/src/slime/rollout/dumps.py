@@ -6,15 +6,12 @@ import json
 from pathlib import Path
 
 from slime.errors import DataError
+from slime.files import atomic_write
 from slime.types import Sample
 
 
 def save_rollout_dump(path: str, rollout_id: int, samples: list[Sample]) -> None:
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(target.name + ".tmp")
-    tmp.write_text(json.dumps({"rollout_id": rollout_id, "samples": [s.to_dict() for s in samples]}), encoding="utf-8")
-    tmp.replace(target)
+    atomic_write(path, json.dumps({"rollout_id": rollout_id, "samples": [s.to_dict() for s in samples]}))
 
 
 def load_rollout_dump(path: str, rollout_id: int) -> list[Sample]:

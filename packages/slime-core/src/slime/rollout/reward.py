@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from slime.errors import ConfigError, PluginError, SlimeError
-from slime.plugins import load_object, registry
+from slime.plugins import registry, resolve_with_origin
 from slime.types import Sample, Status
 
 logger = logging.getLogger(__name__)
@@ -75,17 +75,14 @@ def last_boxed_answer(text: str) -> str | None:
 
 
 def _by_name(name: str, flag: str, importable: bool = True) -> ResolvedReward:
-    """A registered reward function (or ``boxed_<name>``); a dotted import path too when ``importable``."""
-    entries = registry("reward_functions").entries
-    if name in entries:
-        return ResolvedReward(entries[name].obj, name, entries[name].plugin.describe())
+    """A registered reward function (or ``boxed_<name>`` of one); a dotted import path too when ``importable``."""
     base = name.removeprefix(BOXED_PREFIX)
-    if base != name and base in entries:
-        return ResolvedReward(entries[base].obj, base, entries[base].plugin.describe(), boxed=True)
-    if "." in name and importable:
-        return ResolvedReward(load_object(name, flag), name, f"from {flag}")
-    registry("reward_functions").get(name, flag)  # raises the unknown-name error listing what is registered
-    raise AssertionError("unreachable")
+    entries = registry("reward_functions").entries
+    if base != name and name not in entries and base in entries:
+        fn, origin = resolve_with_origin("reward_functions", base, flag)
+        return ResolvedReward(fn, base, origin, boxed=True)
+    fn, origin = resolve_with_origin("reward_functions", name, flag, importable=importable)
+    return ResolvedReward(fn, name, origin)
 
 
 def resolve_reward_function(args: Any, sample: Sample | None = None) -> ResolvedReward:
@@ -108,11 +105,6 @@ def reward_key(args: Any, evaluation: bool = False) -> str | None:
     if evaluation and getattr(args, "eval_reward_key", None):
         return args.eval_reward_key
     return getattr(args, "reward_key", None)
-
-
-def scalar_reward(args: Any, sample: Sample, evaluation: bool = False) -> float:
-    """The sample's reward as one number (``reward[key]`` for dict rewards)."""
-    return float(sample.get_reward_value(reward_key(args, evaluation)))
 
 
 def count_reward_errors(samples: Sequence[Sample]) -> int:

@@ -10,7 +10,7 @@ import argparse
 import numpy as np
 
 from slime.plugins import load_object
-from slime.rl.reward_normalization import postprocess_rewards, raw_rewards
+from slime.rl.reward_normalization import postprocess_rewards
 from slime.types import RaggedArray, Sample, Status, TrainBatch
 
 
@@ -24,7 +24,7 @@ def samples_to_train_batch(args: argparse.Namespace, samples: list[Sample]) -> T
         post_process = load_object(args.custom_reward_post_process_path, "--custom-reward-post-process-path")
         raw, rewards = post_process(args, samples)
     else:
-        raw = raw_rewards(samples, args.reward_key)
+        raw = [sample.get_reward_value(args.reward_key) for sample in samples]
         rewards = postprocess_rewards(args, raw, [sample.status is not Status.FAILED for sample in samples])
     log_probs = [sample.rollout_log_probs for sample in samples]
     return TrainBatch(

@@ -6,7 +6,6 @@ are the rollout backend's own receivers.
 """
 
 import logging
-import os
 import shutil
 from collections.abc import Iterable
 from pathlib import Path
@@ -15,6 +14,8 @@ from typing import Any
 import ray
 import torch
 from safetensors.torch import save_file
+
+from slime.files import fresh_staging_dir, publish_dir
 
 logger = logging.getLogger(__name__)
 
@@ -54,15 +55,12 @@ def write_hf_checkpoint(tensors: dict[str, torch.Tensor], hf_source_dir: str | P
     Written under a temporary name and renamed, so readers (engines, a later run) never see a half-written directory.
     """
     source, out = Path(hf_source_dir), Path(out_dir)
-    staging = out.with_name(f".tmp_{out.name}")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
+    staging = fresh_staging_dir(out)
     for path in source.iterdir():
         if path.is_file() and not path.name.startswith("model.safetensors") and not path.name.endswith(".bin"):
             shutil.copyfile(path, staging / path.name)
     save_file(unshared_tensors(tensors), staging / "model.safetensors", metadata={"format": "pt"})
-    shutil.rmtree(out, ignore_errors=True)
-    os.replace(staging, out)
+    publish_dir(out)
     return out
 
 
