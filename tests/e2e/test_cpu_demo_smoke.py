@@ -1,10 +1,12 @@
 """The CPU demo (examples/cpu-demo/run.sh) end to end at smoke size: every stage runs with the real backends (Ray,
 Megatron CPU, SGLang CPU) and leaves its metrics, W&B offline run, HF export and report. It does not check learning:
 that takes the full-size run (see examples/cpu-demo/README.md for what it measured). Then the GRPO stage runs again
-with the same seed and must sample the same first rollout (seeded SGLang sampling from grpo.yaml)."""
+with the same seed and must sample the same first rollout (seeded SGLang sampling from grpo.yaml). Every run ends
+quietly and leaves none of its weight buffers in /dev/shm."""
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -13,9 +15,27 @@ import pytest
 
 ROOT = Path(__file__).parents[2]
 
+# What a process that dies natively leaves on the console: Ray's and Python's fault handlers, libstdc++'s terminate,
+# a stack frame of a shared library, the shell's report of a SIGABRT.
+NATIVE_CRASH = re.compile(
+    r"SIGABRT|SIGSEGV|Fatal Python error|Unhandled exception|terminate called|\bAborted\b|\.so\(\+0x[0-9a-f]+\)"
+)
+
 
 def read_metrics(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def check_quiet_end(result: subprocess.CompletedProcess) -> None:
+    """No native crash on the console, and no train actor's shared-memory weight buffer (torch names them
+    ``torch_<pid>_*``) left in /dev/shm."""
+    output = result.stdout + result.stderr
+    crash = [line for line in output.splitlines() if NATIVE_CRASH.search(line)]
+    assert not crash, "\n".join(crash[:20])
+    trainers = set(re.findall(r"\(TrainActor pid=(\d+)\)", output))
+    assert trainers, "no line of the train actor's on the console: its pid is how its buffers are found"
+    left = [path.name for pid in trainers for path in Path("/dev/shm").glob(f"torch_{pid}_*")]
+    assert not left, left
 
 
 @pytest.mark.slow
@@ -31,6 +51,7 @@ def test_cpu_demo_smoke(tmp_path):
         timeout=600,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    check_quiet_end(result)  # both stages (SFT, GRPO)
 
     # prepare.py: the model, its tokenizer and the three data files.
     assert (out / "model" / "config.json").is_file() and (out / "model" / "tokenizer.json").is_file()
@@ -69,6 +90,7 @@ def test_cpu_demo_smoke(tmp_path):
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert again.returncode == 0, again.stderr[-3000:]
+    check_quiet_end(again)
     first = json.loads((out / "grpo" / "rollouts" / "rollout_0.json").read_text())["samples"]
     second = json.loads((rerun / "rollout_0.json").read_text())["samples"]
     assert len(first) == 16

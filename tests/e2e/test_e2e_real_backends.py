@@ -80,6 +80,14 @@ def test_three_rollouts_with_megatron_sglang_and_every_sink(ray_runtime, tmp_pat
     versions = [json.loads((tmp_path / "rollouts" / f"{r}.json").read_text())["samples"] for r in range(3)]
     assert [{v for s in samples for v in s["weight_versions"]} for samples in versions] == [{"0"}, {"0"}, {"1"}]
 
+    # Weights went through shared memory (the CPU engine is on the trainer's host): the engine's log shows each of
+    # the 4 updates (before rollout 0, after each rollout) arrive as shared tensors, none as a broadcast or from disk.
+    engine_log = (out / "sglang" / "engine_0.log").read_text()
+    assert engine_log.count('"POST /begin_weight_update HTTP/1.1" 200') == 4
+    assert engine_log.count('"POST /update_weights_from_tensor HTTP/1.1" 200') >= 4
+    for other in ("/init_weights_update_group", "/update_weights_from_distributed", "/update_weights_from_disk"):
+        assert other not in engine_log, other
+
     # Checkpoint at rollout 1 (interval) and 2 (last), with the data position of each.
     assert (tmp_path / "ckpt" / "latest_checkpointed_iteration.txt").read_text().strip() == "2"
     assert json.loads((tmp_path / "ckpt" / "rollout" / "data_source_2.json").read_text())["sample_offset"] == 6

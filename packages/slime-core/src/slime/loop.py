@@ -8,6 +8,7 @@ from ``--load-debug-rollout-data`` dumps or a rollout function that does not gen
 
 import argparse
 import time
+import traceback
 
 import ray
 
@@ -124,12 +125,27 @@ def release(rollout_manager, train_actors: list, placement) -> None:
 
 
 def end_actors(actors: list, grace: float = 10.0) -> None:
-    """Let each actor exit on its own (so what it shared through torch, a weight sender's buffer, is removed: a
-    killed actor leaves it in /dev/shm), then kill those still there (busy or hung after a failure elsewhere)."""
-    exits = [actor.__ray_terminate__.remote() for actor in actors]
+    """Let each actor exit on its own, after its ``close()`` if it has one, then kill those still there (busy or hung
+    after a failure elsewhere).
+
+    What an actor shares through torch (the weight sender's buffer) goes in ``close()``, while the actor is whole: a
+    killed actor leaves it in /dev/shm, and the kill comes as soon as the exit call returns, often before the
+    actor's exit handlers have run; those that do run find torch's shared-memory manager killed by Ray."""
+    exits = [actor.__ray_call__.remote(close_and_exit) for actor in actors]
     ray.wait(exits, num_returns=len(exits), timeout=grace)
     for actor in actors:
         ray.kill(actor)
+
+
+def close_and_exit(actor) -> None:
+    """Runs inside an actor (``end_actors``): its ``close()``, if it has one, then its exit as ``__ray_terminate__``."""
+    close = getattr(actor, "close", None)
+    if close is not None:
+        try:
+            close()
+        except Exception:  # the actor exits all the same; its output shows why the close failed
+            traceback.print_exc()
+    ray.actor.exit_actor()
 
 
 def wait_for(rollout_ref) -> None:

@@ -260,10 +260,10 @@ class SharedMemoryWeightSender:
     AuthenticationError (measured).
 
     The buffer is kept from one update to the next, as allocating and first touching shared memory costs more than
-    the copy. ``close()`` frees it; a process that exits on its own has it removed by torch's shared-memory manager.
-    It stays in /dev/shm as ``torch_<pid>_*`` when the process is killed outright (Ray kills that manager along with
-    the actor) or when an engine still maps it as the engines are killed (seen once in CI: SGLang keeps the
-    received tensors until a garbage collection).
+    the copy. ``close()`` frees it through torch (the engines changed; the process goes on); a process that is
+    ending calls ``release_at_exit()`` (the train actor, through ``SGLangWeightReceiver.close``, before it exits;
+    an exit handler otherwise), which never calls into torch's shared-memory manager. The buffer stays in /dev/shm
+    as ``torch_<pid>_*`` only when the process is killed before either ran.
     """
 
     ALIGNMENT = 64  # bytes; every tensor starts at a multiple of it in the buffer
@@ -275,7 +275,7 @@ class SharedMemoryWeightSender:
         self.tp_sizes = tp_sizes or [1] * len(engine_urls)
         self.buffer: torch.Tensor | None = None
         torch.multiprocessing.set_sharing_strategy("file_system")
-        atexit.register(self.close)
+        atexit.register(self.release_at_exit)
 
     def update(self, named_tensors: Iterable[tuple[str, torch.Tensor]], version: str, buffer_size: int) -> None:
         """Send HF-named tensors in buckets of ``buffer_size`` bytes; engines load each bucket before the next."""
@@ -286,7 +286,32 @@ class SharedMemoryWeightSender:
     def close(self) -> None:
         """Free the shared memory (once no engine holds a mapping of it, torch removes it from /dev/shm)."""
         self.buffer = None
-        atexit.unregister(self.close)
+        atexit.unregister(self.release_at_exit)
+
+    def release_at_exit(self) -> None:
+        """Remove the buffer from /dev/shm in a process that is ending, without calling into torch.
+
+        Torch frees shared memory through its shared-memory manager, a child process (``torch_shm_manager``). An
+        exiting Ray actor has its child processes killed before Python's exit handlers run, so torch's free in an
+        exit handler, or in the interpreter's teardown, wrote to a dead socket and aborted the actor (measured:
+        Broken pipe, then SIGABRT in ``THManagedMapAllocator::close``). Here the name goes and the mapping is
+        kept to the end of the process: nothing opens the name again, an engine still mapping the buffer keeps its
+        pages, and as this process's reference is never dropped no process removes the name a second time (torch
+        fails when that finds it gone).
+        """
+        atexit.unregister(self.release_at_exit)
+        if self.buffer is None:
+            return
+        import ctypes
+        from _posixshmem import shm_unlink  # CPython's shm_unlink, as multiprocessing.shared_memory uses it
+
+        name = self.buffer.untyped_storage()._share_filename_cpu_()[1].decode()
+        try:
+            shm_unlink(name)
+        except FileNotFoundError:
+            pass
+        ctypes.pythonapi.Py_IncRef(ctypes.py_object(self.buffer))  # never deallocated: torch's free never runs
+        self.buffer = None
 
     def _send_bucket(self, bucket: list[tuple[str, torch.Tensor]], version: str) -> None:
         views = self._copy_into_buffer(bucket)
@@ -350,6 +375,15 @@ class SGLangWeightReceiver:
                 _sender.close()
             _sender = self._new_sender()
         _sender.update(named_tensors, weight_version, self.buffer_size)
+
+    def close(self) -> None:
+        """The trainer's process is about to end (``TrainActor.close``): release the shared-memory buffer now, as its
+        exit handlers may not run (``slime.loop.end_actors`` kills what is left once the exit call returns). A
+        broadcast group ends with the process."""
+        global _sender
+        if isinstance(_sender, SharedMemoryWeightSender):
+            _sender.release_at_exit()
+            _sender = None
 
     def _new_sender(self) -> SharedMemoryWeightSender | DistributedWeightSender:
         if self.shared_memory_host == socket.gethostname():

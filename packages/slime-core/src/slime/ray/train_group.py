@@ -26,6 +26,7 @@ class TrainActor:
         self.rank = rank
         self.world_size = world_size
         self.backend = backend_class()
+        self.receiver: WeightReceiver | None = None  # the last one weights went through
 
     def init(self, args: argparse.Namespace) -> int:
         return self.backend.init(args, self.rank, self.world_size)
@@ -37,7 +38,15 @@ class TrainActor:
         self.backend.save(rollout_id)
 
     def update_weights(self, receiver: WeightReceiver, weight_version: str) -> None:
+        self.receiver = receiver
         self.backend.update_weights(receiver, weight_version)
+
+    def close(self) -> None:
+        """Called by ``slime.loop.end_actors`` just before the actor exits: the weight receiver releases what the
+        updates hold in this process (the shared-memory buffer), as exit handlers may not run."""
+        close = getattr(self.receiver, "close", None)
+        if close is not None:
+            close()
 
 
 class TrainGroup:
