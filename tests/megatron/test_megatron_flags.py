@@ -6,9 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import megatron_helpers
 import pytest
 from launch_scripts import MODELS, MOE_SCRIPTS, SCRIPTS, argv
-from megatron_helpers import make_args, make_trainer
+from megatron_helpers import make_args, make_batch, make_trainer, train_rollouts
 
 from slime.config.arguments import parse_args
 from slime.errors import ConfigError
@@ -124,7 +125,7 @@ def test_dry_run_prints_the_checked_configuration_without_starting(tiny_models, 
         script[script.index(flag) + 1] = str(value)
     start = script.index("--eval-interval")
     del script[start : script.index("--n-samples-per-eval-prompt")]  # no eval data here
-    result = _slime("train", "--dry-run", *script, "--wandb-key", "secret-key")
+    result = _slime("train", "--dry-run", *script, "--wandb-key", "secret-key", "--output-dir", str(tmp_path / "out"))
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[-1] == "dry run: flags and inputs checked; nothing started"
@@ -132,4 +133,17 @@ def test_dry_run_prints_the_checked_configuration_without_starting(tiny_models, 
                  "balance_data = true", "qk_layernorm = true", "wandb_key = <redacted>"):  # fmt: skip
         assert line in lines, line
     assert "secret-key" not in result.stdout + result.stderr
-    assert not (tmp_path / "outputs").exists()
+    assert not (tmp_path / "out").exists()
+
+
+def test_spec_and_dropout_flags_reach_the_model(world, tiny_models):
+    hf_dir, batch = tiny_models["qwen3"], make_batch(600)
+    plain = train_rollouts(make_trainer(make_args(hf_dir)), batch, range(1))
+    custom = train_rollouts(
+        make_trainer(make_args(hf_dir, "--spec", "megatron_helpers", "custom_layer_spec")), batch, range(1)
+    )
+    assert megatron_helpers.SPEC_CALLS == [2]  # called once, with Megatron's config
+    for expected, got in zip(plain, custom, strict=True):  # the same layers (megatron's own attention, not SDPA)
+        assert got["loss"] == pytest.approx(expected["loss"], abs=1e-5)
+    dropout = train_rollouts(make_trainer(make_args(hf_dir, "--hidden-dropout", "0.5")), batch, range(1))
+    assert abs(dropout[0]["entropy_loss"] - plain[0]["entropy_loss"]) > 1e-3
