@@ -10,6 +10,7 @@ checkpoint). Import after ``cpu_compat.enable()`` on a machine without a GPU.
 
 import argparse
 import contextlib
+import copy
 import io
 from typing import Any
 
@@ -58,7 +59,8 @@ def _megatron_typed_values(args: argparse.Namespace) -> dict[str, Any]:
 
 def megatron_args(args: argparse.Namespace, hf: HFModelConfig, world_size: int, on_cpu: bool) -> argparse.Namespace:
     """A copy of ``args`` completed and checked by Megatron-LM's ``validate_args``."""
-    margs = argparse.Namespace(**vars(args))
+    # A deep copy: Megatron's validate_args appends to some of its list values in place.
+    margs = argparse.Namespace(**copy.deepcopy(vars(args)))
     vars(margs).update(_megatron_typed_values(args))
     check_and_fill_shape(margs, hf, args.hf_checkpoint)
     if margs.max_position_embeddings is None:
