@@ -195,3 +195,37 @@ def test_empty_config_file_changes_nothing(tmp_path):
     config = tmp_path / "empty.yaml"
     config.write_text("")
     assert parse_args(["--config", str(config), *BASE]).rollout_batch_size == 4
+
+
+def test_slime_flags_of_launch_scripts():
+    args = parse_args(BASE)
+    assert (args.balance_data, args.log_probs_chunk_size, args.data_pad_size_multiplier) == (False, -1, 128)
+    assert args.compute_advantages_and_returns is True and args.custom_config_path is None
+    args = parse_args(
+        [*BASE, "--balance-data", "--log-probs-chunk-size", "512", "--disable-compute-advantages-and-returns"]
+    )
+    assert (args.balance_data, args.log_probs_chunk_size, args.compute_advantages_and_returns) == (True, 512, False)
+    assert error_of([*BASE, "--log-probs-chunk-size", "0"]).startswith("--log-probs-chunk-size must be a positive")
+
+
+def test_no_offload_keeps_a_colocated_side_resident(tmp_path):
+    args = parse_args([*BASE, "--colocate", "--no-offload-train"])
+    assert (args.offload_train, args.offload_rollout) == (False, True)
+    config = tmp_path / "run.yaml"
+    config.write_text("colocate: true\noffload-rollout: false\n")
+    args = parse_args(["--config", str(config), *BASE])
+    assert (args.offload_train, args.offload_rollout) == (True, False)
+
+
+def test_custom_config_sets_attributes_for_custom_functions(tmp_path):
+    config = tmp_path / "custom.yaml"
+    config.write_text("judge_model: qwen-72b\nrollout_temperature: 0.5\nretries: [1, 2]\n")
+    args = parse_args([*BASE, "--custom-config-path", str(config)])
+    assert (args.judge_model, args.rollout_temperature, args.retries) == ("qwen-72b", 0.5, [1, 2])
+    config.write_text("- a\n")
+    assert error_of([*BASE, "--custom-config-path", str(config)]) == (
+        f"--custom-config-path {config}: expected a mapping, got list"
+    )
+    assert error_of([*BASE, "--custom-config-path", "/nonexistent.yaml"]) == (
+        "--custom-config-path /nonexistent.yaml: file not found"
+    )

@@ -53,3 +53,17 @@ def test_train_help_shows_slime_and_plugin_flags():
     assert result.returncode == 0
     assert "--rollout-batch-size" in result.stdout
     assert "--wandb-project" in result.stdout  # from slime-metrics' slime_add_arguments
+
+
+def test_train_dry_run_prints_the_checked_configuration_and_stops(tmp_path):
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text('{"input": "1+1="}\n{"input": "2+2="}\n')
+    argv = ["train", "--dry-run", "--prompt-data", str(prompts), "--rollout-batch-size", "2", "--train-backend", "hf"]
+    result = slime(*argv, "--output-dir", str(tmp_path / "out"), "--wandb-key", "k-123")
+    assert result.returncode == 2 and result.stderr.startswith("slime train: error: ")  # no backend "hf" here
+    result = slime(*argv[:-2], "--output-dir", str(tmp_path / "out"), "--wandb-key", "k-123")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert {"rollout_batch_size = 2", "global_batch_size = 2", "wandb_key = <redacted>"} <= set(lines)
+    assert lines[-1] == "dry run: flags and inputs checked; nothing started"
+    assert "k-123" not in result.stdout and not (tmp_path / "out").exists()

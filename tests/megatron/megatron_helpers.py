@@ -98,3 +98,14 @@ def make_trainer(args: argparse.Namespace):
 def train_rollouts(trainer, batch: TrainBatch, rollout_ids: range) -> list[dict[str, float]]:
     """Every step's metrics over these rollouts (the same batch each time)."""
     return [metrics for rollout_id in rollout_ids for metrics in trainer.train(rollout_id, batch)]
+
+
+SPEC_CALLS: list[int] = []
+
+
+def custom_layer_spec(args: argparse.Namespace, config, vp_stage):
+    """A ``--spec megatron_helpers custom_layer_spec`` for the tests: megatron-core's local spec, call recorded."""
+    from megatron.core.models.gpt.gpt_layer_specs import get_gpt_layer_local_spec
+
+    SPEC_CALLS.append(config.num_layers)
+    return get_gpt_layer_local_spec(qk_layernorm=args.qk_layernorm, normalization=args.normalization)

@@ -16,15 +16,28 @@ from safetensors.torch import load_file
 
 from slime_megatron import cpu_compat
 
-# Layout name -> its flags. PP=2 also packs micro-batches by token budget, so stages exchange varying shapes; the
-# last layout also switches the loss to a per-token mean, whose denominator spans ranks.
+# Layout name -> its flags. TP=2 runs with sequence parallelism (micro-batches padded to a multiple of 2) and
+# recompute (full and uniform, or selective); PP=2 also recomputes whole blocks and packs micro-batches by token
+# budget, so stages exchange varying shapes; the distributed optimizer's run balances tokens over the DP ranks and
+# computes log-probs in chunks; the per-token loss's denominator spans ranks; SGD is compared with a plain SGD run.
 LAYOUTS = {
-    "tp2": ["--tensor-model-parallel-size", "2"],
-    "pp2": ["--pipeline-model-parallel-size", "2", "--use-dynamic-batch-size", "--max-tokens-per-gpu", "24"],
+    "tp2": [
+        "--tensor-model-parallel-size", "2", "--sequence-parallel",
+        "--recompute-granularity", "full", "--recompute-method", "uniform", "--recompute-num-layers", "1",
+        "--accumulate-allreduce-grads-in-fp32", "--attention-softmax-in-fp32",
+    ],
+    "tp2_selective_recompute": [
+        "--tensor-model-parallel-size", "2", "--sequence-parallel", "--recompute-granularity", "selective",
+    ],
+    "pp2": [
+        "--pipeline-model-parallel-size", "2", "--use-dynamic-batch-size", "--max-tokens-per-gpu", "24",
+        "--recompute-granularity", "full", "--recompute-method", "block", "--recompute-num-layers", "1",
+    ],
     "dp2": [],
-    "dp2_distributed_optimizer": ["--use-distributed-optimizer"],
+    "dp2_distributed_optimizer": ["--use-distributed-optimizer", "--balance-data", "--log-probs-chunk-size", "3"],
     "dp2_per_token_loss": ["--calculate-per-token-loss"],
-}
+    "dp2_sgd": ["--optimizer", "sgd"],
+}  # fmt: skip
 
 
 def main() -> None:

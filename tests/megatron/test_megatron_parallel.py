@@ -1,4 +1,5 @@
-"""TP=2, PP=2 and DP=2 over two gloo processes train exactly like one process; checkpoints reshard TP=2 -> TP=1."""
+"""TP=2 (+SP, recompute), PP=2 and DP=2 (distributed optimizer, balanced data, SGD) over two gloo processes train
+exactly like one process; checkpoints reshard TP=2 -> TP=1."""
 
 import json
 import os
@@ -61,8 +62,11 @@ def test_two_process_layouts_match_one_process(world, tiny_models, tmp_path):
     assert len(single) == 4 and single[3]["ppo_kl"] != 0.0  # an off-policy step, compared too
     per_token = train_rollouts(make_trainer(make_args(hf_dir, "--calculate-per-token-loss")), batch, range(2))
     assert any(abs(p["pg_loss"] - s["pg_loss"]) > 1e-3 for p, s in zip(per_token, single, strict=True))
+    sgd = train_rollouts(make_trainer(make_args(hf_dir, "--optimizer", "sgd")), batch, range(2))
+    assert abs(sgd[1]["loss"] - single[1]["loss"]) > 1e-4  # the optimizer flag reaches megatron
+    expected = {"dp2_per_token_loss": per_token, "dp2_sgd": sgd}
     for layout, steps in parallel.items():
-        _assert_same_steps(steps, per_token if layout == "dp2_per_token_loss" else single, layout)
+        _assert_same_steps(steps, expected.get(layout, single), layout)
     # The trainer's rollout/* means cover the whole rollout in every layout (DP ranks each hold half of it).
     assert {"rollout/advantages", "rollout/log_probs", "rollout/ref_log_probs"} <= set(single_means)
     for layout, means in results["means"].items():

@@ -7,7 +7,7 @@ from megatron_helpers import make_args, make_batch, make_trainer, train_rollouts
 from slime.metrics.rollout import train_data_means
 from slime.rl.advantages import AdvantageBatch, compute_advantages_and_returns
 from slime_megatron import checkpoint
-from slime_megatron.batches import split_by_tokens
+from slime_megatron.batches import balanced_shares, make_micro_batches, split_by_tokens
 
 
 def _objective(trainer, batch) -> float:
@@ -74,6 +74,15 @@ def test_a_crash_mid_save_leaves_the_previous_checkpoint(world, tiny_models, tmp
     assert not (root / "iter_0000001").exists()
     monkeypatch.undo()
     assert checkpoint.load_checkpoint(root, trainer.trainable) == 0
+
+
+def test_balanced_shares_and_sequence_parallel_padding():
+    lengths = [5, 12, 6, 7, 9, 10, 8, 11]
+    shares = balanced_shares(list(range(8)), lengths, 2)  # --balance-data: equal counts, even tokens
+    assert [len(share) for share in shares] == [4, 4] and sorted(shares[0] + shares[1]) == list(range(8))
+    assert [sum(lengths[i] for i in share) for share in shares] == [34, 34]  # contiguous halves: 30 and 38
+    padded = make_micro_batches([[1] * 5, [2] * 4], [2, 2], [[0, 1]], pad_to_multiple=4)[0]
+    assert padded.tokens.shape == (2, 8) and padded.total_lengths == [5, 4]
 
 
 def test_micro_batches_by_token_budget_train_like_micro_batches_by_count(world, tiny_models):

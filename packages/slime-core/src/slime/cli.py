@@ -41,11 +41,21 @@ def _train(argv: list[str]) -> int:
 
     args = parse_args(argv, prog="slime train")
     check_run_inputs(args)
+    if args.dry_run:
+        return _print_dry_run(args)
     _show_progress()
     from slime.loop import train
 
     with _ray(args):
         train(args)
+    return 0
+
+
+def _print_dry_run(args: argparse.Namespace) -> int:
+    from slime.config.dry_run import describe
+
+    print(describe(args))
+    print("dry run: flags and inputs checked; nothing started")
     return 0
 
 
@@ -97,6 +107,8 @@ def _eval(argv: list[str]) -> int:
     if not (args.eval_prompt_data or args.eval_config):
         raise ConfigError("slime eval needs --eval-prompt-data or --eval-config")
     check_run_inputs(args, train=False)
+    if args.dry_run:
+        return _print_dry_run(args)
     _show_progress()
     from slime.loop import eval_only
 

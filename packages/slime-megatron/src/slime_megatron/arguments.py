@@ -1,60 +1,97 @@
-"""The megatron backend's flags, under Megatron-LM's names, and their checks."""
+"""The megatron backend's flags (Megatron-LM's own, ``megatron_flags.py``) and their checks at parse time.
+
+Checks here need no megatron import: flag values, the model shape against ``--hf-checkpoint``'s config.json, and
+what the backend cannot train yet (mixture-of-experts, multi-latent attention). What depends on the device is
+checked by the training rank (``device_features.py``), because the machine that parses may not be the one that
+trains.
+"""
 
 import argparse
+from pathlib import Path
 
 from slime.errors import ConfigError
-
-LR_DECAY_STYLES = ("constant", "linear", "cosine", "inverse-square-root")
+from slime_megatron.megatron_flags import add_megatron_arguments
+from slime_megatron.model_shape import check_and_fill_shape, load_hf_config
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("megatron train backend (slime-megatron)")
-    group.add_argument("--tensor-model-parallel-size", type=int, default=1)
-    group.add_argument("--pipeline-model-parallel-size", type=int, default=1)
-    group.add_argument("--bf16", action="store_true", help="train in bf16 with fp32 main weights (GPU only)")
-    group.add_argument("--use-distributed-optimizer", action="store_true", help="shard optimizer state over DP")
-    group.add_argument("--lr", type=float, default=1e-6)
-    group.add_argument("--min-lr", type=float, default=0.0)
-    group.add_argument("--lr-decay-style", choices=LR_DECAY_STYLES, default="constant")
-    group.add_argument("--lr-warmup-iters", type=int, default=0, help="optimizer steps of linear warmup")
-    group.add_argument("--lr-warmup-init", type=float, default=0.0, help="learning rate at the start of warmup")
-    group.add_argument("--lr-decay-iters", type=int, default=None, help="default: all optimizer steps of the run")
-    group.add_argument("--weight-decay", type=float, default=0.01)
-    group.add_argument("--adam-beta1", type=float, default=0.9)
-    group.add_argument("--adam-beta2", type=float, default=0.999)
-    group.add_argument("--adam-eps", type=float, default=1e-8)
-    group.add_argument("--clip-grad", type=float, default=1.0, help="gradient-norm clipping (0: off)")
-    group.add_argument("--no-load-optim", action="store_true", help="with --load: weights only, fresh optimizer")
-    group.add_argument("--no-load-rng", action="store_true", help="with --load: do not restore RNG states")
+    group.add_argument(
+        "--allgather-cp",
+        action="store_true",
+        help="slime's all-gather context-parallel layout for DSA attention models (not supported yet with CP > 1)",
+    )
+    # Flags of slime's Megatron-LM patch (GLM4's extra norms), read by the layer spec that builds them (--spec).
+    group.add_argument("--post-self-attn-layernorm", action="store_true", help="a norm after self-attention (GLM4)")
+    group.add_argument("--post-mlp-layernorm", action="store_true", help="a norm after the MLP (GLM4)")
+    add_megatron_arguments(parser)
 
 
 def _fail(message: str) -> None:
     raise ConfigError(message)
 
 
+def _flag(dest: str) -> str:
+    return "--" + dest.replace("_", "-")
+
+
 def validate_args(args: argparse.Namespace) -> None:
-    for flag in ("tensor_model_parallel_size", "pipeline_model_parallel_size"):
-        if getattr(args, flag) < 1:
-            _fail(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
-    for flag in ("lr", "min_lr", "weight_decay", "clip_grad", "lr_warmup_init"):
-        if getattr(args, flag) < 0:
-            _fail(f"--{flag.replace('_', '-')} must be >= 0, got {getattr(args, flag)}")
+    for dest in ("tensor_model_parallel_size", "pipeline_model_parallel_size", "context_parallel_size"):
+        if getattr(args, dest) < 1:
+            _fail(f"{_flag(dest)} must be >= 1, got {getattr(args, dest)}")
+    for dest in ("lr", "min_lr", "weight_decay", "clip_grad", "lr_warmup_init"):
+        if getattr(args, dest) < 0:
+            _fail(f"{_flag(dest)} must be >= 0, got {getattr(args, dest)}")
     if args.min_lr > args.lr:
         _fail(f"--min-lr ({args.min_lr}) must be <= --lr ({args.lr})")
     if args.lr_warmup_iters < 0:
         _fail(f"--lr-warmup-iters must be >= 0, got {args.lr_warmup_iters}")
+    if args.lr_warmup_fraction is not None and not 0 <= args.lr_warmup_fraction <= 1:
+        _fail(f"--lr-warmup-fraction must be in [0, 1], got {args.lr_warmup_fraction}")
     if args.lr_decay_iters is not None and args.lr_decay_iters < 1:
         _fail(f"--lr-decay-iters must be >= 1, got {args.lr_decay_iters}")
-    for flag in ("adam_beta1", "adam_beta2"):
-        if not 0 <= getattr(args, flag) < 1:
-            _fail(f"--{flag.replace('_', '-')} must be in [0, 1), got {getattr(args, flag)}")
+    for dest in ("adam_beta1", "adam_beta2"):
+        if not 0 <= getattr(args, dest) < 1:
+            _fail(f"{_flag(dest)} must be in [0, 1), got {getattr(args, dest)}")
+    if args.spec is not None and len(args.spec) != 2:
+        _fail(f"--spec takes MODULE FUNCTION (a custom layer spec), got {' '.join(args.spec) or 'nothing'}")
     if args.train_backend != "megatron":
         return
+    _check_model(args)
     # Batch sizes against the data-parallel size are checked by the trainer, which knows its world.
-    model_parallel = args.tensor_model_parallel_size * args.pipeline_model_parallel_size
+    model_parallel = args.tensor_model_parallel_size * args.pipeline_model_parallel_size * args.context_parallel_size
     world_size = args.actor_num_nodes * args.actor_num_gpus_per_node
     if world_size % model_parallel:
         _fail(
             f"--actor-num-nodes x --actor-num-gpus-per-node ({world_size}) is not divisible by "
-            f"--tensor-model-parallel-size x --pipeline-model-parallel-size ({model_parallel})"
+            f"--tensor-model-parallel-size x --pipeline-model-parallel-size x --context-parallel-size "
+            f"({model_parallel})"
         )
+
+
+def _check_model(args: argparse.Namespace) -> None:
+    """The architecture: config.json's model type first (it names what is missing), then the flags."""
+    if args.hf_checkpoint and (Path(args.hf_checkpoint) / "config.json").is_file():
+        from slime.config.preflight import check_model_dir  # imports the data modules: only when needed
+
+        check_model_dir(args.hf_checkpoint)  # slime's one-line errors for an unreadable config.json
+        check_and_fill_shape(args, load_hf_config(args.hf_checkpoint), args.hf_checkpoint)
+    if args.num_experts is not None:
+        _fail(f"--num-experts {args.num_experts}: model type mixture-of-experts is not supported yet")
+    if args.multi_latent_attention:
+        _fail("--multi-latent-attention: model type multi-latent attention is not supported yet")
+    if args.transformer_impl != "local" and args.spec is None:
+        _fail(
+            f"--transformer-impl {args.transformer_impl}: this backend builds megatron-core's local layer spec; "
+            "TransformerEngine layers are not supported yet"
+        )
+    for dest in ("post_self_attn_layernorm", "post_mlp_layernorm"):
+        if getattr(args, dest) and args.spec is None:
+            _fail(f"{_flag(dest)} needs a --spec layer spec that builds that norm; the local layer spec has none")
+    if args.context_parallel_size > 1 and args.spec is None:
+        _fail(
+            f"--context-parallel-size {args.context_parallel_size}: megatron-core's local attention "
+            "(DotProductAttention) does not support context parallelism; it needs TransformerEngine's attention"
+        )
+    if args.allgather_cp and args.context_parallel_size > 1:
+        _fail("--allgather-cp is for DSA attention models (DeepSeek-V3.2, GLM-5.1), which are not supported yet")

@@ -48,13 +48,27 @@ def split_by_tokens(sample_ids: list[int], lengths: list[int], max_tokens: int) 
     return groups
 
 
+def balanced_shares(sample_ids: list[int], lengths: list[int], num_shares: int) -> list[list[int]]:
+    """``sample_ids`` in ``num_shares`` shares of equal size whose token totals are as even as a greedy pass makes
+    them (``--balance-data``): longest sample first, each to the lightest share that still has room."""
+    size = len(sample_ids) // num_shares
+    shares: list[list[int]] = [[] for _ in range(num_shares)]
+    totals = [0] * num_shares
+    for i in sorted(sample_ids, key=lambda i: -lengths[i]):
+        share = min((s for s in range(num_shares) if len(shares[s]) < size), key=lambda s: totals[s])
+        shares[share].append(i)
+        totals[share] += lengths[i]
+    return [sorted(share) for share in shares]
+
+
 def make_micro_batches(
-    tokens: Sequence[Sequence[int]], response_lengths: list[int], groups: list[list[int]]
+    tokens: Sequence[Sequence[int]], response_lengths: list[int], groups: list[list[int]], pad_to_multiple: int = 1
 ) -> list[MicroBatch]:
-    """One padded micro-batch per group of sample ids."""
+    """One padded micro-batch per group of sample ids, its length rounded up to ``pad_to_multiple`` (sequence
+    parallelism splits the sequence over tensor-parallel ranks)."""
     batches = []
     for ids in groups:
-        seq_len = max(len(tokens[i]) for i in ids)
+        seq_len = -(-max(len(tokens[i]) for i in ids) // pad_to_multiple) * pad_to_multiple
         padded = torch.zeros(len(ids), seq_len, dtype=torch.long)
         for row, i in enumerate(ids):
             if response_lengths[i] < 1 or response_lengths[i] >= len(tokens[i]):

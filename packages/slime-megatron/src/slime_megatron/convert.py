@@ -22,7 +22,8 @@ def _single_process_model(hf_dir: str | Path):
     import torch.distributed as dist
 
     from slime_megatron.hf_config import HFModelConfig
-    from slime_megatron.model import build_gpt_model, transformer_config
+    from slime_megatron.megatron_flags import default_args
+    from slime_megatron.model import build_model
     from slime_megatron.parallel import init_parallel
 
     if not dist.is_initialized():
@@ -33,9 +34,7 @@ def _single_process_model(hf_dir: str | Path):
     else:
         init_parallel(rank=dist.get_rank(), world_size=dist.get_world_size(), on_cpu=on_cpu)
     hf = HFModelConfig.load(hf_dir)
-    model = build_gpt_model(hf, transformer_config(hf, on_cpu=on_cpu))
-    if not on_cpu:
-        model.cuda()
+    _, _, model = build_model(default_args(str(hf_dir)), hf, world_size=1, on_cpu=on_cpu)
     return hf, model
 
 

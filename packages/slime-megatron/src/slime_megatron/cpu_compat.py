@@ -22,6 +22,7 @@ import contextlib
 import functools
 import importlib
 import importlib.metadata
+import os
 import sys
 import types
 from collections.abc import Callable, Iterator
@@ -133,6 +134,10 @@ def _set_rng_state(new_state: torch.Tensor, device: int = -1, graph_safe: bool =
     torch.set_rng_state(new_state)
 
 
+def _no_device_arch() -> int:
+    return 0  # below every GPU generation: Megatron takes its pre-Hopper paths, which have CPU equivalents
+
+
 @contextlib.contextmanager
 def _cpu_tensors_pass_as_cuda() -> Iterator[None]:
     """For the duration of one megatron-core call, CPU tensors answer ``.type()`` with their CUDA name and
@@ -236,6 +241,10 @@ def enable() -> None:
     # The tracker's state get/set read torch.cuda's default generators; on CPU its states are the CPU generator's.
     _patch("megatron.core.tensor_parallel.random", "_get_cuda_rng_state", lambda _: _get_rng_state)
     _patch("megatron.core.tensor_parallel.random", "_set_cuda_rng_state", lambda _: _set_rng_state)
+    # Megatron-LM's validate_args (megatron_config.py) asks the GPU's architecture, and with TP or CP > 1 requires
+    # CUDA_DEVICE_MAX_CONNECTIONS=1 (a CUDA stream setting, meaningless on CPU).
+    _patch("megatron.training.arguments", "get_device_arch_version", lambda _: _no_device_arch)
+    os.environ.setdefault("CUDA_DEVICE_MAX_CONNECTIONS", "1")
     _enabled = True
 
 

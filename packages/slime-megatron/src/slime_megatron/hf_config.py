@@ -42,7 +42,9 @@ class HFModelConfig:
     def from_dict(cls, config: dict[str, Any]) -> "HFModelConfig":
         model_type = config.get("model_type")
         if model_type not in SUPPORTED_MODEL_TYPES:
-            raise ValueError(f"model_type {model_type!r} is not supported; expected one of {SUPPORTED_MODEL_TYPES}")
+            raise ValueError(
+                f"model type {model_type} is not supported yet (supported: {', '.join(SUPPORTED_MODEL_TYPES)})"
+            )
         if config.get("hidden_act", "silu") != "silu":
             raise ValueError(f"hidden_act {config['hidden_act']!r} is not supported (SwiGLU needs silu)")
         if config.get("mlp_bias"):

@@ -52,3 +52,23 @@ def vocab_parallel_log_probs(
         weighted = (exp * scaled.masked_fill(padding, 0.0)).sum(dim=-1)
         entropy_values = log_normaliser - reduce_from_tensor_model_parallel_region(weighted) / sum_exp
     return log_probs, entropy_values
+
+
+def chunked_log_probs(
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    vocab_size: int,
+    temperature: float,
+    chunk_size: int,
+    entropy: str = "none",
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``vocab_parallel_log_probs`` over ``chunk_size`` tokens at a time (``--log-probs-chunk-size``; -1: all at
+    once), so the float32 softmax temporaries of a long response stay bounded."""
+    if chunk_size < 1 or len(targets) <= chunk_size:
+        return vocab_parallel_log_probs(logits, targets, vocab_size, temperature, entropy)
+    parts = [
+        vocab_parallel_log_probs(chunk, chunk_targets, vocab_size, temperature, entropy)
+        for chunk, chunk_targets in zip(logits.split(chunk_size), targets.split(chunk_size), strict=True)
+    ]
+    log_probs = torch.cat([part[0] for part in parts])
+    return log_probs, None if entropy == "none" else torch.cat([part[1] for part in parts])

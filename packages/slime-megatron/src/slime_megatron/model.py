@@ -1,89 +1,67 @@
-"""An HF causal-LM config (Qwen2, Qwen3, Llama) as a megatron-core ``GPTModel``: local layer spec, SDPA attention."""
+"""The megatron-core ``GPTModel`` of an HF causal-LM checkpoint (Qwen2, Qwen3, Llama), configured by the flags.
+
+Megatron-LM's translation turns the flags into the ``TransformerConfig`` (``megatron_config.py``); the layer spec is
+megatron-core's local one with slime-megatron's SDPA core attention, or ``--spec MODULE FUNCTION``'s.
+"""
+
+import argparse
+import importlib
 
 import torch
-import torch.nn.functional as F
 from megatron.core import parallel_state
 from megatron.core.models.gpt import GPTModel
 from megatron.core.models.gpt.gpt_layer_specs import get_gpt_layer_local_spec
 from megatron.core.transformer import TransformerConfig
+from megatron.core.transformer.spec_utils import ModuleSpec
+from megatron.core.transformer.transformer_block import TransformerBlockSubmodules, get_num_layers_to_build
 
+from slime.errors import ConfigError
 from slime_megatron.attention import SDPAttention
 from slime_megatron.hf_config import HFModelConfig
+from slime_megatron.megatron_config import megatron_args, transformer_config
+from slime_megatron.norms import TorchNorm, replace_torch_norms
 
 
-def transformer_config(
-    hf: HFModelConfig,
-    *,
-    tp_size: int = 1,
-    pp_size: int = 1,
-    dtype: torch.dtype = torch.float32,
-    on_cpu: bool = False,
-) -> TransformerConfig:
-    """The megatron-core config of ``hf``'s architecture for a TP/PP layout, computing in ``dtype``."""
-    if hf.num_kv_heads % tp_size:
-        raise ValueError(f"{hf.num_kv_heads} key/value heads cannot be split over tensor-parallel size {tp_size}")
-    if hf.num_layers % pp_size:
-        raise ValueError(f"{hf.num_layers} layers cannot be split over pipeline-parallel size {pp_size}")
-    return TransformerConfig(
-        num_layers=hf.num_layers,
-        hidden_size=hf.hidden_size,
-        ffn_hidden_size=hf.intermediate_size,
-        num_attention_heads=hf.num_heads,
-        num_query_groups=hf.num_kv_heads,
-        kv_channels=hf.head_dim,
-        normalization="RMSNorm",
-        layernorm_epsilon=hf.rms_norm_eps,
-        gated_linear_unit=True,  # SwiGLU: silu(gate) * up
-        activation_func=F.silu,
-        add_bias_linear=False,
-        add_qkv_bias=hf.qkv_bias,
-        qk_layernorm=hf.qk_norm,
-        hidden_dropout=0.0,
-        attention_dropout=0.0,
-        # Fused kernels are CUDA-only; the unfused paths compute the same functions.
-        bias_activation_fusion=False,
-        masked_softmax_fusion=False,
-        bias_dropout_fusion=False,
-        apply_rope_fusion=False,
-        gradient_accumulation_fusion=False,
-        persist_layer_norm=False,
-        tensor_model_parallel_size=tp_size,
-        pipeline_model_parallel_size=pp_size,
-        # Micro-batches differ in length (and, by token budget, in samples): stages exchange shapes first.
-        variable_seq_lengths=pp_size > 1,
-        # Only MoE reads the dispatcher; the default ("allgather") refuses variable sequence lengths.
-        moe_token_dispatcher_type="alltoall",
-        params_dtype=dtype,
-        pipeline_dtype=dtype,
-        bf16=dtype == torch.bfloat16,
-        fp16=dtype == torch.float16,
-        # Weights always come from a checkpoint (every parameter is mapped): skip random initialisation. CPU
-        # initialisation keeps the CPU run off megatron's CUDA init path.
-        perform_initialization=False,
-        use_cpu_initialization=on_cpu,
-    )
+def layer_spec(margs: argparse.Namespace, config: TransformerConfig) -> ModuleSpec | TransformerBlockSubmodules:
+    """``--spec MODULE FUNCTION`` (called as slime calls it: ``function(args, config, vp_stage)``), else the local
+    spec with SDPA attention and torch norms that allow sequence parallelism (``norms.py``), final norm included."""
+    if margs.spec is None:
+        spec = get_gpt_layer_local_spec(qk_layernorm=margs.qk_layernorm, normalization=margs.normalization)
+        spec.submodules.self_attention.submodules.core_attention = SDPAttention
+        replace_torch_norms(spec)
+        return TransformerBlockSubmodules(layer_specs=[spec] * get_num_layers_to_build(config), layer_norm=TorchNorm)
+    module_name, name = margs.spec
+    try:
+        found = getattr(importlib.import_module(module_name), name)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"--spec {module_name} {name}: cannot import it ({exc})") from None
+    return found(margs, config, None) if callable(found) else found
 
 
-def build_gpt_model(hf: HFModelConfig, config: TransformerConfig) -> GPTModel:
-    """This rank's pipeline stage of the model (``parallel_state`` must be initialised)."""
-    pre_process = parallel_state.is_pipeline_first_stage()
-    post_process = parallel_state.is_pipeline_last_stage()
-    spec = get_gpt_layer_local_spec(qk_layernorm=hf.qk_norm, normalization="RMSNorm")
-    spec.submodules.self_attention.submodules.core_attention = SDPAttention
+def build_model(
+    args: argparse.Namespace, hf: HFModelConfig, world_size: int, on_cpu: bool
+) -> tuple[argparse.Namespace, TransformerConfig, GPTModel]:
+    """Megatron's view of the flags, the model config, and this rank's pipeline stage of the model
+    (``parallel_state`` must be initialised)."""
+    margs = megatron_args(args, hf, world_size, on_cpu)
+    config = transformer_config(margs)
     model = GPTModel(
         config=config,
-        transformer_layer_spec=spec,
+        transformer_layer_spec=layer_spec(margs, config),
         vocab_size=hf.padded_vocab_size(config.tensor_model_parallel_size),
-        max_sequence_length=hf.max_position_embeddings,
-        pre_process=pre_process,
-        post_process=post_process,
+        max_sequence_length=margs.max_position_embeddings,
+        pre_process=parallel_state.is_pipeline_first_stage(),
+        post_process=parallel_state.is_pipeline_last_stage(),
         # Each TP rank keeps its slice of the vocabulary; log-probs are assembled across slices (logprobs.py).
         parallel_output=True,
-        share_embeddings_and_output_weights=hf.tie_word_embeddings,
-        position_embedding_type="rope",
-        rotary_base=hf.rope_theta,
+        share_embeddings_and_output_weights=not margs.untie_embeddings_and_output_weights,
+        position_embedding_type=margs.position_embedding_type,
+        rotary_percent=margs.rotary_percent,
+        rotary_base=margs.rotary_base,
     )
-    return model
+    if not on_cpu:
+        model.cuda()
+    return margs, config, model
 
 
 def unwrap_model(model: torch.nn.Module) -> GPTModel:

@@ -10,8 +10,10 @@ from slime_megatron import arguments, convert
 from slime_megatron.backend import MegatronTrainBackend
 
 
-@hookimpl
+@hookimpl(trylast=True)
 def slime_add_arguments(parser: argparse.ArgumentParser) -> None:
+    # Last, so every flag another package defines (slime-metrics' --wandb-project, ...) keeps its owner's meaning:
+    # Megatron's options whose names are taken are left out.
     arguments.add_arguments(parser)
 
 

@@ -27,8 +27,15 @@ from slime.rl.reduction import make_reducer
 from slime.types import TrainBatch
 from slime.weights.disk import write_hf_checkpoint
 from slime_megatron import checkpoint
-from slime_megatron.batches import MicroBatch, make_micro_batches, response_logits, split_by_count, split_by_tokens
-from slime_megatron.hf_config import HFModelConfig
+from slime_megatron.batches import (
+    MicroBatch,
+    balanced_shares,
+    make_micro_batches,
+    response_logits,
+    split_by_count,
+    split_by_tokens,
+)
+from slime_megatron.device_features import refuse_gpu_only_features
 from slime_megatron.hf_mapping import (
     copy_weights,
     gather_hf_state_dict,
@@ -36,8 +43,9 @@ from slime_megatron.hf_mapping import (
     load_hf_weights,
     snapshot_weights,
 )
-from slime_megatron.logprobs import vocab_parallel_log_probs
-from slime_megatron.model import build_gpt_model, transformer_config
+from slime_megatron.logprobs import chunked_log_probs
+from slime_megatron.model import build_model
+from slime_megatron.model_shape import load_hf_config
 from slime_megatron.optimizer import build_trainable
 from slime_megatron.parallel import init_parallel
 from slime_megatron.training import forward_only, train_step
@@ -79,22 +87,14 @@ class MegatronTrainer:
             on_cpu=on_cpu,
         )
         self.device = torch.device("cpu") if on_cpu else torch.device("cuda", torch.cuda.current_device())
-        self.hf = HFModelConfig.load(args.hf_checkpoint)
-        dtype = torch.bfloat16 if args.bf16 else torch.float32
-        self.config = transformer_config(
-            self.hf,
-            tp_size=args.tensor_model_parallel_size,
-            pp_size=args.pipeline_model_parallel_size,
-            dtype=dtype,
-            on_cpu=on_cpu,
-        )
-        model = build_gpt_model(self.hf, self.config)
-        if not on_cpu:
-            model.cuda()
+        self.hf = load_hf_config(args.hf_checkpoint)
+        if on_cpu:
+            refuse_gpu_only_features(args)
+        self.margs, self.config, model = build_model(args, self.hf, world_size, on_cpu)
         self.ref_weights = self._reference_weights(model) if needs_reference(args) else None
         load_hf_weights(model, self.hf, args.hf_checkpoint)
         total_steps = args.lr_decay_iters or (args.num_rollout or 0) * (args.num_steps_per_rollout or 1) or 1
-        self.trainable = build_trainable(model, self.config, args, total_steps)
+        self.trainable = build_trainable(model, self.config, self.margs, total_steps)
         self.start_rollout_id = 0
         if args.load and checkpoint.latest_iteration(args.load) is not None:
             iteration = checkpoint.load_checkpoint(
@@ -117,7 +117,9 @@ class MegatronTrainer:
 
     def _log_probs_of(self, batch: MicroBatch, logits: torch.Tensor) -> dict[str, list[torch.Tensor]]:
         packed, targets = response_logits(logits, batch)
-        log_probs, _ = vocab_parallel_log_probs(packed, targets, self.hf.vocab_size, self.args.rollout_temperature)
+        log_probs, _ = chunked_log_probs(
+            packed, targets, self.hf.vocab_size, self.args.rollout_temperature, self.args.log_probs_chunk_size
+        )
         # To CPU: outputs may travel to other pipeline stages as pickled objects.
         return {"log_probs": [lp.cpu() for lp in log_probs.split(batch.response_lengths)]}
 
@@ -126,7 +128,9 @@ class MegatronTrainer:
             groups = split_by_tokens(sample_ids, [len(t) for t in batch.tokens], max_tokens)
         else:
             groups = split_by_count(sample_ids, self.args.micro_batch_size)
-        return make_micro_batches(batch.tokens, batch.response_lengths, groups)
+        # Sequence parallelism splits each micro-batch's sequence evenly over the tensor-parallel ranks.
+        multiple = self.config.tensor_model_parallel_size if self.config.sequence_parallel else 1
+        return make_micro_batches(batch.tokens, batch.response_lengths, groups, pad_to_multiple=multiple)
 
     def compute_log_probs(self, batch: TrainBatch, sample_ids: list[int]) -> dict[int, torch.Tensor]:
         """Response log-probs of the current weights for ``sample_ids``, by sample id, on every pipeline stage."""
@@ -148,8 +152,10 @@ class MegatronTrainer:
 
     # -- training --------------------------------------------------------------------------------------------------
 
-    def _step_sample_ids(self, num_samples: int) -> list[list[int]]:
-        """For each optimizer step, the sample ids this data-parallel rank trains on."""
+    def _step_sample_ids(self, lengths: list[int]) -> list[list[int]]:
+        """For each optimizer step, the sample ids this data-parallel rank trains on: a contiguous share of the
+        step's samples, or with ``--balance-data`` an equal number of samples holding an even share of its tokens."""
+        num_samples = len(lengths)
         global_batch = self.args.global_batch_size or num_samples
         dp_size = parallel_state.get_data_parallel_world_size()
         dp_rank = parallel_state.get_data_parallel_rank()
@@ -163,10 +169,10 @@ class MegatronTrainer:
                 f"micro-batch size {micro_batch}"
             )
         per_rank = global_batch // dp_size
-        return [
-            list(range(start + dp_rank * per_rank, start + (dp_rank + 1) * per_rank))
-            for start in range(0, num_samples, global_batch)
-        ]
+        steps = [list(range(start, start + global_batch)) for start in range(0, num_samples, global_batch)]
+        if self.args.balance_data:
+            return [balanced_shares(step, lengths, dp_size)[dp_rank] for step in steps]
+        return [step[dp_rank * per_rank : (dp_rank + 1) * per_rank] for step in steps]
 
     def _rollout_data(self, batch: TrainBatch, sample_ids: list[int], num_steps: int) -> _RolloutData:
         args = self.args
@@ -189,16 +195,19 @@ class MegatronTrainer:
             start = time.perf_counter()
             old_log_probs = self.compute_log_probs(batch, sample_ids)
             self.timings["log_probs"] = time.perf_counter() - start
-        advantages, returns = compute_advantages_and_returns(
-            args,
-            AdvantageBatch(
-                rewards=[batch.rewards[i] for i in sample_ids],
-                loss_masks=[loss_masks[i] for i in sample_ids],
-                log_probs=[old_log_probs[i] for i in sample_ids] if old_log_probs else None,
-                ref_log_probs=[ref_log_probs[i] for i in sample_ids] if ref_log_probs else None,
-            ),
-            group=parallel_state.get_data_parallel_group(),
-        )
+        if args.compute_advantages_and_returns:
+            advantages, returns = compute_advantages_and_returns(
+                args,
+                AdvantageBatch(
+                    rewards=[batch.rewards[i] for i in sample_ids],
+                    loss_masks=[loss_masks[i] for i in sample_ids],
+                    log_probs=[old_log_probs[i] for i in sample_ids] if old_log_probs else None,
+                    ref_log_probs=[ref_log_probs[i] for i in sample_ids] if ref_log_probs else None,
+                ),
+                group=parallel_state.get_data_parallel_group(),
+            )
+        else:  # --disable-compute-advantages-and-returns (SFT, or a loss that reads neither): zeros, as in slime
+            advantages = returns = [torch.zeros_like(loss_masks[i]) for i in sample_ids]
         data = _RolloutData(
             loss_masks=loss_masks,
             advantages=dict(zip(sample_ids, advantages, strict=True)),
@@ -242,11 +251,12 @@ class MegatronTrainer:
         args = self.args
         packed, targets = response_logits(logits, batch)
         # Entropy is always logged; it carries a gradient only when it is part of the loss.
-        log_probs, entropy = vocab_parallel_log_probs(
+        log_probs, entropy = chunked_log_probs(
             packed,
             targets,
             self.hf.vocab_size,
             args.rollout_temperature,
+            args.log_probs_chunk_size,
             entropy="grad" if args.entropy_coef != 0 else "detached",
         )
 
@@ -289,7 +299,7 @@ class MegatronTrainer:
     def train(self, rollout_id: int, batch: TrainBatch) -> list[dict[str, float]]:
         train_start = time.perf_counter()
         self.timings = {}
-        steps = self._step_sample_ids(len(batch))
+        steps = self._step_sample_ids([len(tokens) for tokens in batch.tokens])
         mine = [i for step in steps for i in step]
         data = self._rollout_data(batch, mine, len(steps))
         global_batch = len(batch) // len(steps)

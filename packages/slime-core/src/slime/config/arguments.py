@@ -7,11 +7,14 @@ Every mistake ends in a ``ConfigError`` whose one line names the flag (and the c
 import argparse
 import difflib
 import json
+import logging
 from typing import Any
 
 from slime.config.yaml_file import load_yaml
 from slime.errors import ConfigError
 from slime.plugins import plugin_manager
+
+logger = logging.getLogger(__name__)
 
 
 class SlimeArgumentParser(argparse.ArgumentParser):
@@ -42,8 +45,9 @@ def _add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--rollout-num-gpus-per-engine", type=int, default=1)
     group.add_argument("--colocate", action="store_true", help="engines and trainer share devices")
     group.add_argument("--offload", action="store_true", help="--offload-train and --offload-rollout")
-    group.add_argument("--offload-train", action="store_true", default=None)
-    group.add_argument("--offload-rollout", action="store_true", default=None)
+    # Unset (None) follows --colocate; --no-offload-* keeps a colocated side resident.
+    group.add_argument("--offload-train", action=argparse.BooleanOptionalAction, default=None)
+    group.add_argument("--offload-rollout", action=argparse.BooleanOptionalAction, default=None)
     group.add_argument("--seed", type=int, default=1234)
 
 
@@ -100,6 +104,23 @@ def _add_rollout_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--global-batch-size", type=int, default=None, help="samples per optimizer step")
     group.add_argument("--num-steps-per-rollout", type=int, default=None)
     group.add_argument("--micro-batch-size", type=int, default=1)
+    group.add_argument(
+        "--balance-data",
+        action="store_true",
+        help="give each data-parallel rank an equal share of every step's tokens (not only of its samples)",
+    )
+    group.add_argument(
+        "--data-pad-size-multiplier",
+        type=int,
+        default=128,
+        help="slime pads packed (THD) sequences to a multiple of this; padded micro-batches do not use it",
+    )
+    group.add_argument(
+        "--log-probs-chunk-size",
+        type=int,
+        default=-1,
+        help="compute log-probs over this many tokens at a time, to bound memory (-1: all at once)",
+    )
     group.add_argument("--use-dynamic-batch-size", action="store_true")
     group.add_argument("--max-tokens-per-gpu", type=int, default=None)
     group.add_argument("--log-probs-max-tokens-per-gpu", type=int, default=None)
@@ -205,6 +226,12 @@ def _add_algorithm_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--use-rollout-logprobs", action="store_true", help="use the engine's log-probs as old policy")
     group.add_argument("--calculate-per-token-loss", action="store_true")
     group.add_argument("--num-critic-only-steps", type=int, default=0)
+    group.add_argument(
+        "--disable-compute-advantages-and-returns",
+        action="store_false",
+        dest="compute_advantages_and_returns",
+        help="train without advantages or returns (SFT, or a loss that does not read them)",
+    )
 
 
 def _add_logging_arguments(parser: argparse.ArgumentParser) -> None:
@@ -219,6 +246,16 @@ def build_parser(prog: str = "slime") -> SlimeArgumentParser:
     """slime's flags plus every installed plugin's (through ``slime_add_arguments``)."""
     parser = SlimeArgumentParser(prog=prog, allow_abbrev=False)
     parser.add_argument("--config", default=None, help="YAML file of flags (keys = flag names); the command line wins")
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="resolve, check and print the whole configuration, then exit before Ray starts",
+    )
+    parser.add_argument(
+        "--custom-config-path",
+        default=None,
+        help="YAML of extra attributes set on args (what custom functions read); they override flags of the same name",
+    )
     for add in (
         _add_cluster_arguments,
         _add_checkpoint_arguments,
@@ -253,10 +290,12 @@ def _config_tokens(parser: argparse.ArgumentParser, path: str) -> list[str]:
         if flag not in options or flag == "--config":
             raise ConfigError(f"{path}: unknown key '{key}' (no flag {flag}){_suggestion(flag, options)}")
         action = options[flag]
-        if isinstance(action, argparse._StoreTrueAction | argparse._StoreFalseAction):
+        if isinstance(action, argparse._StoreTrueAction | argparse._StoreFalseAction | argparse.BooleanOptionalAction):
             if not isinstance(value, bool):
                 raise ConfigError(f"{path}: key '{key}' must be true or false, got {value!r}")
-            if value == isinstance(action, argparse._StoreTrueAction):
+            if isinstance(action, argparse.BooleanOptionalAction):
+                tokens.append(flag if value else "--no-" + flag[2:])
+            elif value == isinstance(action, argparse._StoreTrueAction):
                 tokens.append(flag)
             continue
         if value is None:
@@ -340,7 +379,30 @@ def validate_args(args: argparse.Namespace) -> None:
         _fail("--use-dynamic-batch-size needs --max-tokens-per-gpu")
     if args.log_probs_max_tokens_per_gpu is None:
         args.log_probs_max_tokens_per_gpu = args.max_tokens_per_gpu
+    if args.log_probs_chunk_size == 0 or args.log_probs_chunk_size < -1:
+        _fail(
+            f"--log-probs-chunk-size must be a positive number of tokens or -1 (all), got {args.log_probs_chunk_size}"
+        )
+    if args.data_pad_size_multiplier < 1:
+        _fail(f"--data-pad-size-multiplier must be >= 1, got {args.data_pad_size_multiplier}")
+    if args.custom_config_path:
+        _apply_custom_config(args)
     plugin_manager().hook.slime_validate_args(args=args)
+
+
+def _apply_custom_config(args: argparse.Namespace) -> None:
+    """slime's --custom-config-path: each top-level key becomes an attribute of args (after the flags, so it wins)."""
+    data = load_yaml(args.custom_config_path, "--custom-config-path")
+    if data is None:
+        return
+    if not isinstance(data, dict):
+        _fail(f"--custom-config-path {args.custom_config_path}: expected a mapping, got {type(data).__name__}")
+    for key, value in data.items():
+        if not str(key).isidentifier():
+            _fail(f"--custom-config-path {args.custom_config_path}: key {key!r} is not a valid attribute name")
+        if hasattr(args, key):
+            logger.info("--custom-config-path sets %s to %r (was %r)", key, value, getattr(args, key))
+        setattr(args, key, value)
 
 
 def _validate_batch_sizes(args: argparse.Namespace) -> None:

@@ -1,0 +1,74 @@
+"""Megatron's model-shape flags against ``--hf-checkpoint``'s config.json.
+
+slime's ``scripts/models/*.sh`` spell the architecture out in Megatron flags (``--num-layers 36 --swiglu ...``); the
+weights come from the HF checkpoint. A shape flag a script gives must agree with config.json (a disagreement would
+train a different model than the one loaded); one it leaves out is filled in from config.json, so a run needs no
+shape flags at all.
+"""
+
+import argparse
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from slime.errors import ConfigError
+from slime_megatron.hf_config import HFModelConfig
+from slime_megatron.megatron_flags import default_of
+
+# (Megatron dest, its flag, the config.json field it mirrors, that field's value as Megatron states it)
+SHAPE_FLAGS: list[tuple[str, str, str, Callable[[HFModelConfig], Any]]] = [
+    ("num_layers", "--num-layers", "num_hidden_layers", lambda hf: hf.num_layers),
+    ("hidden_size", "--hidden-size", "hidden_size", lambda hf: hf.hidden_size),
+    ("ffn_hidden_size", "--ffn-hidden-size", "intermediate_size", lambda hf: hf.intermediate_size),
+    ("num_attention_heads", "--num-attention-heads", "num_attention_heads", lambda hf: hf.num_heads),
+    # Megatron spells "as many key/value heads as query heads" as no --group-query-attention.
+    ("group_query_attention", "--group-query-attention", "num_key_value_heads", lambda hf: True),
+    ("num_query_groups", "--num-query-groups", "num_key_value_heads", lambda hf: hf.num_kv_heads),
+    ("kv_channels", "--kv-channels", "head_dim", lambda hf: hf.head_dim),
+    ("swiglu", "--swiglu", "hidden_act", lambda hf: True),
+    ("normalization", "--normalization", "rms_norm_eps", lambda hf: "RMSNorm"),
+    ("layernorm_epsilon", "--norm-epsilon", "rms_norm_eps", lambda hf: hf.rms_norm_eps),
+    ("add_bias_linear", "--disable-bias-linear", "mlp_bias", lambda hf: False),
+    ("add_qkv_bias", "--add-qkv-bias", "attention_bias", lambda hf: hf.qkv_bias),
+    ("qk_layernorm", "--qk-layernorm", "model_type (q/k norms)", lambda hf: hf.qk_norm),
+    (
+        "untie_embeddings_and_output_weights",
+        "--untie-embeddings-and-output-weights",
+        "tie_word_embeddings",
+        lambda hf: not hf.tie_word_embeddings,
+    ),
+    ("position_embedding_type", "--position-embedding-type", "rope_theta", lambda hf: "rope"),
+    ("rotary_base", "--rotary-base", "rope_theta", lambda hf: hf.rope_theta),
+    ("vocab_size", "--vocab-size", "vocab_size", lambda hf: hf.vocab_size),
+]
+
+
+def _same(given: Any, expected: Any) -> bool:
+    if isinstance(expected, float) or isinstance(given, float):
+        return float(given) == float(expected)
+    return given == expected
+
+
+def load_hf_config(path: str | Path) -> HFModelConfig:
+    """``HFModelConfig.load`` with its refusals as one-line ``ConfigError``s naming the flag."""
+    try:
+        return HFModelConfig.load(path)
+    except ValueError as exc:
+        raise ConfigError(f"--hf-checkpoint {path}: {exc}") from None
+
+
+def check_and_fill_shape(args: argparse.Namespace, hf: HFModelConfig, hf_path: str | Path) -> None:
+    """Raise on a shape flag that disagrees with config.json; set every shape flag a script left out."""
+    if args.use_rotary_position_embeddings:  # Megatron's older spelling of --position-embedding-type rope
+        args.position_embedding_type = "rope"
+    for dest, flag, hf_field, expected_of in SHAPE_FLAGS:
+        expected = expected_of(hf)
+        given = getattr(args, dest)
+        if given != default_of(dest) and not _same(given, expected):
+            if dest == "num_query_groups" and not args.group_query_attention:
+                given = default_of(dest)  # Megatron ignores --num-query-groups without --group-query-attention
+            else:
+                raise ConfigError(
+                    f"{flag} ({given}) disagrees with {Path(hf_path) / 'config.json'}: {hf_field} is {expected}"
+                )
+        setattr(args, dest, expected)
