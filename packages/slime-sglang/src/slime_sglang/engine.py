@@ -90,6 +90,8 @@ class SGLangRolloutEngine:
                 )
                 self.router = router
                 router.launch()
+                # As in slime: custom generate functions post to the router through these (this process's args).
+                args.sglang_router_ip, args.sglang_router_port = router.host, router.port
             count = num_engines(args) if args.hf_checkpoint else 0
             configs = [self._server_config(i) for i in range(count)]
             self.servers = [SGLangServer(c) for c in configs]

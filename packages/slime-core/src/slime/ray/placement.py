@@ -19,6 +19,7 @@ class Placement:
     actor_bundles: list[int]
     rollout_bundles: list[int]
     use_gpu: bool
+    nodes: list[str]  # the Ray node id of each bundle
 
 
 def layout(args: argparse.Namespace) -> tuple[int, range, range]:
@@ -45,4 +46,10 @@ def create_placement(args: argparse.Namespace, timeout_s: float = 120.0) -> Plac
             f"{have.get('GPU', 0):g} GPU, {have.get('CPU', 0):g} CPU); check --actor-num-nodes, "
             "--actor-num-gpus-per-node and --rollout-num-gpus"
         ) from None
-    return Placement(group, list(actor_bundles), list(rollout_bundles), use_gpu)
+    return Placement(group, list(actor_bundles), list(rollout_bundles), use_gpu, bundle_nodes(group))
+
+
+def bundle_nodes(group: PlacementGroup) -> list[str]:
+    """The Ray node id of each bundle of a ready placement group, by bundle index."""
+    by_index = ray.util.placement_group_table(group)["bundles_to_node_id"]
+    return [by_index[index] for index in range(len(by_index))]
