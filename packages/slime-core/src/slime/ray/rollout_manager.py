@@ -134,6 +134,12 @@ class RolloutManager:
         if self.args.update_weight_transport != "disk":  # the disk receiver went through update_weights_from_disk
             self.engine.weights_updated(weight_version)
 
+    def release_memory(self) -> None:
+        self.engine.release_memory()
+
+    def resume_memory(self, tags: list[str] | None = None) -> None:
+        self.engine.resume_memory(tags)
+
     def shutdown(self) -> None:
         if self.engine is not None:
             self.engine.shutdown()

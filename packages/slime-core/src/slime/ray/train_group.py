@@ -47,6 +47,12 @@ class TrainActor:
     def update_weights(self, receiver: WeightReceiver, weight_version: str) -> None:
         self.backend.update_weights(receiver, weight_version)
 
+    def offload(self) -> None:
+        self.backend.offload()
+
+    def onload(self) -> None:
+        self.backend.onload()
+
 
 class TrainGroup:
     """Calls every rank and waits for all; returns rank 0's answer."""
@@ -86,6 +92,12 @@ class TrainGroup:
 
     def update_weights(self, receiver: WeightReceiver, weight_version: str) -> None:
         self._all("update_weights", receiver, weight_version)
+
+    def offload(self) -> None:
+        self._all("offload")
+
+    def onload(self) -> None:
+        self._all("onload")
 
 
 def _free_port(address: str) -> int:
