@@ -74,9 +74,6 @@ class HFEngine:
         if self.output_dir is not None:
             record_call(self.output_dir, call)
 
-    def health(self) -> list[bool]:
-        return [True]
-
     def shutdown(self) -> None:
         pass
 
