@@ -44,8 +44,8 @@ def test_train_actors_get_the_threads_of_their_bundles(ray_runtime, tmp_path) ->
             ["--actor-num-gpus-per-node", "2", "--rollout-num-gpus", "2", "--output-dir", str(tmp_path), *extra]
         )
         placement = create_placement(args)
+        group = TrainGroup(args, NoBackend, placement)
         try:
-            group = TrainGroup(args, NoBackend, placement)
             # Two ranks and two engine bundles on one node: training uses all four while the engines wait (at most
             # the machine's cores); with --async both sides run at once and a rank keeps its one bundle.
             assert rank_threads(group) == [(expected, str(expected))] * 2
