@@ -50,6 +50,12 @@ def test_colocate_turns_on_offload_and_sizes_rollout():
     assert args.rollout_num_gpus == 4
 
 
+def test_async_cannot_offload():
+    # The colocated loop releases the engines after each generation; --async generates during training.
+    with pytest.raises(ConfigError, match=r"^--async overlaps generation with training, so neither side can offload"):
+        parse_args([*BASE, "--async", "--offload-rollout"])
+
+
 def test_lone_eval_set_is_named_aime_as_in_slime():
     args = parse_args([*BASE, "--eval-prompt-data", "data/aime.jsonl", "--eval-interval", "5"])
     assert args.eval_prompt_data == ["aime", "data/aime.jsonl"]

@@ -191,3 +191,22 @@ def test_train_only_runs_rollout_functions_that_do_not_generate(ray_runtime, set
     args = loop_args(root, model, data, "--debug-train-only", "--num-rollout", "1", "--output-dir", str(tmp_path / "b"))
     with pytest.raises(SlimeError, match="--debug-train-only starts no rollout engine, but --rollout-function-path"):
         train(args)
+
+
+def test_colocate_gives_each_phase_the_memory_of_the_side_that_waits(ray_runtime, setup, tmp_path):
+    from slime_testkit.call_log import read_calls
+
+    root, model, data = setup
+    out = tmp_path / "out"
+    args = loop_args(
+        root, model, data, "--colocate", "--num-rollout", "2", "--update-weights-interval", "2",
+        "--output-dir", str(out),
+    )  # fmt: skip
+    train(args)
+    update = ["resume_memory weights", "update_weights", "resume_memory kv_cache"]  # weights before the KV cache
+    rollout = ["generate", "release_memory", "onload", "train", "offload"]
+    assert read_calls(out) == [
+        "offload", "release_memory", *update,  # after start-up: the first weights reach released engines
+        *rollout, "resume_memory all",  # rollout 0: no update (interval 2), the engines resume for the next one
+        *rollout, *update,
+    ]  # fmt: skip

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from slime.types import Sample
+from slime_testkit.call_log import record_call
 
 
 class HFEngine:
@@ -20,11 +21,13 @@ class HFEngine:
 
     def __init__(self, args: Any) -> None:
         self._load(args.hf_checkpoint, args.seed, token_delay=0.0)
+        self.output_dir = args.output_dir  # where the calls are recorded (slime_testkit.call_log)
 
     @classmethod
     def from_model(cls, model_dir: str | Path, seed: int = 0, token_delay: float = 0.0) -> "HFEngine":
         engine = cls.__new__(cls)
         engine._load(model_dir, seed, token_delay)
+        engine.output_dir = None
         return engine
 
     def _load(self, model_dir: str | Path, seed: int, token_delay: float) -> None:
@@ -48,6 +51,7 @@ class HFEngine:
     async def generate(self, sample: Sample, sampling_params: dict[str, Any]) -> Sample:
         epoch = self._abort_epoch
         self.requests += 1
+        self._record("generate")
         return await asyncio.to_thread(self._generate, sample, sampling_params, epoch)
 
     async def abort(self) -> None:
@@ -61,13 +65,14 @@ class HFEngine:
             self.weight_version = weight_version
 
     def release_memory(self) -> None:
-        pass
+        self._record("release_memory")  # nothing to free on CPU
 
     def resume_memory(self, tags: list[str] | None = None) -> None:
-        pass
+        self._record(f"resume_memory {' '.join(tags or ['all'])}")
 
-    def health(self) -> list[bool]:
-        return [True]
+    def _record(self, call: str) -> None:
+        if self.output_dir is not None:
+            record_call(self.output_dir, call)
 
     def shutdown(self) -> None:
         pass

@@ -21,6 +21,7 @@ from slime.rl.losses import LossBatch, compute_loss
 from slime.rl.reduction import make_reducer
 from slime.types import TrainBatch
 from slime.weights.disk import unshared_tensors
+from slime_testkit.call_log import record_call
 
 POINTER = "latest_checkpointed_iteration.txt"
 
@@ -59,6 +60,7 @@ class HFTrainer:
 
     def train(self, rollout_id: int, batch: TrainBatch) -> list[dict[str, float]]:
         args = self.args
+        record_call(args.output_dir, "train")
         masks = [torch.tensor(mask, dtype=torch.float32) for mask in batch.loss_masks]
         with torch.no_grad():
             old = [self._log_probs(t, n) for t, n in zip(batch.tokens, batch.response_lengths, strict=True)]
@@ -103,11 +105,12 @@ class HFTrainer:
         atomic_write(root / POINTER, str(rollout_id))
 
     def update_weights(self, receiver: WeightReceiver, weight_version: str) -> None:
+        record_call(self.args.output_dir, "update_weights")
         with torch.no_grad():
             receiver.update_weights(self.model.state_dict().items(), weight_version)
 
     def offload(self) -> None:
-        pass
+        record_call(self.args.output_dir, "offload")  # nothing to free on CPU
 
     def onload(self) -> None:
-        pass
+        record_call(self.args.output_dir, "onload")

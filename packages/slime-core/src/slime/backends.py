@@ -38,9 +38,11 @@ class TrainBackend(Protocol):
     def update_weights(self, receiver: "WeightReceiver", weight_version: str) -> None:
         """Send the current weights, under HF names and layouts, through the rollout engine's receiver."""
 
-    def offload(self) -> None: ...
+    def offload(self) -> None:
+        """After training under ``--offload-train`` (``--colocate``): free the devices for the rollout engines."""
 
-    def onload(self) -> None: ...
+    def onload(self) -> None:
+        """Before training under ``--offload-train``: take the devices back."""
 
 
 class WeightReceiver(Protocol):
@@ -74,10 +76,11 @@ class RolloutEngine(Protocol):
 
     def update_weights_from_disk(self, path: str, weight_version: str) -> None: ...
 
-    def release_memory(self) -> None: ...
+    def release_memory(self) -> None:
+        """After generation under ``--offload-rollout`` (``--colocate``): give the devices to the trainer."""
 
-    def resume_memory(self, tags: list[str] | None = None) -> None: ...
-
-    def health(self) -> list[bool]: ...
+    def resume_memory(self, tags: list[str] | None = None) -> None:
+        """Take back what ``release_memory`` gave: all of it, or ``["weights"]`` before an update and
+        ``["kv_cache"]`` after it."""
 
     def shutdown(self) -> None: ...

@@ -16,13 +16,16 @@ from slime.metrics import finish_metrics, init_metrics, log_perf, log_train_step
 from slime.plugins import resolve
 from slime.ray.placement import create_placement
 from slime.ray.rollout_manager import RolloutManager
+from slime.ray.threads import engine_threads
 from slime.ray.train_group import TrainGroup
 
 
 def train(args: argparse.Namespace) -> None:
     init_metrics(args)  # before actors get args: it settles the W&B run they join
     placement = create_placement(args)
-    rollout_manager = ray.remote(num_cpus=0)(RolloutManager).remote(args)
+    rollout_manager = ray.remote(num_cpus=0)(RolloutManager).remote(
+        args, engine_threads=engine_threads(args, placement)
+    )
     trainer = None
     if not args.debug_rollout_only:
         trainer = TrainGroup(args, resolve("train_backends", args.train_backend), placement)
@@ -44,9 +47,16 @@ def run_rollouts(args: argparse.Namespace, rollout_manager, trainer: TrainGroup 
     num_rollout = args.num_rollout or num_rollout_per_epoch * (args.num_epoch or 1)
 
     pushes_weights = trainer is not None and not args.debug_train_only
+    # --colocate (or --offload-*): the side that waits gives its memory to the side that runs, in slime's order.
+    offload_train = args.offload_train and pushes_weights
+    offload_rollout = args.offload_rollout and pushes_weights
+    if offload_train:
+        trainer.offload()
+    if offload_rollout:
+        ray.get(rollout_manager.release_memory.remote())
     # Always push the trainer's weights first, so the engines serve exactly the policy being trained.
     if pushes_weights:
-        update_weights(rollout_manager, trainer, str(start_rollout_id))
+        update_weights(args, rollout_manager, trainer, str(start_rollout_id))
 
     next_rollout = None  # --async: the next rollout, generating while this one trains
     for rollout_id in range(start_rollout_id, num_rollout):
@@ -57,6 +67,8 @@ def run_rollouts(args: argparse.Namespace, rollout_manager, trainer: TrainGroup 
         with timer(timings, "train_wait"):
             rollout = ray.get(next_rollout or rollout_manager.generate.remote(rollout_id))
         check_staleness(args, rollout_id, rollout.weight_versions)
+        if offload_rollout:
+            ray.get(rollout_manager.release_memory.remote())
         next_rollout = None
         if args.async_training and rollout_id + 1 < num_rollout:
             next_rollout = rollout_manager.generate.remote(rollout_id + 1)
@@ -64,6 +76,8 @@ def run_rollouts(args: argparse.Namespace, rollout_manager, trainer: TrainGroup 
         trainer_metrics = {}
         if trainer is not None:
             with timer(timings, "train"):
+                if offload_train:
+                    trainer.onload()
                 step_metrics, trainer_metrics = trainer.train(rollout_id, rollout.batch)
             for step_id, metrics in enumerate(step_metrics):
                 log_train_step(args, rollout_id, step_id, metrics)
@@ -76,10 +90,14 @@ def run_rollouts(args: argparse.Namespace, rollout_manager, trainer: TrainGroup 
                 ray.get(rollout_manager.save.remote(rollout_id))
                 trainer.save(rollout_id)
 
+        if offload_train:
+            trainer.offload()
         if pushes_weights and (rollout_id + 1) % args.update_weights_interval == 0:
             with timer(timings, "update_weights"):
                 wait_for(next_rollout)  # never swap weights under a generation in flight
-                update_weights(rollout_manager, trainer, str(rollout_id + 1))
+                update_weights(args, rollout_manager, trainer, str(rollout_id + 1))
+        elif offload_rollout:
+            ray.get(rollout_manager.resume_memory.remote())
         log_perf(args, rollout_id, timings, extra=trainer_metrics)
 
         if should_run_periodic_action(rollout_id, args.eval_interval, num_rollout_per_epoch):
@@ -109,10 +127,15 @@ def should_run_periodic_action(
     return num_rollout is not None and step == num_rollout
 
 
-def update_weights(rollout_manager, trainer: TrainGroup, weight_version: str) -> None:
+def update_weights(args: argparse.Namespace, rollout_manager, trainer: TrainGroup, weight_version: str) -> None:
+    # Engines that released their memory take the weights back before their KV cache: the update never needs both.
+    if args.offload_rollout:
+        ray.get(rollout_manager.resume_memory.remote(["weights"]))
     # A receiver per update: it names the engines as they are now (a fault-tolerant restart replaces one).
     trainer.update_weights(ray.get(rollout_manager.weight_receiver.remote()), weight_version)
     ray.get(rollout_manager.weights_updated.remote(weight_version))
+    if args.offload_rollout:
+        ray.get(rollout_manager.resume_memory.remote(["kv_cache"]))
 
 
 def release(rollout_manager, train_actors: list, placement) -> None:

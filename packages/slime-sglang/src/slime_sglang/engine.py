@@ -19,7 +19,7 @@ from slime.types import Sample
 from slime_sglang import weight_updates
 from slime_sglang.client import GenerateClient
 from slime_sglang.control_http import generates
-from slime_sglang.errors import EngineDiedError, SGLangError, UnsupportedOnCPUError
+from slime_sglang.errors import EngineDiedError, SGLangError
 from slime_sglang.health import HealthMonitor
 from slime_sglang.processes import free_port
 from slime_sglang.router import RouterClient, SGLangRouter
@@ -90,6 +90,8 @@ class SGLangRolloutEngine:
                 )
                 self.router = router
                 router.launch()
+                # As in slime: custom generate functions post to the router through these (this process's args).
+                args.sglang_router_ip, args.sglang_router_port = router.host, router.port
             count = num_engines(args) if args.hf_checkpoint else 0
             configs = [self._server_config(i) for i in range(count)]
             self.servers = [SGLangServer(c) for c in configs]
@@ -326,18 +328,17 @@ class SGLangRolloutEngine:
     # ---- memory ----
 
     def release_memory(self) -> None:
-        self._refuse_on_cpu("release_memory")
+        """Give the engines' device memory (weights, KV cache, CUDA graphs) to a colocated trainer. On CPU the cache
+        is flushed and nothing more: there is no device memory, and /release_memory_occupation kills a CPU server."""
         weight_updates.flush_cache(self.engine_urls)
-        weight_updates.on_all(self.engine_urls, "/release_memory_occupation", {})
+        if not self.cpu:
+            weight_updates.on_all(self.engine_urls, "/release_memory_occupation", {})
 
     def resume_memory(self, tags: list[str] | None = None) -> None:
-        """Resume everything, or only ``tags`` (``["weights"]`` then ``["kv_cache"]`` lets weights load first)."""
-        self._refuse_on_cpu("resume_memory")
-        weight_updates.on_all(self.engine_urls, "/resume_memory_occupation", {"tags": tags} if tags else {})
-
-    def _refuse_on_cpu(self, what: str) -> None:
+        """Resume everything, or only ``tags`` (``["weights"]`` then ``["kv_cache"]`` lets weights load first; the
+        KV cache comes back with its CUDA graphs). Nothing was released on CPU."""
         if self.cpu:
-            raise UnsupportedOnCPUError(
-                f"{what} is not supported on CPU: SGLang's /release_memory_occupation kills a CPU server; "
-                "drop --offload-rollout/--colocate offloading for CPU runs"
-            )
+            return
+        if tags is not None and "kv_cache" in tags:
+            tags = [*tags, "cuda_graph"]
+        weight_updates.on_all(self.engine_urls, "/resume_memory_occupation", {"tags": tags} if tags else {})

@@ -17,7 +17,3 @@ class EngineDiedError(SGLangError):
 
 class RequestError(SGLangError):
     """A request kept failing past its retry deadline, or an engine answered with an error."""
-
-
-class UnsupportedOnCPUError(SGLangError):
-    """An operation that SGLang cannot do on CPU (it would kill the server)."""

@@ -35,7 +35,11 @@ class RouterClient:
         return [w["url"] for w in self._workers()]
 
     def add_worker(self, url: str, timeout: float = 120.0) -> None:
-        """Register ``url`` and wait until the router lists it (the router adds workers in the background)."""
+        """Register ``url`` and wait until the router lists it (the router adds workers in the background).
+
+        A router someone else started may list it already (``--sglang-router-ip`` with engines registered there)."""
+        if url in self.worker_urls():
+            return
         response = control_client().post(self.url + "/workers", json={"url": url}, timeout=30)
         if response.status_code >= 400:
             raise SGLangError(f"router {self.url} refused worker {url}: HTTP {response.status_code} {response.text}")

@@ -360,6 +360,8 @@ def validate_args(args: argparse.Namespace) -> None:
         _fail("--eval-interval needs rollout engines, which --debug-train-only does not start; drop one of them")
     if args.async_training and args.colocate:
         _fail("--async overlaps generation with training on separate devices, so it cannot be used with --colocate")
+    if args.async_training and (args.offload_train or args.offload_rollout):
+        _fail("--async overlaps generation with training, so neither side can offload: drop --offload*")
     if args.update_weights_interval < 1:
         _fail(f"--update-weights-interval must be >= 1, got {args.update_weights_interval}")
 

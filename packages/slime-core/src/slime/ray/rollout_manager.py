@@ -17,6 +17,7 @@ from slime.backends import WeightReceiver
 from slime.errors import SlimeError
 from slime.metrics import eval_report, rollout_report
 from slime.plugins import resolve
+from slime.ray.threads import engine_threads_without_placement, use_cpu_threads
 from slime.rollout.dumps import load_rollout_dump, save_rollout_dump
 from slime.rollout.train_batch import samples_to_train_batch
 from slime.types import Sample, TrainBatch
@@ -63,9 +64,11 @@ class NoEngine:
 
 
 class RolloutManager:
-    def __init__(self, args: argparse.Namespace, train: bool = True) -> None:
+    def __init__(self, args: argparse.Namespace, train: bool = True, engine_threads: int | None = None) -> None:
         self.args = args
-        # Engines run as subprocesses of this actor, on its node (multi-node engine placement is not built yet).
+        # Engines run as subprocesses of this actor (or inside it), on its node (multi-node engine placement is not
+        # built yet): it takes each engine's threads (``slime.ray.threads``), and the servers it starts inherit them.
+        use_cpu_threads(engine_threads or engine_threads_without_placement(args))
         self.engine = None
         if not args.debug_train_only:
             self.engine = resolve("rollout_backends", args.rollout_backend)(args)
@@ -130,6 +133,12 @@ class RolloutManager:
     def weights_updated(self, weight_version: str) -> None:
         if self.args.update_weight_transport != "disk":  # the disk receiver went through update_weights_from_disk
             self.engine.weights_updated(weight_version)
+
+    def release_memory(self) -> None:
+        self.engine.release_memory()
+
+    def resume_memory(self, tags: list[str] | None = None) -> None:
+        self.engine.resume_memory(tags)
 
     def shutdown(self) -> None:
         if self.engine is not None:

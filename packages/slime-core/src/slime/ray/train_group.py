@@ -8,27 +8,35 @@ import ray
 
 from slime.backends import WeightReceiver
 from slime.ray.placement import Placement
+from slime.ray.threads import train_rank_threads, use_cpu_threads
 from slime.types import TrainBatch
 
 
 class TrainActor:
     """Hosts one rank of the train backend; rank 0 is the one that reports metrics and sends weights."""
 
-    def __init__(self, backend_class: type, rank: int, world_size: int, master_addr: str, master_port: int) -> None:
-        os.environ.update(
-            {
-                "RANK": str(rank),
-                "WORLD_SIZE": str(world_size),
-                "MASTER_ADDR": master_addr,
-                "MASTER_PORT": str(master_port),
-            }
-        )
+    def __init__(self, backend_class: type, rank: int, world_size: int, cpu_threads: int) -> None:
+        use_cpu_threads(cpu_threads)  # before the backend imports and sizes anything
         self.rank = rank
         self.world_size = world_size
         self.backend = backend_class()
         self.receiver: WeightReceiver | None = None  # the last one weights went through
 
-    def init(self, args: argparse.Namespace) -> int:
+    def rendezvous(self, across_nodes: bool) -> tuple[str, int]:
+        """Rank 0's: where the other ranks meet this one, an address of this node and a port free on it (loopback
+        when every rank runs on this node, so nothing listens beyond it)."""
+        address = ray.util.get_node_ip_address() if across_nodes else "127.0.0.1"
+        return address, _free_port(address)
+
+    def init(self, args: argparse.Namespace, master_addr: str, master_port: int) -> int:
+        os.environ.update(
+            {
+                "RANK": str(self.rank),
+                "WORLD_SIZE": str(self.world_size),
+                "MASTER_ADDR": master_addr,
+                "MASTER_PORT": str(master_port),
+            }
+        )
         return self.backend.init(args, self.rank, self.world_size)
 
     def train(self, rollout_id: int, batch: TrainBatch) -> tuple[list[dict[str, float]], dict[str, float]]:
@@ -48,6 +56,12 @@ class TrainActor:
         if close is not None:
             close()
 
+    def offload(self) -> None:
+        self.backend.offload()
+
+    def onload(self) -> None:
+        self.backend.onload()
+
 
 class TrainGroup:
     """Calls every rank and waits for all; returns rank 0's answer."""
@@ -56,9 +70,9 @@ class TrainGroup:
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
         world_size = len(placement.actor_bundles)
-        master_addr = ray.util.get_node_ip_address()
-        master_port = _free_port()
+        self.across_nodes = len({placement.nodes[bundle] for bundle in placement.actor_bundles}) > 1
         resources = {"num_gpus": 0.4, "num_cpus": 0} if placement.use_gpu else {"num_cpus": 0.4}
+        threads = train_rank_threads(args, placement)
         self.actors = [
             ray.remote(**resources)(TrainActor)
             .options(
@@ -66,7 +80,7 @@ class TrainGroup:
                     placement_group=placement.group, placement_group_bundle_index=bundle
                 )
             )
-            .remote(backend_class, rank, world_size, master_addr, master_port)
+            .remote(backend_class, rank, world_size, threads[rank])
             for rank, bundle in enumerate(placement.actor_bundles)
         ]
 
@@ -74,7 +88,9 @@ class TrainGroup:
         return ray.get([getattr(actor, method).remote(*args) for actor in self.actors])[0]
 
     def init(self, args: argparse.Namespace) -> int:
-        return self._all("init", args)
+        # Rank 0 hosts the rendezvous on its own node (not the driver's: the ranks may all run elsewhere).
+        self.master_addr, self.master_port = ray.get(self.actors[0].rendezvous.remote(self.across_nodes))
+        return self._all("init", args, self.master_addr, self.master_port)
 
     def train(self, rollout_id: int, batch: Any) -> tuple[list[dict[str, float]], dict[str, float]]:
         """Rank 0's per-step ``train/*`` metrics and what it measured for the rollout (``perf/*``, ``rollout/*``)."""
@@ -86,10 +102,16 @@ class TrainGroup:
     def update_weights(self, receiver: WeightReceiver, weight_version: str) -> None:
         self._all("update_weights", receiver, weight_version)
 
+    def offload(self) -> None:
+        self._all("offload")
 
-def _free_port() -> int:
+    def onload(self) -> None:
+        self._all("onload")
+
+
+def _free_port(address: str) -> int:
     import socket
 
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
+        sock.bind((address, 0))
         return sock.getsockname()[1]
