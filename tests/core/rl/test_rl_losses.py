@@ -318,21 +318,24 @@ def test_sft_loss(per_token):
 
 
 @pytest.mark.parametrize("value_clip", [0.05, 0.2, 10.0])
-def test_value_loss(value_clip):
-    args = make_args(loss_type="value_loss", value_clip=value_clip)
+@pytest.mark.parametrize("per_token", [False, True])
+def test_value_loss(value_clip, per_token):
+    """slime's value_loss_function: max of the squared errors (no 1/2), clipfrac = |v - old| > value_clip."""
+    args = make_args(loss_type="value_loss", value_clip=value_clip, calculate_per_token_loss=per_token)
     samples = random_samples(7)
     batch, loss, metrics = run_loss(args, samples)
-    weights = token_weights(samples, per_token=False)
+    weights = token_weights(samples, per_token)
     total = clipfrac = 0.0
     grad = []
     for s, w in zip(samples, weights, strict=True):
         for m, v, old, ret in zip(s["mask"], s["values"], s["old_values"], s["returns"], strict=True):
             clipped_v = old + clamp(v - old, -value_clip, value_clip)
             clipped_wins = (clipped_v - ret) ** 2 > (v - ret) ** 2
-            total += w * m * 0.5 * max((v - ret) ** 2, (clipped_v - ret) ** 2)
-            clipfrac += w * m * clipped_wins
+            total += w * m * max((v - ret) ** 2, (clipped_v - ret) ** 2)
+            clipfrac += w * m * (abs(v - old) > value_clip)
             moves = abs(v - old) < value_clip
-            grad.append(w * m * ((clipped_v - ret) * moves if clipped_wins else v - ret))
+            grad.append(w * m * 2 * ((clipped_v - ret) * moves if clipped_wins else v - ret))
+    assert set(metrics) == {"value_loss", "value_clipfrac"}
     assert loss.item() == pytest.approx(total, rel=1e-12)
     assert metrics["value_loss"].item() == pytest.approx(total, rel=1e-12)
     assert metrics["value_clipfrac"].item() == pytest.approx(clipfrac, rel=1e-12, abs=1e-15)
@@ -340,3 +343,23 @@ def test_value_loss(value_clip):
     torch.testing.assert_close(got_grad, torch.tensor(grad, dtype=torch.float64))
     if value_clip == 10.0:
         assert metrics["value_clipfrac"].item() == 0.0
+    else:
+        assert metrics["value_clipfrac"].item() > 0.0
+
+
+def test_value_loss_gradcheck():
+    """Autograd's gradient of the clipped value loss agrees with finite differences (away from the clip kinks)."""
+    samples = random_samples(8)
+    batch = to_batch(samples)
+    reducer = make_reducer(batch.response_lengths, batch.loss_masks, False)
+    values = batch.values.detach().clone().requires_grad_(True)
+    old_values, returns = batch.old_values, batch.returns
+
+    def loss_of(v):
+        return compute_loss(
+            make_args(loss_type="value_loss", value_clip=0.1),
+            LossBatch(batch.response_lengths, batch.loss_masks, values=v, old_values=old_values, returns=returns),
+            reducer,
+        )[0]
+
+    assert torch.autograd.gradcheck(loss_of, (values,), eps=1e-7, atol=1e-6)

@@ -133,8 +133,12 @@ def ppo_advantages(args: argparse.Namespace, batch: AdvantageBatch) -> tuple[lis
         raise ValueError("the ppo advantage estimator needs the critic's values")
     kls = reward_kl(args, batch)
     advantages, returns = [], []
-    for reward, kl, mask, values in zip(batch.rewards, kls, batch.loss_masks, batch.values, strict=True):
-        rewards = token_rewards(reward, kl, args.kl_coef, mask.float())
+    for reward, kl, values in zip(batch.rewards, kls, batch.values, strict=True):
+        # slime's ppo (unlike REINFORCE++) penalises every response token and puts the reward on the last one,
+        # trainable or not: the critic's values span the whole response, so GAE runs over all of it.
+        rewards = -args.kl_coef * kl
+        if rewards.numel():
+            rewards[-1] += reward
         adv, ret = generalized_advantages(rewards, values.float(), args.gamma, args.lambd)
         advantages.append(adv)
         returns.append(ret)

@@ -102,11 +102,14 @@ def sequence_log_ratio(log_ratio: torch.Tensor, loss_masks: torch.Tensor, respon
 def clipped_value_loss(
     values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor, value_clip: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-token PPO value loss ``0.5 * max((v - R)^2, (clip(v, old ± value_clip) - R)^2)`` and where clipping won."""
+    """Per-token PPO value loss ``max((v - R)^2, (clip(v, old ± value_clip) - R)^2)`` and where ``v`` left the band.
+
+    As slime's ``value_loss_function``: no 1/2 factor, and the clip fraction counts tokens whose value moved more than
+    ``value_clip`` from the old one (whether or not the clipped error was the larger).
+    """
     clipped_values = old_values + (values - old_values).clamp(-value_clip, value_clip)
-    unclipped_error = (values - returns).square()
-    clipped_error = (clipped_values - returns).square()
-    return 0.5 * torch.maximum(unclipped_error, clipped_error), (clipped_error > unclipped_error).to(values.dtype)
+    losses = torch.maximum((values - returns).square(), (clipped_values - returns).square())
+    return losses, ((values - old_values).abs() > value_clip).to(values.dtype)
 
 
 def _require(batch: LossBatch, *names: str) -> None:
@@ -199,8 +202,7 @@ def value_loss(
     old_values = batch.values.detach() if batch.old_values is None else batch.old_values
     losses, clipfrac = clipped_value_loss(batch.values, old_values, batch.returns, args.value_clip)
     loss = reducer(losses)
-    metrics = {"loss": loss, "value_loss": loss, "value_clipfrac": reducer(clipfrac)}
-    return loss, {name: value.detach() for name, value in metrics.items()}
+    return loss, {"value_loss": loss.detach(), "value_clipfrac": reducer(clipfrac).detach()}
 
 
 def compute_loss(
