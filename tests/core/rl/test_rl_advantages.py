@@ -25,6 +25,8 @@ def make_args(**overrides):
         gamma=1.0,
         lambd=1.0,
         normalize_advantages=False,
+        use_opd=False,
+        opd_kl_coef=1.0,
     )
     for key, value in overrides.items():
         setattr(args, key, value)

@@ -68,7 +68,7 @@ def third_party():
 
 
 def test_third_party_estimator_is_selectable_by_name(third_party):
-    args = argparse.Namespace(advantage_estimator="length_bonus", normalize_advantages=False)
+    args = argparse.Namespace(advantage_estimator="length_bonus", normalize_advantages=False, use_opd=False)
     batch = AdvantageBatch(rewards=[1.0, -1.0], loss_masks=[torch.tensor([1, 1, 0]), torch.tensor([1])])
     got, _ = compute_advantages_and_returns(args, batch)
     assert torch.cat(got).tolist() == pytest.approx([1.02, 1.02, 1.02, -0.99])
@@ -76,7 +76,7 @@ def test_third_party_estimator_is_selectable_by_name(third_party):
 
 
 def test_unknown_estimator_names_the_flag():
-    args = argparse.Namespace(advantage_estimator="nope", normalize_advantages=False)
+    args = argparse.Namespace(advantage_estimator="nope", normalize_advantages=False, use_opd=False)
     with pytest.raises(Exception, match="--advantage-estimator"):
         compute_advantages_and_returns(args, AdvantageBatch(rewards=[], loss_masks=[]))
 
