@@ -161,3 +161,23 @@ def test_mismatch_metrics_and_importance_weights(world, tiny_models, shift):
         assert step["train_rollout_logprob_abs_diff"] == pytest.approx(0.5, abs=1e-5)
         assert step["mis_k3_kl"] > 0.1 and step["tis_clipfrac"] == pytest.approx(1.0)
         assert step["pg_loss"] == 0.0 and step["kl_loss"] == pytest.approx(0.0, abs=1e-6)
+
+
+@pytest.mark.parametrize("global_batch", ["4", "8"])
+def test_rollout_entropy_of_the_policy_and_the_reference(world, tiny_models, global_batch):
+    """--use-rollout-entropy (slime: entropy with the log-probs of the policy and the reference before training):
+    rollout/entropy and rollout/ref_entropy, averaged like the other rollout means. With one step per rollout no
+    separate pass runs and the step's own forward gives it, as for rollout/log_probs."""
+    args = make_args(tiny_models["qwen3"], "--global-batch-size", global_batch, "--use-rollout-entropy")
+    trainer = make_trainer(args)
+    batch = make_batch(trainer.hf.vocab_size)
+    ids = list(range(len(batch)))
+    masks = [torch.tensor(batch.loss_masks[i], dtype=torch.float32) for i in ids]
+    entropy = trainer.forward_log_probs(batch, ids)["entropy"]
+    expected = train_data_means({"entropy": [entropy[i] for i in ids]}, loss_masks=masks)["entropy"]
+    assert expected > 0
+
+    trainer.train(0, batch)
+    means = trainer.train_data_means
+    assert means["rollout/entropy"] == pytest.approx(expected, abs=1e-5)
+    assert means["rollout/ref_entropy"] == pytest.approx(expected, abs=1e-5)  # the reference starts as the policy
