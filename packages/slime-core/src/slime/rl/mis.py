@@ -34,10 +34,13 @@ def level_log_ratio(
 
 
 def bounded_weights(log_ratio: torch.Tensor) -> torch.Tensor:
+    """``exp(log_ratio)`` with the log clamped to +-20, as slime does, so a sequence-level sum cannot overflow."""
     return log_ratio.clamp(-SAFETY_BOUND, SAFETY_BOUND).exp()
 
 
-def per_sample_extreme(values: torch.Tensor, mask: torch.Tensor, response_lengths: Sequence[int], largest: bool):
+def per_sample_extreme(
+    values: torch.Tensor, mask: torch.Tensor, response_lengths: Sequence[int], largest: bool
+) -> torch.Tensor:
     """Each sample's masked min (or max), repeated on its tokens; 0 for an all-masked sample, as slime."""
     rows = []
     for row, row_mask in zip(split_packed(values, response_lengths), split_packed(mask, response_lengths), strict=True):
