@@ -32,6 +32,28 @@ def test_slime_defaults():
     assert args.global_batch_size == 8 and args.num_steps_per_rollout == 1
     assert args.use_wandb is False  # contributed by slime-metrics
     assert args.offload_train is False and args.offload_rollout is False
+    assert args.get_mismatch_metrics is False and args.use_rollout_entropy is False
+    assert args.use_opsm is False and args.opsm_delta == 1e-4
+    assert (args.tis_mode, args.tis_level, args.tis_lower_bound, args.tis_upper_bound) == (
+        "truncate",
+        "token",
+        None,
+        2.0,
+    )
+    assert (args.use_rs, args.rs_level, args.rs_lower_bound, args.rs_upper_bound) == (False, "token", None, None)
+    assert args.rs_veto_threshold is None and args.tis_batch_normalize is False
+    assert args.use_opd is False and args.opd_type is None and args.opd_kl_coef == 1.0
+    assert args.opd_teacher_load is None and args.opd_teacher_ckpt_step is None
+
+
+def test_on_policy_distillation_flags():
+    args = parse_args([*BASE, "--use-opd", "--opd-type", "megatron", "--opd-teacher-load", "/ckpt/teacher"])
+    assert (args.use_opd, args.opd_type, args.opd_teacher_load) == (True, "megatron", "/ckpt/teacher")
+    args = parse_args(
+        [*BASE, "--use-opd", "--opd-type", "sglang", "--rm-url", "http://t/generate", "--opd-kl-coef", "0.5"]
+    )
+    assert args.opd_kl_coef == 0.5 and args.rm_url == "http://t/generate"
+    assert parse_args([*BASE, "--opd-teacher-ckpt-step", "3"]).opd_teacher_ckpt_step == 3
 
 
 def test_eps_clip_high_follows_eps_clip_unless_given():
@@ -96,6 +118,34 @@ def test_lone_eval_set_is_named_aime_as_in_slime():
             "--advantage-estimator reinforce_plus_plus needs --normalize-advantages",
         ),
         (["--tis-clip-low", "3"], "--tis-clip-low (3.0) must be <= --tis-clip (2.0)"),
+        (["--tis-upper-bound", "0"], "--tis-upper-bound must be > 0, got 0.0"),
+        (["--tis-lower-bound", "2"], "--tis-lower-bound (2.0) must be < --tis-upper-bound (2.0)"),
+        (
+            ["--rs-lower-bound", "1.5", "--rs-upper-bound", "1"],
+            "--rs-lower-bound (1.5) must be < --rs-upper-bound (1.0)",
+        ),
+        (["--rs-veto-threshold", "0"], "--rs-veto-threshold must be > 0, got 0.0"),
+        (
+            ["--tis-mode", "drop"],
+            "argument --tis-mode: invalid choice: 'drop' (choose from 'truncate', 'clip', 'mask')",
+        ),
+        (
+            ["--use-opd"],
+            "--use-opd needs --opd-type: sglang (a teacher server at --rm-url) or megatron (--opd-teacher-load)",
+        ),
+        (
+            ["--use-opd", "--opd-type", "megatron"],
+            "--use-opd --opd-type megatron needs --opd-teacher-load (the teacher's checkpoint)",
+        ),
+        (
+            ["--use-opd", "--opd-type", "sglang"],
+            "--use-opd --opd-type sglang needs --rm-url (the teacher's SGLang /generate endpoint)",
+        ),
+        (
+            ["--use-opd", "--opd-type", "sglang", "--rm-url", "http://t", "--opd-teacher-load", "/t"],
+            "--opd-teacher-load is for --opd-type megatron; with sglang the teacher is the server at --rm-url",
+        ),
+        (["--opd-teacher-load", "/t"], "--opd-teacher-load is set but --use-opd is not"),
         (["--rollout-temperature", "0"], "--rollout-temperature must be > 0, got 0.0"),
         (["--eval-interval", "5"], "--eval-interval needs --eval-prompt-data or --eval-config"),
         (["--eval-prompt-data", "a", "a.jsonl", "b"], "--eval-prompt-data takes pairs 'name path', got 3 values"),

@@ -6,6 +6,7 @@ from megatron_helpers import make_args, make_batch, make_trainer, train_rollouts
 
 from slime.metrics.rollout import train_data_means
 from slime.rl.advantages import AdvantageBatch, compute_advantages_and_returns
+from slime.types import RaggedArray
 from slime_megatron import checkpoint
 from slime_megatron.batches import balanced_shares, make_micro_batches, split_by_tokens
 
@@ -142,3 +143,50 @@ def test_one_step_rollout_logs_the_policy_log_probs_of_its_forward(world, tiny_m
     assert "log_probs_time" not in {k.removeprefix("perf/") for k in trainer.perf}  # no separate pass ran
     assert trainer.train_data_means["rollout/log_probs"] == pytest.approx(expected, abs=1e-5)
     assert not any("log_probs" in name for name in step)
+
+
+@pytest.mark.parametrize("shift", [0.0, 0.5])
+def test_mismatch_metrics_and_importance_weights(world, tiny_models, shift):
+    """--get-mismatch-metrics and icepop in the megatron trainer: the engine's log-probs equal to the trainer's give
+    metrics of about 0 and weights of 1; shifted by +-0.5 (ratios e^0.5, e^-0.5, outside [0.7, 1.3]) every token's
+    weight is 0, so the policy loss is 0 while the KL terms remain."""
+    icepop = ("--use-tis", "--custom-tis-function-path", "icepop", "--tis-clip-low", "0.7", "--tis-clip", "1.3")
+    args = make_args(tiny_models["qwen3"], "--global-batch-size", "8", "--get-mismatch-metrics", *icepop)
+    trainer = make_trainer(args)
+    batch = make_batch(trainer.hf.vocab_size)
+    before = trainer.compute_log_probs(batch, list(range(len(batch))))
+    engine = [[lp + shift * (-1) ** t for t, lp in enumerate(before[i].tolist())] for i in range(len(batch))]
+    batch.rollout_log_probs = RaggedArray.from_lists(engine, "f")
+
+    (step,) = trainer.train(0, batch)
+    assert {"ois", "tis", "tis_clipfrac", "tis_abs", "mis_kl", "mis_k3_kl", "mis_chi2_seq"} <= set(step)
+    assert step["ois"] == pytest.approx(1.0, abs=1e-5)  # one step per rollout: on-policy
+    if shift == 0.0:
+        for name in ("mis_k3_kl", "mis_kl", "mis_chi2_token", "mis_log_ppl_abs_diff", "train_rollout_logprob_abs_diff"):
+            assert abs(step[name]) < 1e-5, name
+        assert step["tis"] == pytest.approx(1.0, abs=1e-5) and step["tis_clipfrac"] == 0.0
+        assert step["pg_loss"] != 0.0
+    else:
+        assert step["train_rollout_logprob_abs_diff"] == pytest.approx(0.5, abs=1e-5)
+        assert step["mis_k3_kl"] > 0.1 and step["tis_clipfrac"] == pytest.approx(1.0)
+        assert step["pg_loss"] == 0.0 and step["kl_loss"] == pytest.approx(0.0, abs=1e-6)
+
+
+@pytest.mark.parametrize("global_batch", ["4", "8"])
+def test_rollout_entropy_of_the_policy_and_the_reference(world, tiny_models, global_batch):
+    """--use-rollout-entropy (slime: entropy with the log-probs of the policy and the reference before training):
+    rollout/entropy and rollout/ref_entropy, averaged like the other rollout means. With one step per rollout no
+    separate pass runs and the step's own forward gives it, as for rollout/log_probs."""
+    args = make_args(tiny_models["qwen3"], "--global-batch-size", global_batch, "--use-rollout-entropy")
+    trainer = make_trainer(args)
+    batch = make_batch(trainer.hf.vocab_size)
+    ids = list(range(len(batch)))
+    masks = [torch.tensor(batch.loss_masks[i], dtype=torch.float32) for i in ids]
+    entropy = trainer.forward_log_probs(batch, ids)["entropy"]
+    expected = train_data_means({"entropy": [entropy[i] for i in ids]}, loss_masks=masks)["entropy"]
+    assert expected > 0
+
+    trainer.train(0, batch)
+    means = trainer.train_data_means
+    assert means["rollout/entropy"] == pytest.approx(expected, abs=1e-5)
+    assert means["rollout/ref_entropy"] == pytest.approx(expected, abs=1e-5)  # the reference starts as the policy

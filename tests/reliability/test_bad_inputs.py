@@ -192,6 +192,8 @@ CASES = [
     Case("flags: dump path with an unknown placeholder", flags("--load-debug-rollout-data", "/tmp/dump_{step}.json"), "--load-debug-rollout-data /tmp/dump_{{step}}.json: only {{rollout_id}} can be filled in"),
     Case("dumps: missing rollout dump", flags("--load-debug-rollout-data", "/nonexistent/rollout_{rollout_id}.json"), "/nonexistent/rollout_0.json (--load-debug-rollout-data, rollout 0): no such file"),
     Case("dumps: a dump that is not JSON", lambda d, i: ["--load-debug-rollout-data", write(d, "rollout_0.pt", "PK\x03\x04")], "{dir}/rollout_0.pt (--load-debug-rollout-data, rollout 0): not a JSON rollout dump"),
+    Case("flags: --use-opd without a teacher", flags("--use-opd", "--opd-type", "megatron"), "--use-opd --opd-type megatron needs --opd-teacher-load (the teacher's checkpoint)"),
+    Case("opd: missing teacher checkpoint", flags("--use-opd", "--opd-type", "megatron", "--opd-teacher-load", "/nonexistent/teacher"), "--opd-teacher-load /nonexistent/teacher: no such directory"),
     Case("flags: batch sizes that do not divide", flags("--global-batch-size", "3"), "--rollout-batch-size x --n-samples-per-prompt (4) is not divisible by --global-batch-size (3)"),
     Case("flag: JSON flag that is not JSON", flags("--apply-chat-template-kwargs", "{enable_thinking: true}"), "argument --apply-chat-template-kwargs: invalid JSON"),
     Case("eval: no eval data", flags(), "slime eval needs --eval-prompt-data or --eval-config", command="eval"),

@@ -210,3 +210,36 @@ def test_colocate_gives_each_phase_the_memory_of_the_side_that_waits(ray_runtime
         *rollout, "resume_memory all",  # rollout 0: no update (interval 2), the engines resume for the next one
         *rollout, *update,
     ]  # fmt: skip
+
+
+def test_mismatch_metrics_and_importance_weights_in_the_loop(ray_runtime, setup, tmp_path):
+    """--get-mismatch-metrics with MIS: about 0 when the engine and the trainer agree (same weights), larger when the
+    engine's log-probs are perturbed (a replay of the dumped rollout with its log-probs shifted)."""
+    root, model, data = setup
+    dumps = tmp_path / "dumps"
+    mismatch = ("--get-mismatch-metrics", "--use-tis", "--custom-tis-function-path", "mis", "--use-rs")
+    mismatch += ("--num-rollout", "1", "--save-debug-rollout-data", str(dumps / "rollout_{rollout_id}.json"))
+    train(loop_args(root, model, data, *mismatch, "--output-dir", str(tmp_path / "agree")))
+
+    def train_record(output_dir):
+        records = [json.loads(line) for line in (output_dir / "metrics.jsonl").read_text().splitlines()]
+        return next(r for r in records if "train/step" in r)
+
+    agree = train_record(tmp_path / "agree")
+    for name in ("mis_k3_kl", "mis_kl", "mis_log_ppl_abs_diff", "mis_chi2_token", "train_rollout_logprob_abs_diff"):
+        assert abs(agree[f"train/{name}"]) < 1e-4, (name, agree[f"train/{name}"])
+    assert agree["train/mis_rs_mask_fraction_high"] == 0.0 and agree["train/ois"] == pytest.approx(1.0, abs=1e-4)
+
+    dump = json.loads((dumps / "rollout_0.json").read_text())
+    for index, sample in enumerate(dump["samples"]):
+        shift = 0.5 if index % 2 else -0.5
+        sample["rollout_log_probs"] = [lp + shift * (-1) ** t for t, lp in enumerate(sample["rollout_log_probs"])]
+    (dumps / "rollout_0.json").write_text(json.dumps(dump))
+    replay = ("--load-debug-rollout-data", str(dumps / "rollout_{rollout_id}.json"), "--num-rollout", "1")
+    train(loop_args(root, model, data, *mismatch[:5], *replay, "--output-dir", str(tmp_path / "perturbed")))
+    perturbed = train_record(tmp_path / "perturbed")
+    assert perturbed["train/train_rollout_logprob_abs_diff"] == pytest.approx(0.5, abs=1e-3)
+    assert perturbed["train/mis_k3_kl"] > 0.1 and perturbed["train/mis_chi2_token"] > 0.1
+    # The weights follow the shifted ratios e^(+-0.5) = 1.65, 0.61: inside [1/2, 2], so neither truncated nor rejected.
+    assert perturbed["train/mis_is_ratio_max_final"] > 1.5 and perturbed["train/mis_is_ratio_min_final"] < 0.7
+    assert perturbed["train/mis_rs_mask_fraction_high"] == 0.0 and perturbed["train/mis_tis_truncate_fraction"] == 0.0

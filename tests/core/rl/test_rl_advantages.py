@@ -25,6 +25,8 @@ def make_args(**overrides):
         gamma=1.0,
         lambd=1.0,
         normalize_advantages=False,
+        use_opd=False,
+        opd_kl_coef=1.0,
     )
     for key, value in overrides.items():
         setattr(args, key, value)
@@ -118,7 +120,10 @@ def ref_estimator(args, data):
         elif args.advantage_estimator == "reinforce_plus_plus_baseline":
             adv = ret = [reward - args.kl_coef * k for k in kl]
         else:
-            adv, ret = ref_gae(ref_token_rewards(reward, kl, args.kl_coef, mask), values, args.gamma, args.lambd)
+            # slime's ppo: the KL penalty on every token (masked or not), the reward on the response's last token.
+            token_rewards = [-args.kl_coef * k for k in kl]
+            token_rewards[-1] += reward
+            adv, ret = ref_gae(token_rewards, values, args.gamma, args.lambd)
         advantages.append(adv)
         returns.append(ret)
     if args.normalize_advantages:

@@ -1,109 +1,15 @@
-import argparse
 import math
-import random
 
 import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
+from rl_cases import clamp, make_args, random_samples, run_loss, to_batch, token_weights
 
 from slime.rl.losses import LossBatch, compute_loss, ppo_clip_loss
 from slime.rl.reduction import make_reducer
 
-
-def make_args(**overrides):
-    args = argparse.Namespace(
-        advantage_estimator="grpo",
-        loss_type="policy_loss",
-        eps_clip=0.2,
-        eps_clip_high=None,
-        eps_clip_c=None,
-        value_clip=0.2,
-        entropy_coef=0.0,
-        use_kl_loss=False,
-        kl_loss_coef=0.0,
-        kl_loss_type="k1",
-        use_unbiased_kl=False,
-        use_tis=False,
-        tis_clip=2.0,
-        tis_clip_low=0.0,
-        custom_tis_function_path=None,
-        calculate_per_token_loss=False,
-    )
-    for key, value in overrides.items():
-        setattr(args, key, value)
-    return args
-
-
-def random_samples(seed, num_samples=7, max_len=25):
-    """Ragged samples as Python lists; one is fully masked. Old/rollout log-probs drift enough to clip."""
-    rng = random.Random(seed)
-    samples = []
-    for _ in range(num_samples):
-        n = rng.randint(1, max_len)
-        logp = [rng.uniform(-2.5, -0.05) for _ in range(n)]
-        old = [x + rng.gauss(0, 0.3) for x in logp]
-        values = [rng.uniform(-1, 1) for _ in range(n)]
-        samples.append(
-            {
-                "mask": [int(rng.random() < 0.8) for _ in range(n)],
-                "logp": logp,
-                "old": old,
-                "ref": [x + rng.gauss(0, 0.5) for x in logp],
-                "rollout": [x + rng.gauss(0, 0.4) for x in old],
-                "adv": [rng.gauss(0, 1) for _ in range(n)],
-                "entropy": [rng.uniform(0, 2) for _ in range(n)],
-                "values": values,
-                "old_values": [v + rng.gauss(0, 0.2) for v in values],
-                "returns": [rng.uniform(-1, 1) for _ in range(n)],
-            }
-        )
-    samples[1]["mask"] = [0] * len(samples[1]["mask"])
-    samples[2]["mask"] = [0] * (len(samples[2]["mask"]) - 1) + [1]
-    return samples
-
-
-def packed(samples, key, requires_grad=False):
-    return torch.tensor([x for s in samples for x in s[key]], dtype=torch.float64, requires_grad=requires_grad)
-
-
-def to_batch(samples, on_policy=False):
-    # Inputs other than the current policy's require grad too, so a missing detach would show up as a gradient.
-    return LossBatch(
-        response_lengths=[len(s["mask"]) for s in samples],
-        loss_masks=torch.tensor([m for s in samples for m in s["mask"]]),
-        log_probs=packed(samples, "logp", requires_grad=True),
-        entropy=packed(samples, "entropy", requires_grad=True),
-        old_log_probs=None if on_policy else packed(samples, "old"),
-        ref_log_probs=packed(samples, "ref"),
-        rollout_log_probs=packed(samples, "rollout", requires_grad=True),
-        advantages=packed(samples, "adv"),
-        values=packed(samples, "values", requires_grad=True),
-        old_values=packed(samples, "old_values"),
-        returns=packed(samples, "returns"),
-    )
-
-
-def run_loss(args, samples, on_policy=False):
-    batch = to_batch(samples, on_policy)
-    reducer = make_reducer(batch.response_lengths, batch.loss_masks, args.calculate_per_token_loss)
-    loss, metrics = compute_loss(args, batch, reducer)
-    return batch, loss, metrics
-
-
 # ---- float64 loop references -------------------------------------------------------------------------------------
-
-
-def token_weights(samples, per_token):
-    """For each sample, the factor its masked token sums are multiplied by."""
-    if per_token:
-        total = sum(sum(s["mask"]) for s in samples)
-        return [1 / max(total, 1)] * len(samples)
-    return [1 / (max(sum(s["mask"]), 1) * len(samples)) for s in samples]
-
-
-def clamp(x, low, high):
-    return min(max(x, low), high)
 
 
 def ref_kl(lp, ref, old, kl_type, unbiased):
@@ -130,7 +36,7 @@ def ref_policy_loss(args, samples, on_policy=False):
     """The policy loss, its metrics and d loss / d log_probs (packed), token by token."""
     eps_low, eps_high = args.eps_clip, args.eps_clip if args.eps_clip_high is None else args.eps_clip_high
     weights = token_weights(samples, args.calculate_per_token_loss)
-    names = ["pg_loss", "pg_clipfrac", "ppo_kl", "entropy_loss", "kl_loss", "tis", "tis_clipfrac", "ois"]
+    names = ["pg_loss", "pg_clipfrac", "ppo_kl", "entropy_loss", "kl_loss", "tis", "tis_clipfrac", "tis_abs", "ois"]
     names.append("train_rollout_logprob_abs_diff")  # the samples always carry the engine's log-probs
     totals = dict.fromkeys(names, 0.0)
     grad = []
@@ -161,9 +67,10 @@ def ref_policy_loss(args, samples, on_policy=False):
                 raw = math.exp(old[t] - s["rollout"][t])
                 tis = clamp(raw, args.tis_clip_low, args.tis_clip)
                 pg, dpg = pg * tis, dpg * tis
-                totals["tis"] += w * m * tis
+                totals["tis"] += w * m * raw
                 totals["tis_clipfrac"] += w * m * (tis != raw)
-                totals["ois"] += w * m * raw
+                totals["tis_abs"] += w * m * abs(raw - 1)
+                totals["ois"] += w * m * r  # slime's ois is the PPO ratio pi / pi_old
             totals["pg_loss"] += w * m * pg
             totals["pg_clipfrac"] += w * m * clipped
             totals["ppo_kl"] += w * m * -log_ratios[t]
@@ -186,7 +93,7 @@ def ref_policy_loss(args, samples, on_policy=False):
     if not args.use_kl_loss:
         del metrics["kl_loss"]
     if not args.use_tis:
-        del metrics["tis"], metrics["tis_clipfrac"], metrics["ois"]
+        del metrics["tis"], metrics["tis_clipfrac"], metrics["tis_abs"], metrics["ois"]
     return metrics, grad
 
 
@@ -318,21 +225,24 @@ def test_sft_loss(per_token):
 
 
 @pytest.mark.parametrize("value_clip", [0.05, 0.2, 10.0])
-def test_value_loss(value_clip):
-    args = make_args(loss_type="value_loss", value_clip=value_clip)
+@pytest.mark.parametrize("per_token", [False, True])
+def test_value_loss(value_clip, per_token):
+    """slime's value_loss_function: max of the squared errors (no 1/2), clipfrac = |v - old| > value_clip."""
+    args = make_args(loss_type="value_loss", value_clip=value_clip, calculate_per_token_loss=per_token)
     samples = random_samples(7)
     batch, loss, metrics = run_loss(args, samples)
-    weights = token_weights(samples, per_token=False)
+    weights = token_weights(samples, per_token)
     total = clipfrac = 0.0
     grad = []
     for s, w in zip(samples, weights, strict=True):
         for m, v, old, ret in zip(s["mask"], s["values"], s["old_values"], s["returns"], strict=True):
             clipped_v = old + clamp(v - old, -value_clip, value_clip)
             clipped_wins = (clipped_v - ret) ** 2 > (v - ret) ** 2
-            total += w * m * 0.5 * max((v - ret) ** 2, (clipped_v - ret) ** 2)
-            clipfrac += w * m * clipped_wins
+            total += w * m * max((v - ret) ** 2, (clipped_v - ret) ** 2)
+            clipfrac += w * m * (abs(v - old) > value_clip)
             moves = abs(v - old) < value_clip
-            grad.append(w * m * ((clipped_v - ret) * moves if clipped_wins else v - ret))
+            grad.append(w * m * 2 * ((clipped_v - ret) * moves if clipped_wins else v - ret))
+    assert set(metrics) == {"value_loss", "value_clipfrac"}
     assert loss.item() == pytest.approx(total, rel=1e-12)
     assert metrics["value_loss"].item() == pytest.approx(total, rel=1e-12)
     assert metrics["value_clipfrac"].item() == pytest.approx(clipfrac, rel=1e-12, abs=1e-15)
@@ -340,3 +250,23 @@ def test_value_loss(value_clip):
     torch.testing.assert_close(got_grad, torch.tensor(grad, dtype=torch.float64))
     if value_clip == 10.0:
         assert metrics["value_clipfrac"].item() == 0.0
+    else:
+        assert metrics["value_clipfrac"].item() > 0.0
+
+
+def test_value_loss_gradcheck():
+    """Autograd's gradient of the clipped value loss agrees with finite differences (away from the clip kinks)."""
+    samples = random_samples(8)
+    batch = to_batch(samples)
+    reducer = make_reducer(batch.response_lengths, batch.loss_masks, False)
+    values = batch.values.detach().clone().requires_grad_(True)
+    old_values, returns = batch.old_values, batch.returns
+
+    def loss_of(v):
+        return compute_loss(
+            make_args(loss_type="value_loss", value_clip=0.1),
+            LossBatch(batch.response_lengths, batch.loss_masks, values=v, old_values=old_values, returns=returns),
+            reducer,
+        )[0]
+
+    assert torch.autograd.gradcheck(loss_of, (values,), eps=1e-7, atol=1e-6)

@@ -5,7 +5,7 @@ import torch
 
 from slime import plugins
 from slime.hookspecs import hookimpl
-from slime.rl import advantages, losses, tis
+from slime.rl import advantages, losses, mis, tis
 from slime.rl.advantages import AdvantageBatch, compute_advantages_and_returns
 from slime.rl.losses import LossBatch, compute_loss
 from slime.rl.reduction import make_reducer
@@ -20,6 +20,12 @@ def test_core_registers_the_rl_defaults():
     assert plugins.resolve("policy_losses", "sft_loss") is losses.sft_loss
     assert plugins.resolve("policy_losses", "value_loss") is losses.value_loss
     assert plugins.resolve("importance_weights", "vanilla_tis") is tis.vanilla_tis
+    assert plugins.resolve("importance_weights", "icepop") is tis.icepop
+    assert plugins.resolve("importance_weights", "mis") is mis.mis
+    # slime's own scripts name these by their dotted paths in slime's tree: they resolve to ours.
+    assert plugins.resolve("importance_weights", "slime.backends.megatron_utils.loss.icepop_function") is tis.icepop
+    mis_path = "examples.train_infer_mismatch_helper.mis.compute_mis_weights_with_cp"
+    assert plugins.resolve("importance_weights", mis_path) is mis.mis
     assert plugins.registry("advantage_estimators").entries["grpo"].plugin.name == "core"
 
 
@@ -62,7 +68,7 @@ def third_party():
 
 
 def test_third_party_estimator_is_selectable_by_name(third_party):
-    args = argparse.Namespace(advantage_estimator="length_bonus", normalize_advantages=False)
+    args = argparse.Namespace(advantage_estimator="length_bonus", normalize_advantages=False, use_opd=False)
     batch = AdvantageBatch(rewards=[1.0, -1.0], loss_masks=[torch.tensor([1, 1, 0]), torch.tensor([1])])
     got, _ = compute_advantages_and_returns(args, batch)
     assert torch.cat(got).tolist() == pytest.approx([1.02, 1.02, 1.02, -0.99])
@@ -70,7 +76,7 @@ def test_third_party_estimator_is_selectable_by_name(third_party):
 
 
 def test_unknown_estimator_names_the_flag():
-    args = argparse.Namespace(advantage_estimator="nope", normalize_advantages=False)
+    args = argparse.Namespace(advantage_estimator="nope", normalize_advantages=False, use_opd=False)
     with pytest.raises(Exception, match="--advantage-estimator"):
         compute_advantages_and_returns(args, AdvantageBatch(rewards=[], loss_masks=[]))
 
@@ -85,6 +91,8 @@ def test_third_party_importance_weights_drive_the_policy_loss(third_party):
         entropy_coef=0.0,
         use_kl_loss=False,
         use_tis=True,
+        get_mismatch_metrics=False,
+        use_opsm=False,
         custom_tis_function_path="halve_masked",
         calculate_per_token_loss=False,
     )

@@ -1,8 +1,9 @@
 """A small single-process train backend on HF transformers, for core's own tests of the loop.
 
-It trains for real with core's RL math (log-probs at the rollout temperature, advantages, policy loss, Adam) and
-checkpoints atomically, so the loop, resume and weight-sync wiring are tested without Megatron-core. It is not a
-backend users run: the Megatron backend has its own tests, and runs use it.
+It trains for real with core's RL math (log-probs at the rollout temperature, advantages, policy loss with the
+engine's log-probs for TIS and the mismatch metrics, Adam) and checkpoints atomically, so the loop, resume and
+weight-sync wiring are tested without Megatron-core. It is not a backend users run: the Megatron backend has its own
+tests, and runs use it.
 """
 
 import argparse
@@ -62,6 +63,10 @@ class HFTrainer:
         args = self.args
         record_call(args.output_dir, "train")
         masks = [torch.tensor(mask, dtype=torch.float32) for mask in batch.loss_masks]
+        # The engine's log-probs: TIS weights and --get-mismatch-metrics compare the trainer's against them.
+        rollout = None
+        if batch.rollout_log_probs is not None:
+            rollout = [torch.tensor(lp, dtype=torch.float32) for lp in batch.rollout_log_probs]
         with torch.no_grad():
             old = [self._log_probs(t, n) for t, n in zip(batch.tokens, batch.response_lengths, strict=True)]
         advantages, _ = compute_advantages_and_returns(
@@ -79,6 +84,7 @@ class HFTrainer:
                 log_probs=log_probs,
                 old_log_probs=torch.cat([old[i] for i in chosen]),
                 advantages=torch.cat([advantages[i] for i in chosen]),
+                rollout_log_probs=None if rollout is None else torch.cat([rollout[i] for i in chosen]),
             )
             reducer = make_reducer(lengths, loss_batch.loss_masks, args.calculate_per_token_loss)
             loss, metrics = compute_loss(args, loss_batch, reducer)

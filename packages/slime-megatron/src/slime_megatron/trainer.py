@@ -62,8 +62,10 @@ class _RolloutData:
     rollout_log_probs: dict[int, torch.Tensor] | None
 
 
-# A step metric that is not a train/* metric: the policy's mean log-prob, when the first step's forward is the only one.
+# Step metrics that are not train/* metrics: the policy's mean log-prob (and entropy, --use-rollout-entropy) before
+# the update, when the first step's forward is the only one.
 _POLICY_LOG_PROBS = "policy_log_probs"
+_POLICY_ENTROPY = "policy_entropy"
 
 
 def needs_reference(args: argparse.Namespace) -> bool:
@@ -117,11 +119,19 @@ class MegatronTrainer:
 
     def _log_probs_of(self, batch: MicroBatch, logits: torch.Tensor) -> dict[str, list[torch.Tensor]]:
         packed, targets = response_logits(logits, batch)
-        log_probs, _ = chunked_log_probs(
-            packed, targets, self.hf.vocab_size, self.args.rollout_temperature, self.args.log_probs_chunk_size
+        log_probs, entropy = chunked_log_probs(
+            packed,
+            targets,
+            self.hf.vocab_size,
+            self.args.rollout_temperature,
+            self.args.log_probs_chunk_size,
+            entropy="detached" if self.args.use_rollout_entropy else "none",
         )
         # To CPU: outputs may travel to other pipeline stages as pickled objects.
-        return {"log_probs": [lp.cpu() for lp in log_probs.split(batch.response_lengths)]}
+        outputs = {"log_probs": [lp.cpu() for lp in log_probs.split(batch.response_lengths)]}
+        if entropy is not None:
+            outputs["entropy"] = [e.cpu() for e in entropy.split(batch.response_lengths)]
+        return outputs
 
     def _micro_batches(self, batch: TrainBatch, sample_ids: list[int], max_tokens: int | None) -> list[MicroBatch]:
         if self.args.use_dynamic_batch_size:
@@ -132,23 +142,32 @@ class MegatronTrainer:
         multiple = self.config.tensor_model_parallel_size if self.config.sequence_parallel else 1
         return make_micro_batches(batch.tokens, batch.response_lengths, groups, pad_to_multiple=multiple)
 
-    def compute_log_probs(self, batch: TrainBatch, sample_ids: list[int]) -> dict[int, torch.Tensor]:
-        """Response log-probs of the current weights for ``sample_ids``, by sample id, on every pipeline stage."""
+    def forward_log_probs(self, batch: TrainBatch, sample_ids: list[int]) -> dict[str, dict[int, torch.Tensor]]:
+        """Response log-probs of the current weights for ``sample_ids`` (``"log_probs"``, and ``"entropy"`` with
+        ``--use-rollout-entropy``), each by sample id, on every pipeline stage."""
         micro_batches = self._micro_batches(batch, sample_ids, self.args.log_probs_max_tokens_per_gpu)
         outputs = forward_only(self.trainable.model, micro_batches, self._log_probs_of, self.device)
-        result: dict[int, torch.Tensor] = {}
+        result: dict[str, dict[int, torch.Tensor]] = {}
         for micro_batch, output in zip(micro_batches, outputs, strict=True):
-            result.update(zip(micro_batch.sample_ids, [lp.to(self.device) for lp in output["log_probs"]], strict=True))
+            for field, values in output.items():
+                moved = [value.to(self.device) for value in values]
+                result.setdefault(field, {}).update(zip(micro_batch.sample_ids, moved, strict=True))
         return result
 
-    def compute_ref_log_probs(self, batch: TrainBatch, sample_ids: list[int]) -> dict[int, torch.Tensor]:
-        """Like ``compute_log_probs`` with the reference weights swapped in (and the actor's swapped back)."""
+    def forward_ref_log_probs(self, batch: TrainBatch, sample_ids: list[int]) -> dict[str, dict[int, torch.Tensor]]:
+        """Like ``forward_log_probs`` with the reference weights swapped in (and the actor's swapped back)."""
         actor = snapshot_weights(self.trainable.model)
         copy_weights(self.trainable.model, self.ref_weights)
         try:
-            return self.compute_log_probs(batch, sample_ids)
+            return self.forward_log_probs(batch, sample_ids)
         finally:
             copy_weights(self.trainable.model, actor)
+
+    def compute_log_probs(self, batch: TrainBatch, sample_ids: list[int]) -> dict[int, torch.Tensor]:
+        return self.forward_log_probs(batch, sample_ids)["log_probs"]
+
+    def compute_ref_log_probs(self, batch: TrainBatch, sample_ids: list[int]) -> dict[int, torch.Tensor]:
+        return self.forward_ref_log_probs(batch, sample_ids)["log_probs"]
 
     # -- training --------------------------------------------------------------------------------------------------
 
@@ -180,11 +199,14 @@ class MegatronTrainer:
         device = self.device
         loss_masks = {i: torch.tensor(batch.loss_masks[i], dtype=torch.float32, device=device) for i in sample_ids}
         ref_log_probs = old_log_probs = rollout_log_probs = None
+        # --use-rollout-entropy: the entropies of the passes that run, logged as rollout/entropy, rollout/ref_entropy.
+        entropies: dict[str, dict[int, torch.Tensor] | None] = {}
         if batch.rollout_log_probs is not None:
             rollout_log_probs = {i: torch.tensor(batch.rollout_log_probs[i], device=device) for i in sample_ids}
         if self.ref_weights is not None:
             start = time.perf_counter()
-            ref_log_probs = self.compute_ref_log_probs(batch, sample_ids)
+            ref = self.forward_ref_log_probs(batch, sample_ids)
+            ref_log_probs, entropies["ref_entropy"] = ref["log_probs"], ref.get("entropy")
             self.timings["ref_log_probs"] = time.perf_counter() - start
         if args.use_rollout_logprobs:
             if rollout_log_probs is None:
@@ -193,7 +215,8 @@ class MegatronTrainer:
         elif num_steps > 1 or args.kl_coef != 0:
             # With one step per rollout and no KL in the reward, old == current (detached): the loss reuses them.
             start = time.perf_counter()
-            old_log_probs = self.compute_log_probs(batch, sample_ids)
+            old = self.forward_log_probs(batch, sample_ids)
+            old_log_probs, entropies["entropy"] = old["log_probs"], old.get("entropy")
             self.timings["log_probs"] = time.perf_counter() - start
         if args.compute_advantages_and_returns:
             advantages, returns = compute_advantages_and_returns(
@@ -222,6 +245,7 @@ class MegatronTrainer:
                 "rollout_log_probs": rollout_log_probs,
                 "advantages": data.advantages,
                 "returns": dict(zip(sample_ids, returns, strict=True)),
+                **entropies,
             },
             loss_masks,
             sample_ids,
@@ -294,6 +318,8 @@ class MegatronTrainer:
                 else reducer  # the loss's own reducer is already this per-sample one
             )
             metrics[_POLICY_LOG_PROBS] = per_sample(log_probs.detach())
+            if args.use_rollout_entropy:
+                metrics[_POLICY_ENTROPY] = per_sample(entropy.detach())
         return loss, metrics
 
     def train(self, rollout_id: int, batch: TrainBatch) -> list[dict[str, float]]:
@@ -316,8 +342,9 @@ class MegatronTrainer:
             metrics = train_step(self.trainable, micro_batches, loss_fn, self.device)
             results.append(metrics)
         actor_time = time.perf_counter() - actor_start
-        if _POLICY_LOG_PROBS in results[0]:
-            self.train_data_means["rollout/log_probs"] = results[0].pop(_POLICY_LOG_PROBS)
+        for name, field in ((_POLICY_LOG_PROBS, "log_probs"), (_POLICY_ENTROPY, "entropy")):
+            if name in results[0]:
+                self.train_data_means[f"rollout/{field}"] = results[0].pop(name)
 
         self._record_perf(batch, actor_time, time.perf_counter() - train_start)
         return results

@@ -222,7 +222,32 @@ def _add_algorithm_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--use-tis", action="store_true")
     group.add_argument("--tis-clip", type=float, default=2.0)
     group.add_argument("--tis-clip-low", type=float, default=0.0)
-    group.add_argument("--custom-tis-function-path", default=None)
+    group.add_argument(
+        "--custom-tis-function-path",
+        default=None,
+        help="importance weights for --use-tis: vanilla_tis (default), icepop, mis, or a registered name / dotted path",
+    )
+    # MIS (--custom-tis-function-path mis): keys of slime's examples/train_infer_mismatch_helper/mis.yaml.
+    group.add_argument("--tis-mode", choices=["truncate", "clip", "mask"], default="truncate")
+    group.add_argument("--tis-level", choices=["token", "sequence", "geometric"], default="token")
+    group.add_argument("--tis-lower-bound", type=float, default=None, help="default: 1 / --tis-upper-bound")
+    group.add_argument("--tis-upper-bound", type=float, default=2.0)
+    group.add_argument("--tis-batch-normalize", action="store_true", help="rescale MIS weights to mean 1")
+    group.add_argument("--use-rs", action="store_true", help="MIS: also reject tokens/sequences out of the RS bounds")
+    group.add_argument("--rs-level", choices=["token", "sequence", "geometric"], default="token")
+    group.add_argument("--rs-lower-bound", type=float, default=None, help="default: the TIS lower bound")
+    group.add_argument("--rs-upper-bound", type=float, default=None, help="default: --tis-upper-bound")
+    group.add_argument("--rs-veto-threshold", type=float, default=None, help="reject a sequence with a ratio below it")
+    group.add_argument(
+        "--get-mismatch-metrics", action="store_true", help="log train-vs-rollout log-prob gaps (train/mis_*)"
+    )
+    group.add_argument("--use-opsm", action="store_true", help="off-policy sequence masking")
+    group.add_argument("--opsm-delta", type=float, default=1e-4)
+    group.add_argument(
+        "--use-rollout-entropy",
+        action="store_true",
+        help="compute the entropy with the log-probs of the policy and reference before training (rollout/entropy)",
+    )
     group.add_argument("--use-rollout-logprobs", action="store_true", help="use the engine's log-probs as old policy")
     group.add_argument("--calculate-per-token-loss", action="store_true")
     group.add_argument("--num-critic-only-steps", type=int, default=0)
@@ -232,6 +257,20 @@ def _add_algorithm_arguments(parser: argparse.ArgumentParser) -> None:
         dest="compute_advantages_and_returns",
         help="train without advantages or returns (SFT, or a loss that does not read them)",
     )
+
+
+def _add_distillation_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("on-policy distillation")
+    group.add_argument("--use-opd", action="store_true", help="add the teacher's reverse KL to the advantages")
+    group.add_argument(
+        "--opd-type",
+        choices=["sglang", "megatron"],
+        default=None,
+        help="the teacher: an SGLang server at --rm-url, or a Megatron checkpoint (--opd-teacher-load)",
+    )
+    group.add_argument("--opd-kl-coef", type=float, default=1.0)
+    group.add_argument("--opd-teacher-load", default=None, help="teacher checkpoint for --opd-type megatron")
+    group.add_argument("--opd-teacher-ckpt-step", type=int, default=None)
 
 
 def _add_logging_arguments(parser: argparse.ArgumentParser) -> None:
@@ -264,6 +303,7 @@ def build_parser(prog: str = "slime") -> SlimeArgumentParser:
         _add_reward_arguments,
         _add_eval_arguments,
         _add_algorithm_arguments,
+        _add_distillation_arguments,
         _add_logging_arguments,
     ):
         add(parser)
@@ -470,6 +510,32 @@ def _validate_algorithm(args: argparse.Namespace) -> None:
             _fail(f"--{flag.replace('_', '-')} must be >= 0, got {getattr(args, flag)}")
     if args.tis_clip_low > args.tis_clip:
         _fail(f"--tis-clip-low ({args.tis_clip_low}) must be <= --tis-clip ({args.tis_clip})")
+    if args.tis_upper_bound <= 0:
+        _fail(f"--tis-upper-bound must be > 0, got {args.tis_upper_bound}")
+    for low, high in (("tis_lower_bound", "tis_upper_bound"), ("rs_lower_bound", "rs_upper_bound")):
+        low_value, high_value = getattr(args, low), getattr(args, high)
+        if low_value is not None and high_value is not None and low_value >= high_value:
+            _fail(f"--{low.replace('_', '-')} ({low_value}) must be < --{high.replace('_', '-')} ({high_value})")
+    if args.rs_veto_threshold is not None and args.rs_veto_threshold <= 0:
+        _fail(f"--rs-veto-threshold must be > 0, got {args.rs_veto_threshold}")
+    _validate_distillation(args)
+
+
+def _validate_distillation(args: argparse.Namespace) -> None:
+    """slime's OPD rules: a teacher of the chosen kind, and no teacher flags without --use-opd."""
+    if not args.use_opd:
+        if args.opd_teacher_load is not None:
+            _fail("--opd-teacher-load is set but --use-opd is not")
+        return
+    if args.opd_type is None:
+        _fail("--use-opd needs --opd-type: sglang (a teacher server at --rm-url) or megatron (--opd-teacher-load)")
+    if args.opd_type == "megatron" and args.opd_teacher_load is None:
+        _fail("--use-opd --opd-type megatron needs --opd-teacher-load (the teacher's checkpoint)")
+    if args.opd_type == "sglang":
+        if args.opd_teacher_load is not None:
+            _fail("--opd-teacher-load is for --opd-type megatron; with sglang the teacher is the server at --rm-url")
+        if args.rm_url is None:
+            _fail("--use-opd --opd-type sglang needs --rm-url (the teacher's SGLang /generate endpoint)")
 
 
 def _validate_eval(args: argparse.Namespace) -> None:

@@ -23,6 +23,8 @@ from slime.types import Sample
 def check_run_inputs(args: argparse.Namespace, train: bool = True) -> None:
     """Raise a one-line ``SlimeError`` for the first bad input of a ``slime train`` (or, ``train=False``, eval) run."""
     check_model_dir(args.hf_checkpoint)
+    if args.opd_teacher_load is not None and not Path(args.opd_teacher_load).expanduser().is_dir():
+        raise ConfigError(f"--opd-teacher-load {args.opd_teacher_load}: no such directory (the teacher's checkpoint)")
     if not train and (args.debug_rollout_only or args.debug_train_only):
         flag = "--debug-train-only (or --load-debug-rollout-data)"
         if args.debug_rollout_only:

@@ -18,6 +18,7 @@ import torch.distributed as dist
 
 from slime import plugins
 from slime.rl.kl import compute_approx_kl
+from slime.rl.opd import apply_opd_kl
 from slime.rl.whiten import masked_whiten
 
 # Long responses are scanned in chunks: one small matrix product per chunk instead of a Python step per token.
@@ -30,7 +31,8 @@ class AdvantageBatch:
 
     ``rewards`` are the post-processed scalar rewards (``slime.rl.reward_normalization.postprocess_rewards``).
     ``log_probs`` (the policy's, before this step's updates) and ``ref_log_probs`` are needed for a KL penalty in the
-    reward (``--kl-coef`` != 0); ``values`` (critic) for ``ppo``.
+    reward (``--kl-coef`` != 0); ``values`` (critic) for ``ppo``; ``log_probs`` and ``teacher_log_probs`` for
+    ``--use-opd``.
     """
 
     rewards: list[float]
@@ -38,6 +40,7 @@ class AdvantageBatch:
     log_probs: list[torch.Tensor] | None = None
     ref_log_probs: list[torch.Tensor] | None = None
     values: list[torch.Tensor] | None = None
+    teacher_log_probs: list[torch.Tensor] | None = None
 
     def __post_init__(self) -> None:
         if len(self.rewards) != len(self.loss_masks):
@@ -133,8 +136,12 @@ def ppo_advantages(args: argparse.Namespace, batch: AdvantageBatch) -> tuple[lis
         raise ValueError("the ppo advantage estimator needs the critic's values")
     kls = reward_kl(args, batch)
     advantages, returns = [], []
-    for reward, kl, mask, values in zip(batch.rewards, kls, batch.loss_masks, batch.values, strict=True):
-        rewards = token_rewards(reward, kl, args.kl_coef, mask.float())
+    for reward, kl, values in zip(batch.rewards, kls, batch.values, strict=True):
+        # slime's ppo (unlike REINFORCE++) penalises every response token and puts the reward on the last one,
+        # trainable or not: the critic's values span the whole response, so GAE runs over all of it.
+        rewards = -args.kl_coef * kl
+        if rewards.numel():
+            rewards[-1] += reward
         adv, ret = generalized_advantages(rewards, values.float(), args.gamma, args.lambd)
         advantages.append(adv)
         returns.append(ret)
@@ -145,12 +152,17 @@ def ppo_advantages(args: argparse.Namespace, batch: AdvantageBatch) -> tuple[lis
 def compute_advantages_and_returns(
     args: argparse.Namespace, batch: AdvantageBatch, group: dist.ProcessGroup | None = None
 ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    """Run ``--advantage-estimator``, then whiten the advantages over ``group`` if ``--normalize-advantages``.
+    """Run ``--advantage-estimator``, subtract the distillation term (``--use-opd``), then whiten the advantages over
+    ``group`` if ``--normalize-advantages`` (slime's order).
 
     ``group`` is the data-parallel group whose ranks together hold the step's samples (``None``: this process only).
     """
     estimator: AdvantageEstimator = plugins.resolve("advantage_estimators", args.advantage_estimator)
     advantages, returns = estimator(args, batch)
+    if args.use_opd:
+        if batch.log_probs is None or batch.teacher_log_probs is None:
+            raise ValueError("--use-opd needs the student's and the teacher's log-probs of the samples")
+        advantages = apply_opd_kl(advantages, batch.log_probs, batch.teacher_log_probs, args.opd_kl_coef)
     if args.normalize_advantages:
         advantages = masked_whiten(advantages, batch.loss_masks, group)
     return advantages, returns

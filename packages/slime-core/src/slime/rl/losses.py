@@ -17,7 +17,9 @@ import torch
 
 from slime import plugins
 from slime.rl.kl import compute_approx_kl
-from slime.rl.reduction import Reducer
+from slime.rl.mismatch import mismatch_metrics
+from slime.rl.opsm import opsm_keep_mask
+from slime.rl.reduction import Reducer, per_sample_mean
 from slime.rl.tis import DEFAULT_IMPORTANCE_WEIGHTS
 
 
@@ -91,22 +93,20 @@ def cispo_loss(
 
 def sequence_log_ratio(log_ratio: torch.Tensor, loss_masks: torch.Tensor, response_lengths: list[int]) -> torch.Tensor:
     """GSPO: each sample's masked mean log ratio, broadcast to its tokens (an all-masked sample gets 0)."""
-    lengths = torch.tensor(response_lengths, device=log_ratio.device)
-    sample_of_token = torch.arange(len(response_lengths), device=log_ratio.device).repeat_interleave(lengths)
-    mask = loss_masks.to(log_ratio.dtype)
-    sums = log_ratio.new_zeros(len(response_lengths)).index_add(0, sample_of_token, log_ratio * mask)
-    counts = mask.new_zeros(len(response_lengths)).index_add(0, sample_of_token, mask)
-    return (sums / counts.clamp(min=1))[sample_of_token]
+    return per_sample_mean(log_ratio, loss_masks, response_lengths)
 
 
 def clipped_value_loss(
     values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor, value_clip: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-token PPO value loss ``0.5 * max((v - R)^2, (clip(v, old ± value_clip) - R)^2)`` and where clipping won."""
+    """Per-token PPO value loss ``max((v - R)^2, (clip(v, old ± value_clip) - R)^2)`` and where ``v`` left the band.
+
+    As slime's ``value_loss_function``: no 1/2 factor, and the clip fraction counts tokens whose value moved more than
+    ``value_clip`` from the old one (whether or not the clipped error was the larger).
+    """
     clipped_values = old_values + (values - old_values).clamp(-value_clip, value_clip)
-    unclipped_error = (values - returns).square()
-    clipped_error = (clipped_values - returns).square()
-    return 0.5 * torch.maximum(unclipped_error, clipped_error), (clipped_error > unclipped_error).to(values.dtype)
+    losses = torch.maximum((values - returns).square(), (clipped_values - returns).square())
+    return losses, ((values - old_values).abs() > value_clip).to(values.dtype)
 
 
 def _require(batch: LossBatch, *names: str) -> None:
@@ -118,13 +118,15 @@ def _require(batch: LossBatch, *names: str) -> None:
 def policy_loss(
     args: argparse.Namespace, batch: LossBatch, reducer: Reducer
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """``pg_loss - entropy_coef * entropy + kl_loss_coef * kl_loss``, with TIS when ``--use-tis``.
+    """``pg_loss - entropy_coef * entropy + kl_loss_coef * kl_loss``, with OPSM and TIS when asked for.
 
     The surrogate follows ``--advantage-estimator``: ``gspo`` clips a per-sequence ratio, ``cispo`` uses the CISPO
-    loss, every other estimator the PPO clip. Metrics: ``loss``, ``pg_loss``, ``pg_clipfrac``, ``ppo_kl`` (mean of
-    ``old_log_probs - log_probs``: exactly 0 on-policy), ``entropy_loss`` when entropy is given, ``kl_loss`` with
-    ``--use-kl-loss``, ``train_rollout_logprob_abs_diff`` when the engine's log-probs are given, and the
-    importance-weight function's metrics (``tis``, ``tis_clipfrac``, ``ois``) with TIS.
+    loss, every other estimator the PPO clip. ``--use-opsm`` then drops off-policy negative sequences, and
+    ``--use-tis`` reweights by the importance-weight function (slime's order). Metrics: ``loss``, ``pg_loss``,
+    ``pg_clipfrac``, ``ppo_kl`` (mean of ``old_log_probs - log_probs``: exactly 0 on-policy), ``entropy_loss`` when
+    entropy is given, ``kl_loss`` with ``--use-kl-loss``, ``train_rollout_logprob_abs_diff`` when the engine's
+    log-probs are given, ``opsm_clipfrac`` with OPSM, ``ois`` with TIS or ``--get-mismatch-metrics``, the mismatch
+    metrics (``mis_*``, ``slime.rl.mismatch``) with the latter, and the importance-weight function's with TIS.
     """
     _require(batch, "log_probs", "advantages")
     log_probs = batch.log_probs
@@ -139,13 +141,31 @@ def policy_loss(
     else:
         pg_losses, clipfrac = ppo_clip_loss(log_ratio, batch.advantages, args.eps_clip, eps_clip_high, args.eps_clip_c)
 
+    opsm_metrics: dict[str, torch.Tensor] = {}
+    if args.use_opsm:
+        keep = opsm_keep_mask(
+            log_probs, old_log_probs, batch.advantages, batch.loss_masks, batch.response_lengths, args.opsm_delta
+        )
+        pg_losses = pg_losses * keep
+        opsm_metrics["opsm_clipfrac"] = 1 - keep
+
     pg_mask = batch.loss_masks
     tis_metrics: dict[str, torch.Tensor] = {}
-    if args.use_tis:
+    if args.use_tis or args.get_mismatch_metrics:
         _require(batch, "rollout_log_probs")
+        # slime's ois: the PPO ratio pi / pi_old (on-policy: 1), logged beside the train-vs-engine metrics.
+        tis_metrics["ois"] = log_ratio.detach().exp()
+    if args.get_mismatch_metrics:
+        # The trainer's log-probs of the rollout's policy; with --use-rollout-logprobs the old ones are the
+        # engine's, so the current policy's (equal to the trainer's on a rollout's first step) stand in.
+        train_log_probs = log_probs.detach() if args.use_rollout_logprobs else old_log_probs
+        tis_metrics.update(
+            mismatch_metrics(train_log_probs, batch.rollout_log_probs, batch.loss_masks, batch.response_lengths)
+        )
+    if args.use_tis:
         name = args.custom_tis_function_path or DEFAULT_IMPORTANCE_WEIGHTS
         importance_weights = plugins.resolve("importance_weights", name)
-        pg_losses, pg_mask, tis_metrics = importance_weights(
+        pg_losses, pg_mask, weight_metrics = importance_weights(
             args,
             pg_loss=pg_losses,
             train_log_probs=old_log_probs,
@@ -153,11 +173,13 @@ def policy_loss(
             loss_masks=batch.loss_masks,
             response_lengths=batch.response_lengths,
         )
+        tis_metrics.update(weight_metrics)
 
     pg_loss = reducer(pg_losses, pg_mask)
     loss = pg_loss
     metrics = {"pg_loss": pg_loss, "pg_clipfrac": reducer(clipfrac), "ppo_kl": reducer(-log_ratio)}
-    metrics.update({name: reducer(value) for name, value in tis_metrics.items()})
+    # Reduced with the loss mask as it was before any rejection, so a rejected token still counts in a fraction.
+    metrics.update({name: reducer(value) for name, value in {**opsm_metrics, **tis_metrics}.items()})
     if batch.rollout_log_probs is not None:
         # The engine's sampling policy vs the trainer's: large values mean their weights or numerics differ.
         metrics["train_rollout_logprob_abs_diff"] = reducer((old_log_probs - batch.rollout_log_probs).abs())
@@ -199,8 +221,7 @@ def value_loss(
     old_values = batch.values.detach() if batch.old_values is None else batch.old_values
     losses, clipfrac = clipped_value_loss(batch.values, old_values, batch.returns, args.value_clip)
     loss = reducer(losses)
-    metrics = {"loss": loss, "value_loss": loss, "value_clipfrac": reducer(clipfrac)}
-    return loss, {name: value.detach() for name, value in metrics.items()}
+    return loss, {"value_loss": loss.detach(), "value_clipfrac": reducer(clipfrac).detach()}
 
 
 def compute_loss(

@@ -1,7 +1,7 @@
 """slime-core's RL defaults, registered through the same hooks a third-party plugin implements."""
 
 from slime.hookspecs import hookimpl
-from slime.rl import advantages, losses, tis
+from slime.rl import advantages, losses, mis, tis
 
 
 @hookimpl
@@ -24,3 +24,8 @@ def slime_register_policy_losses(register) -> None:
 @hookimpl
 def slime_register_importance_weights(register) -> None:
     register(tis.DEFAULT_IMPORTANCE_WEIGHTS, tis.vanilla_tis)
+    register("icepop", tis.icepop)
+    register("mis", mis.mis)
+    # The paths slime's own scripts pass to --custom-tis-function-path, so their command lines run unchanged.
+    register("slime.backends.megatron_utils.loss.icepop_function", tis.icepop)
+    register("examples.train_infer_mismatch_helper.mis.compute_mis_weights_with_cp", mis.mis)

@@ -21,6 +21,25 @@ def split_packed(packed: torch.Tensor, response_lengths: Sequence[int]) -> list[
     return list(packed.split(list(response_lengths)))
 
 
+def sample_of_token(response_lengths: Sequence[int], device: torch.device) -> torch.Tensor:
+    """For each token of a packed batch, the index of its sample."""
+    lengths = torch.tensor(list(response_lengths), device=device, dtype=torch.long)
+    return torch.arange(len(response_lengths), device=device).repeat_interleave(lengths)
+
+
+def per_sample_sum(values: torch.Tensor, mask: torch.Tensor, response_lengths: Sequence[int]) -> torch.Tensor:
+    """Each sample's masked sum of ``values``, repeated on every token of the sample (differentiable)."""
+    index = sample_of_token(response_lengths, values.device)
+    sums = values.new_zeros(len(response_lengths)).index_add(0, index, values * mask.to(values.dtype))
+    return sums[index]
+
+
+def per_sample_mean(values: torch.Tensor, mask: torch.Tensor, response_lengths: Sequence[int]) -> torch.Tensor:
+    """Each sample's masked mean of ``values`` on every token of the sample; an all-masked sample gets 0."""
+    counts = per_sample_sum(torch.ones_like(values), mask, response_lengths)
+    return per_sample_sum(values, mask, response_lengths) / counts.clamp(min=1)
+
+
 @dataclass(frozen=True)
 class Reducer:
     """``reducer(x)`` = the sum over tokens of ``x * loss_mask * token_weight``, a scalar.
