@@ -1,14 +1,23 @@
 """RL training with the megatron backend in one process: on-policy start, learning, checkpoints and resume."""
 
+import numpy as np
 import pytest
 import torch
 from megatron_helpers import make_args, make_batch, make_trainer, train_rollouts
 
-from slime.metrics.rollout import train_data_means
-from slime.rl.advantages import AdvantageBatch, compute_advantages_and_returns
 from slime.types import RaggedArray
 from slime_megatron import checkpoint
 from slime_megatron.batches import balanced_shares, make_micro_batches, split_by_tokens
+
+
+def _mean_of_sample_means(per_token, masks) -> float:
+    """float64 reference of slime's rollout/* means: each sample's mean over its trained tokens, then over samples."""
+    sample_means = []
+    for values, mask in zip(per_token, masks, strict=True):
+        values = np.asarray(values, dtype=np.float64)
+        assert mask.sum() > 0  # make_batch trains at least one token of every sample
+        sample_means.append((values * mask).sum() / mask.sum())
+    return float(np.mean(sample_means))
 
 
 def _objective(trainer, batch) -> float:
@@ -109,14 +118,25 @@ def test_rollout_means_of_the_training_data(world, tiny_models):
     trainer = make_trainer(args)
     batch = make_batch(trainer.hf.vocab_size)
     ids = list(range(len(batch)))
-    masks = [torch.tensor(batch.loss_masks[i], dtype=torch.float32) for i in ids]
-    before = [trainer.compute_log_probs(batch, ids)[i] for i in ids]
-    advantages, returns = compute_advantages_and_returns(
-        args, AdvantageBatch(rewards=batch.rewards, loss_masks=masks, log_probs=before, ref_log_probs=before)
-    )
-    expected = train_data_means(
-        {"log_probs": before, "ref_log_probs": before, "advantages": advantages, "returns": returns}, loss_masks=masks
-    )
+    masks = [np.asarray(batch.loss_masks[i], dtype=np.float64) for i in ids]
+    before = trainer.compute_log_probs(batch, ids)
+    ref = trainer.compute_ref_log_probs(batch, ids)
+    # reinforce_plus_plus_baseline with --kl-coef 0: every response token's advantage (and return) is the sample's
+    # reward; --normalize-advantages whitens the advantages over the step's trained tokens (population variance).
+    per_token_rewards = [np.full(len(m), reward) for reward, m in zip(batch.rewards, masks, strict=True)]
+    trained = np.concatenate(masks)
+    flat = np.concatenate(per_token_rewards)
+    mean = (flat * trained).sum() / trained.sum()
+    std = np.sqrt((((flat - mean) ** 2) * trained).sum() / trained.sum() + 1e-8)
+    whitened = [(r - mean) / std for r in per_token_rewards]
+    expected = {
+        "log_probs": _mean_of_sample_means([before[i] for i in ids], masks),
+        "ref_log_probs": _mean_of_sample_means([ref[i] for i in ids], masks),
+        "advantages": _mean_of_sample_means(whitened, masks),
+        "returns": _mean_of_sample_means(per_token_rewards, masks),
+    }
+    # Numbers worked out by hand for make_batch's rewards (0.75 for samples 0, 3, 6, else -0.25): returns average them.
+    assert expected["returns"] == pytest.approx((3 * 0.75 - 5 * 0.25) / 8)
 
     trainer.train(0, batch)
     means = trainer.train_data_means
@@ -135,9 +155,9 @@ def test_one_step_rollout_logs_the_policy_log_probs_of_its_forward(world, tiny_m
     trainer = make_trainer(args)
     batch = make_batch(trainer.hf.vocab_size)
     ids = list(range(len(batch)))
-    masks = [torch.tensor(batch.loss_masks[i], dtype=torch.float32) for i in ids]
+    masks = [np.asarray(batch.loss_masks[i], dtype=np.float64) for i in ids]
     before = trainer.compute_log_probs(batch, ids)
-    expected = train_data_means({"log_probs": [before[i] for i in ids]}, loss_masks=masks)["log_probs"]
+    expected = _mean_of_sample_means([before[i] for i in ids], masks)
 
     (step,) = trainer.train(0, batch)
     assert "log_probs_time" not in {k.removeprefix("perf/") for k in trainer.perf}  # no separate pass ran
@@ -183,7 +203,7 @@ def test_rollout_entropy_of_the_policy_and_the_reference(world, tiny_models, glo
     ids = list(range(len(batch)))
     masks = [torch.tensor(batch.loss_masks[i], dtype=torch.float32) for i in ids]
     entropy = trainer.forward_log_probs(batch, ids)["entropy"]
-    expected = train_data_means({"entropy": [entropy[i] for i in ids]}, loss_masks=masks)["entropy"]
+    expected = _mean_of_sample_means([entropy[i].double().cpu().numpy() for i in ids], masks)
     assert expected > 0
 
     trainer.train(0, batch)

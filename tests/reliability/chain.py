@@ -14,6 +14,7 @@ data source's group index); they must equal, position by position, the prompts a
 
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -205,11 +206,29 @@ def data_lost(trained: list[str], expected: list[str]) -> int:
     return sum(a != b for a, b in zip(trained, expected, strict=False)) + abs(len(trained) - len(expected))
 
 
-def uninterrupted_prompts(argv: list[str], num_rollout: int, batch: int) -> list[str]:
-    """The labels an uninterrupted run trains, rollout by rollout: the default rollout function takes ``batch``
-    groups from the data source per rollout, so this is the data source's own sequence for the same flags."""
-    from slime.config.arguments import parse_args
-    from slime.data.data_source import RolloutDataSource
+def _flag(argv: list[str], name: str, default: str | None = None) -> str | None:
+    return argv[argv.index(name) + 1] if name in argv else default
 
-    source = RolloutDataSource(parse_args(argv))
-    return [group[0].label for _ in range(num_rollout) for group in source.get_samples(batch)]
+
+def uninterrupted_prompts(argv: list[str], num_rollout: int, batch: int) -> list[str]:
+    """The labels an uninterrupted run trains, rollout by rollout, from the data file itself (not slime's data source).
+
+    The default rollout function takes ``batch`` prompts per rollout, in file order, epoch after epoch; with
+    ``--rollout-shuffle`` each epoch is slime's permutation: ``random.seed(rollout_seed + epoch)`` then
+    ``random.shuffle(list(range(num_prompts)))`` (``--rollout-seed`` defaults to 42). No prompt filter applies
+    (no ``--rollout-max-prompt-len``).
+    """
+    assert "--rollout-max-prompt-len" not in argv, "a prompt-length filter would drop prompts this does not drop"
+    label_key = _flag(argv, "--label-key")
+    rows = [json.loads(line) for line in Path(_flag(argv, "--prompt-data")).read_text().splitlines() if line.strip()]
+    labels = [str(row[label_key]) for row in rows]
+    seed = int(_flag(argv, "--rollout-seed", "42"))
+    trained: list[str] = []
+    epoch = 0
+    while len(trained) < num_rollout * batch:
+        order = list(range(len(labels)))
+        if "--rollout-shuffle" in argv:
+            random.Random(seed + epoch).shuffle(order)  # as random.seed(...); random.shuffle(...)
+        trained.extend(labels[i] for i in order)
+        epoch += 1
+    return trained[: num_rollout * batch]

@@ -11,19 +11,31 @@ from slime_testkit.tiny_model import build_tiny_model
 
 
 @dataclass
+class Fault:
+    """One injected fault. A test records it when it injects it, as not survived, and sets ``survived`` only once
+    every assertion about it has passed: a test that fails (or stops) before then leaves it counted as not survived."""
+
+    name: str
+    survived: bool = False
+    data_lost: int = 0  # prompts lost or trained twice
+
+
+@dataclass
 class Scoreboard:
-    faults: list[tuple[str, bool, int]] = field(default_factory=list)  # (fault, survived, prompts lost or repeated)
+    faults: list[Fault] = field(default_factory=list)
     bad_inputs: list[tuple[str, bool]] = field(default_factory=list)  # (case, ended in one clear line)
 
-    def fault(self, name: str, survived: bool, data_lost: int = 0) -> None:
-        self.faults.append((name, survived, data_lost))
+    def fault(self, name: str, survived: bool = False, data_lost: int = 0) -> Fault:
+        row = Fault(name, survived, data_lost)
+        self.faults.append(row)
+        return row
 
     def bad_input(self, name: str, clear: bool) -> None:
         self.bad_inputs.append((name, clear))
 
     def table(self) -> str:
-        survived = sum(ok for _, ok, _ in self.faults)
-        lost = sum(n for _, _, n in self.faults)
+        survived = sum(f.survived for f in self.faults)
+        lost = sum(f.data_lost for f in self.faults)
         clear = sum(ok for _, ok in self.bad_inputs)
         rows = [
             ("faults injected", len(self.faults)),
@@ -32,7 +44,8 @@ class Scoreboard:
             ("bad inputs tried", len(self.bad_inputs)),
             ("bad inputs with one clear error", clear),
         ]
-        failed = [name for name, ok, n in self.faults if not ok or n] + [name for name, ok in self.bad_inputs if not ok]
+        failed = [f.name for f in self.faults if not f.survived or f.data_lost]
+        failed += [name for name, ok in self.bad_inputs if not ok]
         lines = [f"{label:<34}{value:>6}" for label, value in rows]
         lines += [f"  failed: {name}" for name in failed]
         return "\n".join(lines)

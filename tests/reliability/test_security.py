@@ -132,8 +132,13 @@ def reward_servers():
 
 
 def test_secrets_are_in_no_file_and_no_console_line_of_a_run(tmp_path, reward_servers, tiny_model):
-    """A real ``slime eval`` run with W&B (offline) and TensorBoard on, a W&B key given as a flag and a reward-server
-    token in the environment: the token reaches the reward server, and neither secret reaches anything written."""
+    """A real ``slime eval`` run (HF test backends) with W&B (offline) and TensorBoard on, a W&B key given as a flag
+    and a reward-server token in the environment: the token reaches the reward server, and neither secret reaches
+    anything written to the output directory or the console.
+
+    The real stack's half of this check (`slime train` with Megatron + SGLang on CPU, its files, Ray's session logs
+    and its console, the same two secrets) is folded into the real-stack kill/resume chain, whose four runs carry
+    them: test_kill_resume.py::test_real_stack_engine_actor_and_driver_kills (it saves four starts of the stack)."""
     server = reward_servers[0]
     data = tmp_path / "heldout.jsonl"
     data.write_text('{"prompt": "1+1=", "label": "2"}\n{"prompt": "2+1=", "label": "3"}\n')

@@ -4,12 +4,14 @@ import json
 import statistics
 
 import pytest
+import torch
 
 from slime.config.arguments import parse_args
 from slime.data.data_source import RolloutDataSource
 from slime.metrics.eval import eval_metrics
 from slime.rollout import event_loop
 from slime.rollout.default import generate_rollout, generate_rollout_async
+from slime.rollout.generate import default_generate
 from slime.types import Status
 
 
@@ -72,21 +74,56 @@ def test_over_sampling_and_the_std_filter_keep_exactly_the_batch(tiny_model, eng
     assert engines_idle(engine)  # the remainder was aborted, nothing keeps running
 
 
-def test_partial_rollout_resumes_the_buffered_groups(tiny_model, engine_args, engine, data):
+@torch.no_grad()
+def teacher_forced_log_probs(model, sample) -> list[float]:
+    """HF transformers' log-prob of each response token given every token before it (one forward pass)."""
+    log_probs = torch.log_softmax(model(torch.tensor([sample.tokens])).logits[0].float(), dim=-1)
+    return [float(log_probs[t - 1, sample.tokens[t]]) for t in range(sample.prompt_length, len(sample.tokens))]
+
+
+async def short_for_groups_0_and_1(args, sample, sampling_params, engine):
+    """slime's default generation, with 4 new tokens at most for groups 0 and 1: they finish first, and the rollout
+    that accepts them aborts the other groups mid-response."""
+    if sample.group_index < 2:
+        sampling_params["max_new_tokens"] = 4
+    return await default_generate(args, sample, sampling_params, engine)
+
+
+def test_partial_rollout_continues_the_aborted_responses(tiny_model, engine_args, engine, data, hf_model):
     args = rollout_args(
         tiny_model, engine_args, data,
         "--custom-rm-path", f"{__name__}.label_in_response", "--over-sampling-batch-size", "6", "--partial-rollout",
-        "--rollout-max-response-len", "200", "--rollout-stop-token-ids", "9999",
+        "--rollout-max-response-len", "32",
+        "--custom-generate-function-path", f"{__name__}.short_for_groups_0_and_1",
     )  # fmt: skip
     data_source = RolloutDataSource(args)
     first = event_loop.run(generate_rollout_async(args, 0, data_source, engine))
-    accepted = [g[0].group_index for g in first.groups]
+    assert sorted(g[0].group_index for g in first.groups) == [0, 1]
     buffered = [g[0].group_index for g in data_source.buffer]
-    assert len(accepted) == 2 and sorted(accepted + buffered) == list(range(6))
+    assert sorted(buffered) == [2, 3, 4, 5]
+    # Responses cut by the abort keep their tokens and wait, reset to pending, in the groups served next.
+    kept = {
+        s.index: (list(s.tokens), s.response_length, list(s.rollout_log_probs))
+        for group in data_source.buffer[:2]
+        for s in group
+        if s.status is Status.PENDING and s.response_length
+    }
+    assert kept, "no response was cut mid-generation"
     args.over_sampling_batch_size = 2
     second = event_loop.run(generate_rollout_async(args, 1, data_source, engine))
     assert sorted(g[0].group_index for g in second.groups) == sorted(buffered[:2])  # the buffer is served first
+    continued = {s.index: s for s in second.samples if s.index in kept}
+    assert sorted(continued) == sorted(kept)
+    for index, (tokens, length, log_probs) in kept.items():
+        sample = continued[index]
+        assert sample.tokens[: len(tokens)] == tokens, index  # continued from the kept tokens, not regenerated
+        assert sample.response_length > length and len(sample.tokens) == len(tokens) + sample.response_length - length
+        assert sample.rollout_log_probs[:length] == log_probs
+        # Each response token's log-prob is the model's given everything before it: the new tokens were generated
+        # after the kept ones, not after the prompt alone.
+        assert sample.rollout_log_probs == pytest.approx(teacher_forced_log_probs(hf_model, sample), abs=1e-3), index
     assert all(s.status in (Status.COMPLETED, Status.TRUNCATED) for s in second.samples)
+    assert max(s.response_length for s in second.samples) <= 32  # the kept tokens count against the length limit
     assert engines_idle(engine)
 
 

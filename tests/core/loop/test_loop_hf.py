@@ -14,6 +14,11 @@ async def label_in_response(args, sample) -> float:
     return float(sample.label in sample.response)
 
 
+async def only_the_first_sample_scores(args, sample) -> float:
+    """A reward whose mean is known in advance: 1 for sample index 0 (the first copy of the first prompt), else 0."""
+    return float(sample.index == 0)
+
+
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("loop")
@@ -105,7 +110,7 @@ def test_slime_eval_command_scores_the_eval_sets(setup, tmp_path):
             "--rollout-backend", "slime_testkit.hf_engine.HFEngine", "--actor-num-gpus-per-node", "1",
             "--rollout-num-gpus", "1", "--hf-checkpoint", str(model), "--input-key", "prompt", "--label-key", "label",
             "--eval-prompt-data", "small", str(data), "--n-samples-per-eval-prompt", "2",
-            "--rollout-max-response-len", "3", "--custom-rm-path", f"{__name__}.label_in_response",
+            "--rollout-max-response-len", "3", "--custom-rm-path", f"{__name__}.only_the_first_sample_scores",
             "--output-dir", str(out),
         ],
         capture_output=True, text=True, timeout=600,
@@ -113,7 +118,9 @@ def test_slime_eval_command_scores_the_eval_sets(setup, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert len(records) == 1 and records[0]["eval/step"] == 0
-    assert 0.0 <= records[0]["eval/small"] <= 1.0
+    # 8 prompts x 2 samples, of which exactly one (index 0) scores 1: the mean reward over every sample is 1/16
+    # (1/8 if one sample per prompt were scored, 1 if summed).
+    assert records[0]["eval/small"] == 1 / 16
     assert "eval 0: {" in result.stderr  # slime's console line
 
 

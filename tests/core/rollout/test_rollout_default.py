@@ -1,6 +1,8 @@
 """The default rollout and eval functions, generating for real with a tiny HF model (slime_testkit.hf_engine.HFEngine)."""
 
+import asyncio
 import statistics
+import time
 
 import pytest
 
@@ -61,47 +63,100 @@ def test_dynamic_sampling_keeps_exactly_the_batch_and_counts_drops(tiny_model, a
     assert dropped >= 2  # groups 1 and 2 finish before group 3 can be accepted
 
 
-def test_partial_rollout_hands_aborted_groups_to_the_next_rollout(tiny_model, arithmetic_data):
+class RecordingEngine(HFEngine):
+    """HFEngine (one request at a time) that records what slime asks of it: each request's sample index and the
+    tokens it starts from, each returned sample's status, and the aborts. With ``abort_after_tokens`` an abort lets
+    the request being generated produce that many more tokens first, so that it lands mid-response."""
+
+    def _load(self, *args, **kwargs) -> None:
+        super()._load(*args, **kwargs)
+        self.started: list[tuple[int, list[int]]] = []
+        self.returned: list[tuple[int, Status]] = []
+        self.aborts = 0
+        self.abort_after_tokens = 0
+        self.sampled = 0  # tokens sampled so far, all requests together
+
+    async def generate(self, sample, params):
+        self.started.append((sample.index, list(sample.tokens)))
+        result = await super().generate(sample, params)
+        self.returned.append((result.index, result.status))
+        return result
+
+    def _sample(self, logits, params):
+        self.sampled += 1
+        return super()._sample(logits, params)
+
+    async def abort(self) -> None:
+        self.aborts += 1
+        target, deadline = self.sampled + self.abort_after_tokens, time.monotonic() + 60
+        while self.sampled < target:
+            assert time.monotonic() < deadline, "abort(): no request was being generated"
+            await asyncio.sleep(0.005)
+        await super().abort()
+
+
+def test_partial_rollout_continues_a_response_aborted_mid_generation(tiny_model, arithmetic_data):
     args = make_args(
         tiny_model, arithmetic_data,
-        "--custom-rm-path", f"{__name__}.always_one",
-        "--over-sampling-batch-size", "4", "--partial-rollout", "--rollout-max-response-len", "16",
+        "--custom-rm-path", f"{__name__}.always_one", "--rollout-batch-size", "1", "--n-samples-per-prompt", "2",
+        "--over-sampling-batch-size", "2", "--partial-rollout", "--rollout-max-response-len", "24",
     )  # fmt: skip
     data_source = RolloutDataSource(args)
-    engine = HFEngine.from_model(tiny_model, seed=1, token_delay=0.01)
+    # The engine generates one request at a time: when the first group is accepted, the request it is generating is
+    # a fresh one of the other group, and the rollout's abort lands once that one has 3 tokens.
+    engine = RecordingEngine.from_model(tiny_model, seed=1, token_delay=0.02)
+    engine.abort_after_tokens = 3
     first = event_loop.run(generate_rollout_async(args, 0, data_source, engine))
-    accepted = [g[0].group_index for g in first.groups]
-    buffered = [group[0].group_index for group in data_source.buffer]
-    # All four were submitted in one over-sampling batch; the two not accepted when the target was reached wait.
-    assert len(accepted) == 2 and sorted(accepted + buffered) == [0, 1, 2, 3]
-    partial = {s.index: list(s.tokens) for group in data_source.buffer for s in group if s.response_length}
-    args.over_sampling_batch_size = 2  # take just the buffered groups, no fresh ones to race them
+    assert engine.aborts == 1
+    (accepted,) = first.groups
+    (buffered,) = data_source.buffer  # the group cut short waits for the next rollout
+    assert sorted([accepted[0].group_index, buffered[0].group_index]) == [0, 1]
+    partial = [s for s in buffered if s.response_length and s.status is Status.PENDING]
+    assert len(partial) == 1 and partial[0].response_length >= 3 and partial[0].reward is None
+    index = partial[0].index
+    kept_tokens, kept_length = list(partial[0].tokens), partial[0].response_length
+    kept_log_probs, kept_text = list(partial[0].rollout_log_probs), partial[0].response
+    finished = [s.index for s in buffered if s.status in (Status.COMPLETED, Status.TRUNCATED)]
+
+    engine.started.clear()
+    engine.abort_after_tokens = 0
+    args.over_sampling_batch_size = 1  # just the buffered group, no fresh one to race it
     second = event_loop.run(generate_rollout_async(args, 1, data_source, engine))
-    assert sorted(g[0].group_index for g in second.groups) == sorted(buffered)
-    for sample in second.samples:
-        if sample.index in partial:  # continued from its partial response, not regenerated
-            assert sample.tokens[: len(partial[sample.index])] == partial[sample.index]
-        assert sample.status in (Status.COMPLETED, Status.TRUNCATED)
+    (group,) = second.groups
+    assert group[0].group_index == buffered[0].group_index and data_source.buffer == []
+    # The engine was asked to continue from the prompt and the kept response, not from the prompt alone.
+    assert (index, kept_tokens) in engine.started
+    (sample,) = [s for s in group if s.index == index]
+    assert sample.tokens[: len(kept_tokens)] == kept_tokens and sample.response_length > kept_length
+    assert sample.rollout_log_probs[:kept_length] == kept_log_probs and sample.response.startswith(kept_text)
+    assert sample.status in (Status.COMPLETED, Status.TRUNCATED) and sample.reward == 1.0
+    assert not [i for i, _ in engine.started if i in finished]  # a sample that had finished is not generated again
 
 
-def test_abort_returns_every_request_and_the_engine_takes_new_work(tiny_model):
-    engine = HFEngine.from_model(tiny_model, seed=1, token_delay=0.02)
-    params = {"temperature": 1.0, "max_new_tokens": 50}
+def test_the_rollout_aborts_what_still_runs_once_the_batch_is_accepted(tiny_model, arithmetic_data):
+    """Without --partial-rollout: the groups still generating are aborted, waited for and dropped; the next rollout
+    gets fresh prompts and the engine serves them."""
+    args = make_args(
+        tiny_model, arithmetic_data,
+        "--custom-rm-path", f"{__name__}.always_one", "--rollout-batch-size", "1", "--n-samples-per-prompt", "2",
+        "--over-sampling-batch-size", "3", "--rollout-max-response-len", "24",
+    )  # fmt: skip
+    data_source = RolloutDataSource(args)
+    engine = RecordingEngine.from_model(tiny_model, seed=1, token_delay=0.02)
+    output = generate_rollout(args, 0, data_source, engine)
+    assert engine.aborts == 1
+    # Every one of the 6 requests (3 groups x 2) came back before the rollout returned; those still running were cut.
+    assert sorted(i for i, _ in engine.returned) == list(range(6))
+    assert Status.ABORTED in {status for _, status in engine.returned}
+    (group,) = output.groups
+    assert all(s.status in (Status.COMPLETED, Status.TRUNCATED) and s.reward == 1.0 for s in group)
+    assert data_source.buffer == []  # the aborted groups are dropped
 
-    async def run():
-        import asyncio
-
-        samples = [Sample(index=i, tokens=[5, 6, 7]) for i in range(3)]
-        tasks = [asyncio.create_task(engine.generate(s, params)) for s in samples]
-        await asyncio.sleep(0.2)
-        await engine.abort()
-        done = await asyncio.gather(*tasks)
-        fresh = await engine.generate(Sample(index=9, tokens=[5, 6, 7]), {"temperature": 1.0, "max_new_tokens": 2})
-        return done, fresh
-
-    done, fresh = event_loop.run(run())
-    assert {s.status for s in done} == {Status.ABORTED}
-    assert fresh.status in (Status.COMPLETED, Status.TRUNCATED) and fresh.response_length >= 1
+    engine.returned.clear()
+    (fresh,) = generate_rollout(args, 1, data_source, engine).groups
+    assert fresh[0].group_index in (3, 4, 5)  # new prompts, not the aborted ones
+    assert all(s.status in (Status.COMPLETED, Status.TRUNCATED) and s.response_length >= 1 for s in fresh)
+    assert engine.aborts == 2 and sorted(i for i, _ in engine.returned) == list(range(6, 12))
 
 
 @pytest.mark.parametrize("bad", ["--rollout-max-response-len"])

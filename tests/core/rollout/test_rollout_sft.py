@@ -81,5 +81,22 @@ def test_evaluation_generates(tiny_model, arithmetic_data):
         "--eval-prompt-data", "heldout", arithmetic_data["eval_a"], "--rollout-max-response-len", "4",
         "--custom-rm-path", f"{__name__}.label_in_response",
     )  # fmt: skip
-    result = sft_rollout(args, 0, None, HFEngine.from_model(tiny_model, seed=1), evaluation=True)
-    assert set(result) >= {"heldout"}
+    engine = HFEngine.from_model(tiny_model, seed=1)
+    result = sft_rollout(args, 0, None, engine, evaluation=True)
+    assert set(result) == {"heldout"}
+    heldout = result["heldout"]
+    assert heldout.name == "heldout" and heldout.n_samples_per_prompt == 1  # --n-samples-per-eval-prompt's default
+    # eval_a's three rows, "i+(i+1)=" labelled 2i+1, one generated sample each (not SFT's prompt + answer + eos).
+    assert [(s.prompt, s.label) for s in heldout.samples] == [("0+1=", "1"), ("1+2=", "3"), ("2+3=", "5")]
+    assert engine.requests == 3
+    tokenizer = load_tokenizer(str(tiny_model), "test")
+    for sample in heldout.samples:
+        prompt_ids = tokenizer.encode(sample.prompt, add_special_tokens=False)
+        assert sample.tokens[: len(prompt_ids)] == prompt_ids
+        generated = sample.tokens[len(prompt_ids) :]
+        assert 1 <= len(generated) == sample.response_length <= 4
+        assert sample.response == tokenizer.decode(generated)
+        assert len(sample.rollout_log_probs) == sample.response_length
+        assert all(lp <= 0 for lp in sample.rollout_log_probs)
+        assert sample.status in (Status.COMPLETED, Status.TRUNCATED)
+        assert sample.reward == float(sample.label in sample.response)  # scored by --custom-rm-path
