@@ -201,7 +201,7 @@ def test_rollout_entropy_of_the_policy_and_the_reference(world, tiny_models, glo
     trainer = make_trainer(args)
     batch = make_batch(trainer.hf.vocab_size)
     ids = list(range(len(batch)))
-    masks = [torch.tensor(batch.loss_masks[i], dtype=torch.float32) for i in ids]
+    masks = [np.asarray(batch.loss_masks[i], dtype=np.float64) for i in ids]
     entropy = trainer.forward_log_probs(batch, ids)["entropy"]
     expected = _mean_of_sample_means([entropy[i].double().cpu().numpy() for i in ids], masks)
     assert expected > 0
