@@ -51,14 +51,12 @@ def manager(args, samples):
     import ray
 
     from slime.metrics import rollout_report
-    from slime.ray import rollout_manager
     from slime.rollout.train_batch import samples_to_train_batch
 
     start = time.perf_counter()
     batch = samples_to_train_batch(args, samples)
     report = rollout_report(args, 0, samples, rollout_time=60.0)
-    versions = [rollout_manager.newest_weight_version(sample) for sample in samples]
-    pickle.dumps((report, versions), protocol=pickle.HIGHEST_PROTOCOL)  # the small result the driver gets
+    pickle.dumps((report, batch.weight_versions), protocol=pickle.HIGHEST_PROTOCOL)  # the small result the driver gets
     batch_ref = ray.put(batch)
     return time.perf_counter() - start, report, batch_ref
 

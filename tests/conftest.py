@@ -28,6 +28,7 @@ def ray_runtime():
 
     if not ray.is_initialized():
         # Logical CPUs: placement bundles are counted, not pinned, so tests may ask for more than the machine has.
-        ray.init(num_cpus=8, include_dashboard=False, log_to_driver=False)
+        # address="local": a runtime of its own, even while another process's Ray cluster runs on this machine.
+        ray.init(address="local", num_cpus=8, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()

@@ -285,3 +285,16 @@ def test_custom_config_sets_attributes_for_custom_functions(tmp_path):
     assert error_of([*BASE, "--custom-config-path", "/nonexistent.yaml"]) == (
         "--custom-config-path /nonexistent.yaml: file not found"
     )
+
+
+def test_reference_update_and_old_actor_flags():
+    args = parse_args([*BASE, "--use-kl-loss", "--ref-update-interval", "5", "--keep-old-actor"])
+    assert (args.ref_update_interval, args.keep_old_actor) == (5, True)
+    assert parse_args(BASE).ref_update_interval is None and parse_args(BASE).keep_old_actor is False
+    assert error_of([*BASE, "--ref-update-interval", "2"]) == (
+        "--ref-update-interval updates the reference model, which only --use-kl-loss or --kl-coef uses"
+    )
+    assert (
+        error_of([*BASE, "--use-kl-loss", "--ref-update-interval", "0"]) == "--ref-update-interval must be >= 1, got 0"
+    )
+    assert "--use-rollout-logprobs" in error_of([*BASE, "--keep-old-actor", "--use-rollout-logprobs"])

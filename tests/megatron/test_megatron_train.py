@@ -210,3 +210,47 @@ def test_rollout_entropy_of_the_policy_and_the_reference(world, tiny_models, glo
     means = trainer.train_data_means
     assert means["rollout/entropy"] == pytest.approx(expected, abs=1e-5)
     assert means["rollout/ref_entropy"] == pytest.approx(expected, abs=1e-5)  # the reference starts as the policy
+
+
+def test_keep_old_actor_takes_the_old_log_probs_from_the_weights_that_generated_the_rollout(world, tiny_models):
+    """--keep-old-actor: a rollout generated with weights of version 0 (sent, then trained on once without a new
+    send, as with --update-weights-interval 2 or --async) gets its old log-probs from those weights, not from the
+    current ones; weights no later rollout can have been generated with are dropped."""
+    trainer = make_trainer(make_args(tiny_models["qwen2"], "--keep-old-actor"))
+    batch = make_batch(trainer.hf.vocab_size)
+    ids = list(range(len(batch)))
+    masks = [np.asarray(batch.loss_masks[i], dtype=np.float64) for i in ids]
+    batch.weight_versions = ["0"] * len(batch)
+    trainer.weights_sent("0")
+    sent = trainer.compute_log_probs(batch, ids)
+
+    first = trainer.train(0, batch)
+    assert first[0]["ppo_kl"] == 0.0  # the current weights are the sent ones: on-policy
+    current = trainer.compute_log_probs(batch, ids)
+    second = trainer.train(1, batch)  # generated with version 0 again
+    logged = trainer.train_data_means["rollout/log_probs"]
+    assert logged == pytest.approx(_mean_of_sample_means([sent[i] for i in ids], masks), abs=1e-6)
+    assert logged != pytest.approx(_mean_of_sample_means([current[i] for i in ids], masks), abs=1e-4)
+    assert second[0]["ppo_kl"] != 0.0  # off-policy from its first step
+
+    trainer.weights_sent("2")
+    batch.weight_versions = ["2"] * len(batch)
+    trainer.train(2, batch)
+    assert sorted(trainer.sent_weights) == [2]
+    batch.weight_versions = ["0"] * len(batch)
+    with pytest.raises(RuntimeError, match=r"sample 0 was generated with weights of version 0, .* \(kept: \[2\]\)"):
+        trainer.train(3, batch)
+
+
+def test_ref_update_interval_copies_the_actor_into_the_reference(world, tiny_models):
+    trainer = make_trainer(make_args(tiny_models["qwen2"], "--ref-update-interval", "2"))
+    batch = make_batch(trainer.hf.vocab_size)
+    ids = list(range(len(batch)))
+    initial = trainer.compute_ref_log_probs(batch, ids)
+    trainer.train(0, batch)
+    after_one = trainer.compute_ref_log_probs(batch, ids)
+    assert all(torch.equal(initial[i], after_one[i]) for i in ids)  # (0 + 1) % 2: not yet
+    trainer.train(1, batch)
+    actor, reference = trainer.compute_log_probs(batch, ids), trainer.compute_ref_log_probs(batch, ids)
+    assert all(torch.equal(actor[i], reference[i]) for i in ids)
+    assert not all(torch.equal(initial[i], reference[i]) for i in ids)

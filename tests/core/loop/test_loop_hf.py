@@ -137,7 +137,7 @@ def test_async_mode_overlaps_and_resumes_with_the_same_prompts(ray_runtime, setu
 
 def test_staleness_guard():
     from slime.loop import check_staleness
-    from slime.ray.rollout_manager import newest_weight_version
+    from slime.rollout.train_batch import newest_weight_version
 
     args = parse_args(["--rollout-batch-size", "1", "--actor-num-gpus-per-node", "1", "--async"])
     versions = [newest_weight_version(Sample(weight_versions=v)) for v in (["4"], ["3", "5"], [], ["default"])]

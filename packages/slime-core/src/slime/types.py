@@ -183,6 +183,8 @@ class TrainBatch:
     sample_indices: list[int]
     rollout_log_probs: Sequence[Sequence[float]] | None = None
     metadata: list[dict[str, Any]] = field(default_factory=list)
+    # Per sample, the newest trainer weight version that generated it ("" if unknown, e.g. SGLang's "default").
+    weight_versions: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.tokens)

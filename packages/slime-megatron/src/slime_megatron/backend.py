@@ -57,10 +57,12 @@ class MegatronTrainBackend:
         """Gather the weights under HF names and layouts on rank 0, which sends them through ``receiver``."""
         import torch.distributed as dist
 
-        state = self._require_trainer().hf_state_dict()
+        trainer = self._require_trainer()
+        state = trainer.hf_state_dict()
         if state is not None:
             receiver.update_weights(state.items(), weight_version)
         dist.barrier()
+        trainer.weights_sent(weight_version)
 
     def offload(self) -> None:
         """Nothing to free on CPU; on GPU, offloading (for --colocate) is not implemented yet."""

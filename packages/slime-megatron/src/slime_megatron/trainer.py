@@ -103,6 +103,9 @@ class MegatronTrainer:
                 args.load, self.trainable, load_optimizer=not args.no_load_optim, load_rng=not args.no_load_rng
             )
             self.start_rollout_id = iteration + 1
+        # --keep-old-actor: CPU copies of the weights sent to the engines, by weight version (the rollout id from
+        # which the engines generate with them).
+        self.sent_weights: dict[int, dict[str, torch.Tensor]] = {}
         self.timings: dict[str, float] = {}  # seconds of this rollout's log-prob passes, by phase
         self.perf: dict[str, float] = {}  # the last rollout's perf/* metrics
         self.train_data_means: dict[str, float] = {}
@@ -156,12 +159,44 @@ class MegatronTrainer:
 
     def forward_ref_log_probs(self, batch: TrainBatch, sample_ids: list[int]) -> dict[str, dict[int, torch.Tensor]]:
         """Like ``forward_log_probs`` with the reference weights swapped in (and the actor's swapped back)."""
+        return self._forward_with(self.ref_weights, batch, sample_ids)
+
+    def _forward_with(
+        self, weights: dict[str, torch.Tensor], batch: TrainBatch, sample_ids: list[int]
+    ) -> dict[str, dict[int, torch.Tensor]]:
         actor = snapshot_weights(self.trainable.model)
-        copy_weights(self.trainable.model, self.ref_weights)
+        copy_weights(self.trainable.model, weights)
         try:
             return self.forward_log_probs(batch, sample_ids)
         finally:
             copy_weights(self.trainable.model, actor)
+
+    def weights_sent(self, weight_version: str) -> None:
+        """The engines now generate with the current weights (``weight_version``): keep a copy for
+        ``--keep-old-actor``."""
+        if self.args.keep_old_actor:
+            self.sent_weights[int(weight_version)] = snapshot_weights(self.trainable.model)
+
+    def _old_actor_forward(self, batch: TrainBatch, sample_ids: list[int]) -> dict[str, dict[int, torch.Tensor]]:
+        """``--keep-old-actor``: each sample's log-probs under the weights that generated it (by the weight version
+        it carries), not the current ones (with ``--async`` or ``--update-weights-interval`` they differ)."""
+        by_version: dict[int, list[int]] = {}
+        for i in sample_ids:
+            version = batch.weight_versions[i] if batch.weight_versions else ""
+            if not version.isdigit() or int(version) not in self.sent_weights:
+                raise RuntimeError(
+                    f"--keep-old-actor: sample {batch.sample_indices[i]} was generated with weights of version "
+                    f"{version or 'unknown'}, which this trainer did not send (kept: {sorted(self.sent_weights)})"
+                )
+            by_version.setdefault(int(version), []).append(i)
+        result: dict[str, dict[int, torch.Tensor]] = {}
+        for version, ids in sorted(by_version.items()):
+            for field, values in self._forward_with(self.sent_weights[version], batch, ids).items():
+                result.setdefault(field, {}).update(values)
+        # Later rollouts are never generated with older weights than this one's (the staleness rule).
+        for version in [v for v in self.sent_weights if v < min(by_version)]:
+            del self.sent_weights[version]
+        return result
 
     def compute_log_probs(self, batch: TrainBatch, sample_ids: list[int]) -> dict[int, torch.Tensor]:
         return self.forward_log_probs(batch, sample_ids)["log_probs"]
@@ -212,6 +247,11 @@ class MegatronTrainer:
             if rollout_log_probs is None:
                 raise ValueError("--use-rollout-logprobs needs the rollout engine's log-probs in the batch")
             old_log_probs = rollout_log_probs
+        elif args.keep_old_actor:
+            start = time.perf_counter()
+            old = self._old_actor_forward(batch, sample_ids)
+            old_log_probs, entropies["entropy"] = old["log_probs"], old.get("entropy")
+            self.timings["log_probs"] = time.perf_counter() - start
         elif num_steps > 1 or args.kl_coef != 0:
             # With one step per rollout and no KL in the reward, old == current (detached): the loss reuses them.
             start = time.perf_counter()
@@ -346,6 +386,9 @@ class MegatronTrainer:
             if name in results[0]:
                 self.train_data_means[f"rollout/{field}"] = results[0].pop(name)
 
+        interval = self.args.ref_update_interval
+        if interval is not None and (rollout_id + 1) % interval == 0:
+            self.ref_weights = snapshot_weights(self.trainable.model)
         self._record_perf(batch, actor_time, time.perf_counter() - train_start)
         return results
 

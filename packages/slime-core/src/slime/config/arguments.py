@@ -213,6 +213,17 @@ def _add_algorithm_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--kl-loss-coef", type=float, default=0.0)
     group.add_argument("--kl-loss-type", choices=["k1", "k2", "k3", "low_var_kl"], default="k1")
     group.add_argument("--use-unbiased-kl", action="store_true")
+    group.add_argument(
+        "--ref-update-interval",
+        type=int,
+        default=None,
+        help="copy the actor's weights into the reference model after every N-th rollout (default: never)",
+    )
+    group.add_argument(
+        "--keep-old-actor",
+        action="store_true",
+        help="compute the old policy's log-probs with a kept copy of the weights the engines generated with",
+    )
     group.add_argument("--entropy-coef", type=float, default=0.0)
     group.add_argument("--normalize-advantages", action="store_true")
     group.add_argument("--disable-grpo-std-normalization", action="store_true")
@@ -499,6 +510,13 @@ def _validate_algorithm(args: argparse.Namespace) -> None:
         _fail("--kl-coef (KL in the reward) and --use-kl-loss (KL as a loss) cannot be used together; choose one")
     if args.kl_loss_coef != 0 and not args.use_kl_loss:
         _fail("--kl-loss-coef is set but --use-kl-loss is not")
+    if args.ref_update_interval is not None:
+        if args.ref_update_interval < 1:
+            _fail(f"--ref-update-interval must be >= 1, got {args.ref_update_interval}")
+        if not (args.use_kl_loss or args.kl_coef != 0):
+            _fail("--ref-update-interval updates the reference model, which only --use-kl-loss or --kl-coef uses")
+    if args.keep_old_actor and args.use_rollout_logprobs:
+        _fail("--keep-old-actor computes the old log-probs; --use-rollout-logprobs takes the engine's instead")
     if args.use_tis and args.use_rollout_logprobs:
         _fail("--use-tis corrects toward the engine's log-probs, so it cannot be used with --use-rollout-logprobs")
     if args.advantage_estimator in ("reinforce_plus_plus", "reinforce_plus_plus_baseline") and not (

@@ -39,16 +39,6 @@ def data_source_state_path(save_dir: str, rollout_id: int) -> Path:
     return Path(save_dir) / "rollout" / f"data_source_{rollout_id}.json"
 
 
-def newest_weight_version(sample: Sample) -> str:
-    """The newest policy version that generated part of ``sample`` (a partial rollout spans several); "" if none.
-
-    Only the trainer's versions count (numbers): engines that never got the trainer's weights (--debug-rollout-only)
-    report SGLang's "default".
-    """
-    versions = [version for version in sample.weight_versions if version.isdigit()]
-    return max(versions, key=int) if versions else ""
-
-
 class NoEngine:
     """What a rollout function gets as its engine under --debug-train-only (none is started): using it is an error
     that says so, instead of an AttributeError on None deep in the function."""
@@ -91,10 +81,11 @@ class RolloutManager:
         self.positions[rollout_id] = self.data_source.state_dict()
         if self.args.save_debug_rollout_data:
             save_rollout_dump(self.args.save_debug_rollout_data.format(rollout_id=rollout_id), rollout_id, samples)
+        batch = samples_to_train_batch(self.args, samples)
         return RolloutResult(
-            batch=ray.put(samples_to_train_batch(self.args, samples)),
+            batch=ray.put(batch),
             metrics=rollout_report(self.args, rollout_id, samples, rollout_time=rollout_time, extra=metrics),
-            weight_versions=[newest_weight_version(sample) for sample in samples],
+            weight_versions=batch.weight_versions,
         )
 
     def _rollout(self, rollout_id: int) -> tuple[list[Sample], dict[str, Any]]:

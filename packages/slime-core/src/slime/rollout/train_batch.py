@@ -37,7 +37,18 @@ def samples_to_train_batch(args: argparse.Namespace, samples: list[Sample]) -> T
         sample_indices=[sample.index for sample in samples],
         rollout_log_probs=None if any(lp is None for lp in log_probs) else RaggedArray.from_lists(log_probs, "f"),
         metadata=[sample.train_metadata or {} for sample in samples],
+        weight_versions=[newest_weight_version(sample) for sample in samples],
     )
+
+
+def newest_weight_version(sample: Sample) -> str:
+    """The newest policy version that generated part of ``sample`` (a partial rollout spans several); "" if none.
+
+    Only the trainer's versions count (numbers): engines that never got the trainer's weights (--debug-rollout-only)
+    report SGLang's "default".
+    """
+    versions = [version for version in sample.weight_versions if version.isdigit()]
+    return max(versions, key=int) if versions else ""
 
 
 def loss_masks(samples: list[Sample]) -> RaggedArray:
