@@ -37,5 +37,7 @@ def tiny_models(tmp_path_factory) -> dict[str, Path]:
 
 @pytest.fixture(scope="session")
 def tiny_moe_model(tmp_path_factory) -> Path:
-    """A tiny Qwen3-MoE (4 experts, top-2, renormalised; layers MoE, dense, MoE), every tensor randomised."""
-    return megatron_helpers.build_random_model(tmp_path_factory.mktemp("models") / "qwen3_moe", "qwen3_moe")
+    """A tiny Qwen3-MoE (4 experts, top-2, renormalised; every layer sparse, as SGLang serves it), every tensor
+    randomised."""
+    path = tmp_path_factory.mktemp("models") / "qwen3_moe"
+    return megatron_helpers.build_random_model(path, "qwen3_moe", mlp_only_layers=())

@@ -143,7 +143,13 @@ def megatron_model(*flags: str, **config: object) -> Callable[[Path, Inputs], li
     return make
 
 
-MOE = {"model_type": "qwen3_moe", "num_experts": 4, "num_experts_per_tok": 2, "moe_intermediate_size": 32}
+MOE = {
+    "model_type": "qwen3_moe",
+    "num_experts": 4,
+    "num_experts_per_tok": 2,
+    "moe_intermediate_size": 32,
+    "tie_word_embeddings": False,  # as SGLang serves Qwen3-MoE
+}
 
 
 def data_dir(d: Path, i: Inputs) -> list[str]:
