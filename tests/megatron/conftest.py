@@ -33,3 +33,11 @@ def tiny_models(tmp_path_factory) -> dict[str, Path]:
     """Tiny Qwen2 (tied), Qwen3 (tied) and Llama (untied) checkpoints with every tensor randomised."""
     root = tmp_path_factory.mktemp("models")
     return {arch: megatron_helpers.build_random_model(root / arch, arch) for arch in ("qwen2", "qwen3", "llama")}
+
+
+@pytest.fixture(scope="session")
+def tiny_moe_model(tmp_path_factory) -> Path:
+    """A tiny Qwen3-MoE (4 experts, top-2, renormalised; every layer sparse, as SGLang serves it), every tensor
+    randomised."""
+    path = tmp_path_factory.mktemp("models") / "qwen3_moe"
+    return megatron_helpers.build_random_model(path, "qwen3_moe", mlp_only_layers=())

@@ -1,17 +1,21 @@
 """Helpers shared by the megatron tests and by parallel_worker.py (which runs them in several processes)."""
 
 import argparse
+import json
 import os
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
+import pytest
 import torch
 import torch.distributed as dist
 from safetensors.torch import load_file, save_file
 
 from slime.config.arguments import parse_args
 from slime.types import RaggedArray, TrainBatch
-from slime_testkit.tiny_model import build_tiny_model
+from slime_testkit.tiny_model import build_tiny_model, build_tiny_moe_model
 
 
 def free_port() -> int:
@@ -31,13 +35,17 @@ def destroy_world() -> None:
     dist.destroy_process_group()
 
 
-def build_random_model(out_dir: Path, arch: str, vocab_size: int | None = 600) -> Path:
+def build_random_model(out_dir: Path, arch: str, vocab_size: int | None = 600, **moe) -> Path:
     """A tiny HF model whose every tensor is random, so a mix-up of any two tensors changes the outputs.
 
     (Freshly initialised norms are all ones and biases all zeros: swapping them would go unnoticed.) The default
-    vocabulary, 600, is not a multiple of 128, so megatron's vocabulary padding is exercised.
+    vocabulary, 600, is not a multiple of 128, so megatron's vocabulary padding is exercised. ``moe``: arguments of
+    ``build_tiny_moe_model`` for arch qwen3_moe.
     """
-    build_tiny_model(out_dir, arch=arch, tie_word_embeddings=arch != "llama", vocab_size=vocab_size, seed=0)
+    if arch == "qwen3_moe":  # untied, as Qwen3-30B-A3B
+        build_tiny_moe_model(out_dir, tie_word_embeddings=False, vocab_size=vocab_size, seed=0, **moe)
+    else:
+        build_tiny_model(out_dir, arch=arch, tie_word_embeddings=arch != "llama", vocab_size=vocab_size, seed=0)
     path = Path(out_dir) / "model.safetensors"
     generator = torch.Generator().manual_seed(1)
     tensors = {}
@@ -109,3 +117,41 @@ def custom_layer_spec(args: argparse.Namespace, config, vp_stage):
 
     SPEC_CALLS.append(config.num_layers)
     return get_gpt_layer_local_spec(qk_layernorm=args.qk_layernorm, normalization=args.normalization)
+
+
+WORKER = Path(__file__).parent / "parallel_worker.py"
+
+
+def run_two_ranks(hf_dir: Path, tmp_path: Path, *worker_args: str) -> dict:
+    """parallel_worker.py's results from two gloo processes (``worker_args``: ``moe`` for its MoE layouts)."""
+    results, port = tmp_path / "results.json", str(free_port())
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(WORKER), str(hf_dir), str(tmp_path / "ckpt"), str(results), *worker_args],
+            env={**os.environ, "RANK": str(rank), "MASTER_PORT": port},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for rank in range(2)
+    ]
+    outputs = []
+    try:
+        for proc in procs:
+            outputs.append(proc.communicate(timeout=480)[0])
+    finally:
+        for proc in procs:
+            proc.kill()
+    for rank, (proc, output) in enumerate(zip(procs, outputs, strict=True)):
+        assert proc.returncode == 0, f"rank {rank} failed:\n{output[-6000:]}"
+    return json.loads(results.read_text())
+
+
+def assert_same_steps(got: list[dict], expected: list[dict], what: str) -> None:
+    assert len(got) == len(expected), what
+    for step, (g, e) in enumerate(zip(got, expected, strict=True)):
+        assert g.keys() == e.keys(), what
+        for name in e:
+            # 1e-5 absolute, or relative for large values (grad norms): ranks sum in another order.
+            close = pytest.approx(e[name], rel=1e-5, abs=1e-5)
+            assert g[name] == close, f"{what}: step {step} {name}: {g[name]} != {e[name]}"

@@ -1,8 +1,9 @@
 """One rank of test_megatron_parallel.py's two-process run (``RANK``, ``MASTER_PORT`` set by the test).
 
-Usage: parallel_worker.py HF_DIR CHECKPOINT_DIR RESULTS_JSON. In one process group of two it trains the same two
-rollouts under each layout of ``LAYOUTS`` in turn, saves the TP=2 run after its first rollout, and rank 0 writes
-every step's metrics and the first rollout's ``rollout/*`` means to RESULTS_JSON.
+Usage: parallel_worker.py HF_DIR CHECKPOINT_DIR RESULTS_JSON [moe]. In one process group of two it trains the same
+two rollouts under each layout of ``LAYOUTS`` (``MOE_LAYOUTS`` with ``moe``) in turn, saves the TP=2 run after its
+first rollout, and rank 0 writes every step's metrics, the first rollout's ``rollout/*`` means and the weights after
+the last rollout of the ``*_sgd`` layouts to RESULTS_JSON.
 """
 
 import json
@@ -39,9 +40,19 @@ LAYOUTS = {
     "dp2_sgd": ["--optimizer", "sgd"],
 }  # fmt: skip
 
+# Expert parallelism 2 (each rank holds 2 of the tiny Qwen3-MoE's 4 experts) with the routers' load-balancing loss;
+# by token budget the two ranks cut their shares into different numbers of micro-batches (1 and 2) unless the split
+# evens them out; SGD with lr 1 makes the weights' change the gradient itself.
+EP2 = ["--expert-model-parallel-size", "2", "--expert-tensor-parallel-size", "1", "--moe-aux-loss-coeff", "0.01"]
+MOE_LAYOUTS = {
+    "ep2_token_budget": [*EP2, "--use-dynamic-batch-size", "--max-tokens-per-gpu", "18"],
+    "ep2_sgd": [*EP2, "--optimizer", "sgd", "--lr", "1.0"],
+}  # fmt: skip
+
 
 def main() -> None:
-    hf_dir, checkpoint_dir, results_path = sys.argv[1:]
+    hf_dir, checkpoint_dir, results_path = sys.argv[1:4]
+    layouts = MOE_LAYOUTS if sys.argv[4:] == ["moe"] else LAYOUTS
     cpu_compat.enable()
     import megatron_helpers as helpers  # after enable(): it imports megatron-core model modules
 
@@ -49,8 +60,8 @@ def main() -> None:
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{os.environ['MASTER_PORT']}", rank=rank, world_size=2)
     batch = helpers.make_batch(600)
     original = load_file(Path(hf_dir) / "model.safetensors")
-    results, exports, means = {}, {}, {}
-    for name, flags in LAYOUTS.items():
+    results, exports, means, weights = {}, {}, {}, {}
+    for name, flags in layouts.items():
         save = ["--save", f"{checkpoint_dir}/{name}"] if name in ("tp2", "dp2_distributed_optimizer") else []
         args = helpers.make_args(hf_dir, "--actor-num-gpus-per-node", "2", *flags, *save)
         trainer = helpers.make_trainer(args)
@@ -64,9 +75,13 @@ def main() -> None:
         if save:
             trainer.save(0)
         results[name] = metrics + helpers.train_rollouts(trainer, batch, range(1, 2))
+        if name.endswith("_sgd"):
+            trained = trainer.hf_state_dict()  # collective
+            if rank == 0:
+                weights[name] = {key: value.tolist() for key, value in trained.items()}
     if rank == 0:
         with open(results_path, "w") as f:
-            json.dump({"steps": results, "exports": exports, "means": means}, f)
+            json.dump({"steps": results, "exports": exports, "means": means, "weights": weights}, f)
     helpers.destroy_world()
 
 

@@ -28,19 +28,17 @@ def test_dense_launch_scripts_parse_unchanged(script):
     assert args.optimizer == "adam" and args.attention_backend == "flash" and args.hidden_dropout == 0.0
 
 
-@pytest.mark.parametrize("model", [name for name in MODELS if name != "qwen3-30B-A3B"])
+@pytest.mark.parametrize("model", list(MODELS))
 def test_model_presets_parse(model):
     parse_args(MODELS[model].split())
 
 
-def test_moe_script_parses_then_stops_in_one_line(tmp_path):
-    with pytest.raises(ConfigError, match=r"^--num-experts 128: model type mixture-of-experts is not supported yet$"):
-        parse_args(argv("run-qwen3-30B-A3B.sh"))
-    # With the checkpoint at hand, its config.json names the model type.
-    (tmp_path / "config.json").write_text(json.dumps({"model_type": "qwen3_moe", "num_experts": 4}))
+def test_moe_script_parses_and_its_shape_is_checked_against_the_checkpoint(tiny_moe_model):
+    args = parse_args(argv("run-qwen3-30B-A3B.sh"))
+    assert (args.num_experts, args.moe_router_topk, args.expert_model_parallel_size) == (128, 8, 8)
     script = argv("run-qwen3-30B-A3B.sh")
-    script[script.index("--hf-checkpoint") + 1] = str(tmp_path)
-    with pytest.raises(ConfigError, match=r"model type qwen3_moe is not supported yet \(supported: qwen2, qwen3"):
+    script[script.index("--hf-checkpoint") + 1] = str(tiny_moe_model)
+    with pytest.raises(ConfigError, match=r"^--num-layers \(48\) disagrees with .*: num_hidden_layers is 3$"):
         parse_args(script)
 
 

@@ -6,6 +6,7 @@ Every case runs the real ``slime`` CLI on real files. Most run in this process t
 ``python -m slime.cli`` as a user would, to show that what reaches the terminal is the one line and nothing else.
 """
 
+import json
 import os
 import shutil
 import subprocess
@@ -130,6 +131,27 @@ def bad_model_config(d: Path, i: Inputs) -> list[str]:
     return ["--hf-checkpoint", str(d / "model")]
 
 
+def megatron_model(*flags: str, **config: object) -> Callable[[Path, Inputs], list[str]]:
+    """The megatron backend on a copy of the model whose config.json has ``config`` changed, with ``flags``."""
+
+    def make(d: Path, i: Inputs) -> list[str]:
+        shutil.copytree(i.model, d / "model")
+        path = d / "model" / "config.json"
+        path.write_text(json.dumps({**json.loads(path.read_text()), **config}))
+        return ["--train-backend", "megatron", "--hf-checkpoint", str(d / "model"), *flags]
+
+    return make
+
+
+MOE = {
+    "model_type": "qwen3_moe",
+    "num_experts": 4,
+    "num_experts_per_tok": 2,
+    "moe_intermediate_size": 32,
+    "tie_word_embeddings": False,  # as SGLang serves Qwen3-MoE
+}
+
+
 def data_dir(d: Path, i: Inputs) -> list[str]:
     (d / "data").mkdir()
     return ["--prompt-data", str(d / "data")]
@@ -203,6 +225,8 @@ CASES = [
     Case("model: missing directory", flags("--hf-checkpoint", "/nonexistent/model"), "--hf-checkpoint /nonexistent/model: no such directory"),
     Case("model: directory without config.json", empty_dir, "--hf-checkpoint {dir}/model: no config.json"),
     Case("model: config.json cut short", bad_model_config, "{dir}/model/config.json: not valid JSON"),
+    Case("megatron: unsupported model type", megatron_model(model_type="mixtral"), "--hf-checkpoint {dir}/model: model type mixtral is not supported yet (supported: qwen2, qwen3, qwen3_moe, llama)"),
+    Case("megatron: expert parallelism not dividing the experts", megatron_model("--expert-model-parallel-size", "3", "--actor-num-gpus-per-node", "3", **MOE), "--expert-model-parallel-size 3 does not divide the model's 4 experts"),
     Case("model: tokenizer without a chat template", lambda d, i: ["--hf-checkpoint", str(i.model_without_template), "--apply-chat-template"], "--apply-chat-template: the tokenizer in '{no_template}' (from --hf-checkpoint) has no chat template"),
     # plugins
     Case("plugin: entry point fails to import", flags(), "plugin 'rel_broken' (distribution rel-broken-plugin 0.1) failed to import 'rel_broken_plugin': ModuleNotFoundError", subprocess=True),

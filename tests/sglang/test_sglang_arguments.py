@@ -1,5 +1,7 @@
 """--sglang-* pass-through: every SGLang server option except those slime manages, forwarded verbatim."""
 
+import json
+
 import pytest
 
 from slime.config.arguments import parse_args
@@ -61,6 +63,23 @@ def test_sglang_config_is_not_forwarded_as_sglangs_own_config() -> None:
 )
 def test_bad_flags_fail_before_any_server_starts(argv: list[str], message: str) -> None:
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        parse_args(argv)
+
+
+def test_a_qwen3_moe_sglang_would_serve_as_another_model_is_refused(tmp_path) -> None:
+    config = {"model_type": "qwen3_moe", "num_experts": 4, "mlp_only_layers": [1], "tie_word_embeddings": False}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    argv = ["--hf-checkpoint", str(tmp_path), "--train-backend", "slime_testkit.hf_trainer.HFTrainer"]
+    with pytest.raises(ConfigError) as error:
+        parse_args(argv)
+    assert str(error.value) == (
+        f"--hf-checkpoint {tmp_path}: SGLang serves qwen3_moe only with mlp_only_layers [], decoder_sparse_step 1, "
+        "tie_word_embeddings False; config.json has mlp_only_layers [1]"
+    )
+    (tmp_path / "config.json").write_text(json.dumps({**config, "mlp_only_layers": []}))
+    parse_args(argv)  # as Qwen's MoE checkpoints are
+    (tmp_path / "config.json").write_text(json.dumps({**config, "decoder_sparse_step": 2, "mlp_only_layers": None}))
+    with pytest.raises(ConfigError, match=r"config.json has decoder_sparse_step 2$"):
         parse_args(argv)
 
 

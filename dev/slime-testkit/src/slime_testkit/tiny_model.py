@@ -1,4 +1,4 @@
-"""A tiny randomly initialised causal LM (Qwen2, Qwen3 or Llama layout) saved as an HF model directory.
+"""A tiny randomly initialised causal LM (Qwen2, Qwen3, Qwen3-MoE or Llama layout) saved as an HF model directory.
 
 slime_testkit holds builders like this one because nothing can be downloaded in tests or CI: every model a test, a
 backend's CPU mode or the CPU demo needs is built on the spot, from an HF config and a tokenizer trained locally
@@ -10,13 +10,14 @@ Usage::
 
     from slime_testkit.tiny_model import build_tiny_model
     path = build_tiny_model(tmp_path / "model")  # then AutoModelForCausalLM.from_pretrained(path)
+    moe = build_tiny_moe_model(tmp_path / "moe")  # Qwen3-MoE: 4 experts, top-2, one dense layer among three
 """
 
 from pathlib import Path
 
 from slime_testkit.tokenizer import ENDOFTEXT, IM_END, build_tokenizer
 
-ARCHS = ("qwen2", "qwen3", "llama")
+ARCHS = ("qwen2", "qwen3", "qwen3_moe", "llama")
 
 
 def build_tiny_model(
@@ -32,12 +33,14 @@ def build_tiny_model(
     arch: str = "qwen2",
     seed: int = 0,
     corpus: list[str] | None = None,
+    config_extra: dict | None = None,
 ) -> Path:
     """Write a tiny fp32 model with its tokenizer to `out_dir` and return `out_dir`.
 
     `intermediate_size` defaults to 4 x `hidden_size`. `vocab_size=None` makes the embedding exactly as large as the
     tokenizer; a given `vocab_size` is also the tokenizer's training target and may exceed its length (padding rows,
-    as real checkpoints have). The same arguments give byte-identical files.
+    as real checkpoints have). `config_extra` adds config fields (the experts of `build_tiny_moe_model`). The same
+    arguments give byte-identical files.
     """
     if arch not in ARCHS:
         raise ValueError(f"unknown arch {arch!r}: expected one of {', '.join(ARCHS)}")
@@ -58,7 +61,8 @@ def build_tiny_model(
     endoftext, im_end = tokenizer.token_to_id(ENDOFTEXT), tokenizer.token_to_id(IM_END)
 
     # Qwen3's config defaults head_dim to 128 instead of deriving it from hidden_size / num_heads.
-    extra = {"head_dim": hidden_size // num_heads} if arch == "qwen3" else {}
+    extra = {"head_dim": hidden_size // num_heads} if arch in ("qwen3", "qwen3_moe") else {}
+    extra.update(config_extra or {})
     config = AutoConfig.for_model(
         arch,
         vocab_size=vocab_size or tokenizer_size,
@@ -83,3 +87,29 @@ def build_tiny_model(
     )
     model.save_pretrained(out)
     return out
+
+
+def build_tiny_moe_model(
+    out_dir: str | Path,
+    *,
+    num_experts: int = 4,
+    experts_per_token: int = 2,
+    moe_intermediate_size: int = 32,
+    mlp_only_layers: tuple[int, ...] = (1,),
+    decoder_sparse_step: int = 1,
+    norm_topk_prob: bool = True,
+    num_layers: int = 3,
+    **kwargs,
+) -> Path:
+    """A tiny Qwen3-MoE (`build_tiny_model` with arch qwen3_moe): by default 3 layers, the middle one a dense MLP
+    (`mlp_only_layers`), the others 4 experts of which each token uses 2, renormalised as in Qwen3-30B-A3B.
+    On disk the experts have per-expert names (`mlp.experts.{i}.gate_proj.weight`), as Qwen's checkpoints do."""
+    moe = {
+        "num_experts": num_experts,
+        "num_experts_per_tok": experts_per_token,
+        "moe_intermediate_size": moe_intermediate_size,
+        "mlp_only_layers": list(mlp_only_layers),
+        "decoder_sparse_step": decoder_sparse_step,
+        "norm_topk_prob": norm_topk_prob,
+    }
+    return build_tiny_model(out_dir, arch="qwen3_moe", num_layers=num_layers, config_extra=moe, **kwargs)

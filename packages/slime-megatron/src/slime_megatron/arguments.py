@@ -1,9 +1,9 @@
 """The megatron backend's flags (Megatron-LM's own, ``megatron_flags.py``) and their checks at parse time.
 
-Checks here need no megatron import: flag values, the model shape against ``--hf-checkpoint``'s config.json, and
-what the backend cannot train yet (mixture-of-experts, multi-latent attention). What depends on the device is
-checked by the training rank (``device_features.py``), because the machine that parses may not be the one that
-trains.
+Checks here need no megatron import: flag values, the model shape against ``--hf-checkpoint``'s config.json, expert
+parallelism against the expert count, and what the backend cannot train yet (multi-latent attention, experts split by
+tensor parallelism). What depends on the device is checked by the training rank (``device_features.py``), because the
+machine that parses may not be the one that trains.
 """
 
 import argparse
@@ -76,8 +76,7 @@ def _check_model(args: argparse.Namespace) -> None:
 
         check_model_dir(args.hf_checkpoint)  # slime's one-line errors for an unreadable config.json
         check_and_fill_shape(args, load_hf_config(args.hf_checkpoint), args.hf_checkpoint)
-    if args.num_experts is not None:
-        _fail(f"--num-experts {args.num_experts}: model type mixture-of-experts is not supported yet")
+    _check_experts(args)
     if args.multi_latent_attention:
         _fail("--multi-latent-attention: model type multi-latent attention is not supported yet")
     if args.transformer_impl != "local" and args.spec is None:
@@ -95,3 +94,27 @@ def _check_model(args: argparse.Namespace) -> None:
         )
     if args.allgather_cp and args.context_parallel_size > 1:
         _fail("--allgather-cp is for DSA attention models (DeepSeek-V3.2, GLM-5.1), which are not supported yet")
+
+
+def _check_experts(args: argparse.Namespace) -> None:
+    """Expert parallelism against the expert count (filled in from config.json) and the world."""
+    ep = args.expert_model_parallel_size
+    if ep < 1:
+        _fail(f"--expert-model-parallel-size must be >= 1, got {ep}")
+    if args.expert_tensor_parallel_size not in (None, 1):
+        _fail(
+            f"--expert-tensor-parallel-size {args.expert_tensor_parallel_size}: experts split over tensor-parallel "
+            "ranks are not supported yet (use 1: each expert whole on one rank)"
+        )
+    if ep == 1:
+        return
+    if args.num_experts is None:
+        _fail(f"--expert-model-parallel-size {ep} needs a mixture-of-experts model (--num-experts)")
+    if args.num_experts % ep:
+        _fail(f"--expert-model-parallel-size {ep} does not divide the model's {args.num_experts} experts")
+    world_size = args.actor_num_nodes * args.actor_num_gpus_per_node
+    if world_size % (ep * args.pipeline_model_parallel_size):
+        _fail(
+            f"--expert-model-parallel-size {ep} x --pipeline-model-parallel-size "
+            f"{args.pipeline_model_parallel_size} does not divide the {world_size} training ranks"
+        )

@@ -48,6 +48,23 @@ def split_by_tokens(sample_ids: list[int], lengths: list[int], max_tokens: int) 
     return groups
 
 
+def split_to_count(groups: list[list[int]], count: int) -> list[list[int]]:
+    """``groups`` split further, largest first and in order, until there are ``count`` of them.
+
+    Expert-parallel ranks exchange tokens in every micro-batch, so they must run the same number of micro-batches
+    (a rank with fewer leaves its peers waiting forever). Ranks hold equal numbers of samples, so a rank can always
+    reach the largest count among them.
+    """
+    groups = [list(group) for group in groups]
+    while len(groups) < count:
+        largest = max(range(len(groups)), key=lambda g: len(groups[g]))
+        group = groups[largest]
+        if len(group) < 2:
+            raise ValueError(f"{sum(map(len, groups))} samples cannot make {count} micro-batches")
+        groups[largest : largest + 1] = [group[: len(group) // 2], group[len(group) // 2 :]]
+    return groups
+
+
 def balanced_shares(sample_ids: list[int], lengths: list[int], num_shares: int) -> list[list[int]]:
     """``sample_ids`` in ``num_shares`` shares of equal size whose token totals are as even as a greedy pass makes
     them (``--balance-data``): longest sample first, each to the lightest share that still has room."""

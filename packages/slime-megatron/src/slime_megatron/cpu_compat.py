@@ -8,11 +8,14 @@ called only when training runs without a GPU; on a GPU nothing here is touched.
 Three kinds of patch, so each stays small:
 - A module whose only CUDA assumption is *where* tensors go gets, as its global ``torch``, a view of torch in which
   ``torch.cuda.current_device()`` is the CPU, ``device="cuda"`` means the CPU, ``torch.cuda.synchronize()`` and
-  stream waits do nothing and the "CUDA" RNG is the CPU generator. Everything else is torch itself.
+  streams (created, waited on, recorded) do nothing and the "CUDA" RNG is the CPU generator. Everything else is
+  torch itself.
   ``_DEVICE_ONLY_MODULES`` lists those modules, each with the reason it is there.
 - A call that checks ``tensor.type() == 'torch.cuda.FloatTensor'`` or moves tensors with ``.cuda()`` runs with CPU
   tensors passing as CUDA ones for its duration (``_CUDA_TYPED_CALLS``).
-- The RNG tracker's two helpers that read CUDA generator internals are replaced by CPU-generator ones.
+- Three helpers are replaced: the RNG tracker's two that read CUDA generator internals (by CPU-generator ones), and
+  the MoE token dispatcher's device-to-host copy of its split sizes (which skips CPU tensors, leaving gloo tensors
+  where it needs numbers).
 
 The patches touch megatron-core internals, so they are pinned to one megatron-core version: ``enable()`` refuses any
 other.
@@ -62,6 +65,10 @@ _DEVICE_ONLY_MODULES = (
     # The checkpoint writer synchronizes before writing; the saver builds its plan on the current CUDA device.
     "megatron.core.dist_checkpointing.strategies.filesystem_async",
     "megatron.core.dist_checkpointing.strategies.state_dict_saver",
+    # The router moves its weight to torch.cuda.current_device() on every gating call; its token counts live there.
+    "megatron.core.transformer.moe.router",
+    # The all-to-all token dispatcher copies its split sizes to the host on a side CUDA stream.
+    "megatron.core.transformer.moe.token_dispatcher",
 )
 
 _FACTORIES = ("tensor", "zeros", "ones", "empty", "full", "arange", "randn", "rand", "empty_strided")
@@ -91,7 +98,8 @@ class _CudaOnCpu(types.SimpleNamespace):
 
 
 class _NoStream:
-    """The CPU runs everything in order: waiting on a stream or an event has nothing to wait for."""
+    """The CPU runs everything in order: waiting on a stream or an event has nothing to wait for. One instance
+    stands for every stream, so a "side stream" compares equal to the current one."""
 
     def wait_event(self, event: Any) -> None:
         pass
@@ -101,6 +109,20 @@ class _NoStream:
 
     def synchronize(self) -> None:
         pass
+
+    def record_event(self, event: Any = None) -> "_NoStream":
+        return self  # an event that is already complete: synchronize() returns at once
+
+
+_NO_STREAM = _NoStream()
+
+
+def _host_copy(tensor: Any, as_numpy: bool = False, record_stream: bool = False) -> Any:
+    """moe_utils.maybe_move_tensor_to_cpu on CPU: the tensor is already on the host, but split sizes asked for
+    ``as_numpy`` must still become numbers (gloo's all_to_all_single takes sizes as integers, not tensors)."""
+    if as_numpy and torch.is_tensor(tensor):
+        return tensor.numpy()
+    return tensor
 
 
 class _TorchOnCpu(types.ModuleType):
@@ -115,7 +137,9 @@ def _torch_on_cpu() -> _TorchOnCpu:
     view.cuda = _CudaOnCpu(
         current_device=lambda: torch.device("cpu"),
         synchronize=lambda device=None: None,
-        current_stream=lambda device=None: _NoStream(),
+        current_stream=lambda device=None: _NO_STREAM,
+        Stream=lambda *args, **kwargs: _NO_STREAM,
+        stream=lambda stream: contextlib.nullcontext(),
         get_rng_state=lambda device="cuda": torch.get_rng_state(),
         set_rng_state=lambda state, device="cuda": torch.set_rng_state(state),
         manual_seed=torch.manual_seed,
@@ -241,6 +265,7 @@ def enable() -> None:
     # The tracker's state get/set read torch.cuda's default generators; on CPU its states are the CPU generator's.
     _patch("megatron.core.tensor_parallel.random", "_get_cuda_rng_state", lambda _: _get_rng_state)
     _patch("megatron.core.tensor_parallel.random", "_set_cuda_rng_state", lambda _: _set_rng_state)
+    _patch("megatron.core.transformer.moe.token_dispatcher", "maybe_move_tensor_to_cpu", lambda _: _host_copy)
     # Megatron-LM's validate_args (megatron_config.py) asks the GPU's architecture, and with TP or CP > 1 requires
     # CUDA_DEVICE_MAX_CONNECTIONS=1 (a CUDA stream setting, meaningless on CPU).
     _patch("megatron.training.arguments", "get_device_arch_version", lambda _: _no_device_arch)

@@ -1,4 +1,4 @@
-"""What slime reads of an HF causal-LM ``config.json`` (Qwen2, Qwen3, Llama), checked once.
+"""What slime reads of an HF causal-LM ``config.json`` (Qwen2, Qwen3, Qwen3-MoE, Llama), checked once.
 
 Read from the JSON directly (no transformers import, no megatron-core import): the fields these families share are
 few, and reading them here makes every unsupported option a clear error instead of a silently different model.
@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-SUPPORTED_MODEL_TYPES = ("qwen2", "qwen3", "llama")
+SUPPORTED_MODEL_TYPES = ("qwen2", "qwen3", "qwen3_moe", "llama")
 
 # Megatron pads the vocabulary so every tensor-parallel rank holds an equal, aligned slice of it (Megatron-LM's
 # --make-vocab-size-divisible-by default). Padding rows never reach a log-prob: logits are cut to the real vocabulary.
@@ -35,6 +35,14 @@ class HFModelConfig:
     tie_word_embeddings: bool
     qkv_bias: bool  # Qwen2: q/k/v projections have biases
     qk_norm: bool  # Qwen3: RMSNorm over each head of q and k
+    # Mixture-of-experts (Qwen3-MoE); num_experts 0 for a dense model.
+    num_experts: int = 0
+    moe_topk: int = 0
+    moe_intermediate_size: int = 0
+    # True: the top-k routing weights are renormalised to sum to 1 (softmax over the chosen experts' logits).
+    norm_topk_prob: bool = False
+    # Per layer: 1 where the MLP is the experts, 0 where it is a dense MLP (decoder_sparse_step, mlp_only_layers).
+    moe_layers: tuple[int, ...] = ()
     # The config.json as read, under HF's names, for slime-core's helpers that take an HF config (the FLOPs count).
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
@@ -59,12 +67,20 @@ class HFModelConfig:
             raise ValueError(f"rope_type {rope_type!r} is not supported (only 'default' RoPE)")
         rope_theta = rope.get("rope_theta", config.get("rope_theta", 10000.0))
         num_heads = config["num_attention_heads"]
+        num_layers = config["num_hidden_layers"]
+        # transformers 5 writes Qwen3-MoE's expert count as num_local_experts; Qwen's own checkpoints say num_experts.
+        num_experts = config.get("num_experts", config.get("num_local_experts", 0)) if model_type == "qwen3_moe" else 0
+        moe_layers: tuple[int, ...] = ()
+        if num_experts:
+            # modeling_qwen3_moe's rule: layer i is sparse unless listed dense, every decoder_sparse_step-th.
+            step, dense = config.get("decoder_sparse_step", 1), set(config.get("mlp_only_layers") or ())
+            moe_layers = tuple(int(i not in dense and (i + 1) % step == 0) for i in range(num_layers))
         return cls(
             model_type=model_type,
             vocab_size=config["vocab_size"],
             hidden_size=config["hidden_size"],
             intermediate_size=config["intermediate_size"],
-            num_layers=config["num_hidden_layers"],
+            num_layers=num_layers,
             num_heads=num_heads,
             num_kv_heads=config.get("num_key_value_heads") or num_heads,
             head_dim=config.get("head_dim") or config["hidden_size"] // num_heads,
@@ -73,7 +89,12 @@ class HFModelConfig:
             max_position_embeddings=config.get("max_position_embeddings", 4096),
             tie_word_embeddings=bool(config.get("tie_word_embeddings", False)),
             qkv_bias=model_type == "qwen2" or bool(config.get("attention_bias", False)),
-            qk_norm=model_type == "qwen3",
+            qk_norm=model_type in ("qwen3", "qwen3_moe"),
+            num_experts=num_experts,
+            moe_topk=config.get("num_experts_per_tok", 0) if num_experts else 0,
+            moe_intermediate_size=config.get("moe_intermediate_size", 0) if num_experts else 0,
+            norm_topk_prob=bool(config.get("norm_topk_prob", False)) if num_experts else False,
+            moe_layers=moe_layers,
             raw=config,
         )
 

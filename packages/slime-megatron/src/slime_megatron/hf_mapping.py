@@ -1,9 +1,13 @@
-"""HF <-> megatron-core weight mapping for Qwen2/Qwen3/Llama, sharded for the current TP/PP layout.
+"""HF <-> megatron-core weight mapping for Qwen2/Qwen3/Qwen3-MoE/Llama, sharded for the current TP/PP/EP layout.
 
 One table (``parameter_mappings``) says, for each parameter of this rank's pipeline stage, which HF tensors it is
 made of and how (its ``Layout``). Loading applies a layout forwards on one TP rank's slice; exporting gathers the TP
 slices and applies it backwards, giving HF names and layouts. The same export feeds weight sync to rollout engines,
 ``--save-hf`` and ``megatron-to-hf`` conversion.
+
+Experts keep HF's per-expert names (``mlp.experts.{i}.gate_proj.weight``, as checkpoints on disk and SGLang name
+them; transformers 5 fuses them in memory only). Each expert lives whole on one expert-parallel rank: rank ``r`` of
+``EP`` holds experts ``r * E/EP ..``; export gathers them over the expert-parallel group instead of TP.
 """
 
 import json
@@ -37,10 +41,39 @@ class ParamMapping:
     hf_names: tuple[str, ...]
     layout: Layout
     exported: bool = True  # False for the last stage's copy of tied embeddings (exported by the first stage)
+    # An expert's parameter: for each expert-parallel rank, the HF names of the expert it holds at this local index
+    # (``hf_names`` is this rank's entry). Whole on each rank: no tensor-parallel split.
+    ep_names: tuple[tuple[str, ...], ...] = ()
 
 
-def parameter_mappings(hf: HFModelConfig, *, pre_process: bool, post_process: bool, layer_offset: int, num_layers: int):
-    """The mapping of every parameter of one pipeline stage holding layers ``layer_offset .. + num_layers``."""
+def _expert_mappings(m: str, h: str, hf: HFModelConfig, ep_rank: int, ep_size: int) -> list[ParamMapping]:
+    """Router and experts of one MoE layer (``m``, ``h``: its megatron and HF name prefixes)."""
+    mappings = [ParamMapping(m + "mlp.router.weight", (h + "mlp.gate.weight",), Layout.REPLICATED)]
+    per_rank = hf.num_experts // ep_size
+    for local in range(per_rank):
+        experts = [f"{h}mlp.experts.{rank * per_rank + local}." for rank in range(ep_size)]
+        fc1 = tuple((e + "gate_proj.weight", e + "up_proj.weight") for e in experts)
+        fc2 = tuple((e + "down_proj.weight",) for e in experts)
+        megatron = f"{m}mlp.experts.local_experts.{local}."
+        mappings += [
+            ParamMapping(megatron + "linear_fc1.weight", fc1[ep_rank], Layout.GATE_UP, ep_names=fc1),
+            ParamMapping(megatron + "linear_fc2.weight", fc2[ep_rank], Layout.ROW, ep_names=fc2),
+        ]
+    return mappings
+
+
+def parameter_mappings(
+    hf: HFModelConfig,
+    *,
+    pre_process: bool,
+    post_process: bool,
+    layer_offset: int,
+    num_layers: int,
+    ep_rank: int = 0,
+    ep_size: int = 1,
+):
+    """The mapping of every parameter of one pipeline stage holding layers ``layer_offset .. + num_layers`` (and
+    the experts of expert-parallel rank ``ep_rank``)."""
     mappings: list[ParamMapping] = []
     if pre_process:
         mappings.append(ParamMapping("embedding.word_embeddings.weight", ("model.embed_tokens.weight",), Layout.VOCAB))
@@ -56,11 +89,16 @@ def parameter_mappings(hf: HFModelConfig, *, pre_process: bool, post_process: bo
             ),
             ParamMapping(m + "self_attention.linear_proj.weight", (attn + "o_proj.weight",), Layout.ROW),
             ParamMapping(m + "pre_mlp_layernorm.weight", (h + "post_attention_layernorm.weight",), Layout.REPLICATED),
-            ParamMapping(
-                m + "mlp.linear_fc1.weight", (h + "mlp.gate_proj.weight", h + "mlp.up_proj.weight"), Layout.GATE_UP
-            ),
-            ParamMapping(m + "mlp.linear_fc2.weight", (h + "mlp.down_proj.weight",), Layout.ROW),
         ]
+        if hf.moe_layers and hf.moe_layers[layer_offset + local]:
+            mappings += _expert_mappings(m, h, hf, ep_rank, ep_size)
+        else:
+            mappings += [
+                ParamMapping(
+                    m + "mlp.linear_fc1.weight", (h + "mlp.gate_proj.weight", h + "mlp.up_proj.weight"), Layout.GATE_UP
+                ),
+                ParamMapping(m + "mlp.linear_fc2.weight", (h + "mlp.down_proj.weight",), Layout.ROW),
+            ]
         if hf.qkv_bias:
             names = (attn + "q_proj.bias", attn + "k_proj.bias", attn + "v_proj.bias")
             mappings.append(ParamMapping(m + "self_attention.linear_qkv.bias", names, Layout.QKV))
@@ -91,6 +129,8 @@ def stage_mappings(hf: HFModelConfig) -> list[ParamMapping]:
         post_process=parallel_state.is_pipeline_last_stage(),
         layer_offset=parallel_state.get_pipeline_model_parallel_rank() * per_stage,
         num_layers=per_stage,
+        ep_rank=parallel_state.get_expert_model_parallel_rank(),
+        ep_size=parallel_state.get_expert_model_parallel_world_size(),
     )
 
 
@@ -182,7 +222,8 @@ def hf_shards(model: torch.nn.Module, hf: HFModelConfig, hf_dir: str | Path) -> 
         raise RuntimeError(f"no HF mapping for megatron parameters {missing}")
     shards = {}
     for mapping in mappings:
-        value = to_megatron(mapping.layout, [reader.get(n) for n in mapping.hf_names], hf, tp_rank, tp_size)
+        rank, size = (0, 1) if mapping.ep_names else (tp_rank, tp_size)  # experts are whole on their rank
+        value = to_megatron(mapping.layout, [reader.get(n) for n in mapping.hf_names], hf, rank, size)
         expected = params[mapping.megatron_name].shape
         if value.shape != expected:
             raise RuntimeError(
@@ -214,23 +255,41 @@ def load_hf_weights(model: torch.nn.Module, hf: HFModelConfig, hf_dir: str | Pat
 
 @torch.no_grad()
 def export_hf_weights(model: torch.nn.Module, hf: HFModelConfig) -> Iterator[tuple[str, torch.Tensor]]:
-    """This pipeline stage's weights as HF ``(name, tensor)`` pairs, whole (gathered over TP), on CPU.
+    """This pipeline stage's weights as HF ``(name, tensor)`` pairs, whole (gathered over TP, experts over EP), on CPU.
 
-    Every TP rank of the stage must iterate it (the gathers are collective); every one gets the same tensors.
+    Every TP and EP rank of the stage must iterate it (the gathers are collective); every one gets the same tensors.
     """
     params = dict(unwrap_model(model).named_parameters())
     group = parallel_state.get_tensor_model_parallel_group()
     tp_size = parallel_state.get_tensor_model_parallel_world_size()
+    ep_size = parallel_state.get_expert_model_parallel_world_size()
     for mapping in stage_mappings(hf):
         if not mapping.exported:
             continue
         local = params[mapping.megatron_name].detach()
+        if mapping.ep_names:
+            yield from _gathered_expert(mapping, local, hf, ep_size)
+            continue
         if mapping.layout is Layout.REPLICATED or tp_size == 1:
             shards = [local]
         else:
             shards = [torch.empty_like(local) for _ in range(tp_size)]
             dist.all_gather(shards, local.contiguous(), group=group)
         for name, tensor in zip(mapping.hf_names, to_hf(mapping.layout, shards, hf), strict=True):
+            yield name, tensor.cpu().contiguous()
+
+
+def _gathered_expert(
+    mapping: ParamMapping, local: torch.Tensor, hf: HFModelConfig, ep_size: int
+) -> Iterator[tuple[str, torch.Tensor]]:
+    """One local expert parameter of every expert-parallel rank, under each one's HF names."""
+    if ep_size == 1:
+        shards = [local]
+    else:
+        shards = [torch.empty_like(local) for _ in range(ep_size)]
+        dist.all_gather(shards, local.contiguous(), group=parallel_state.get_expert_model_parallel_group())
+    for names, shard in zip(mapping.ep_names, shards, strict=True):
+        for name, tensor in zip(names, to_hf(mapping.layout, [shard], hf), strict=True):
             yield name, tensor.cpu().contiguous()
 
 

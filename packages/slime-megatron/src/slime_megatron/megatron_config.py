@@ -35,6 +35,11 @@ _FUSIONS_OFF = {
     "bias_dropout_fusion": False,
     "gradient_accumulation_fusion": False,
     "no_persist_layer_norm": True,
+    "moe_permute_fusion": False,
+    "moe_router_fusion": False,
+    # The local layer spec builds SequentialMLP experts with or without it (megatron-core's LocalSpecProvider); on
+    # CPU its only effect would be validate_args asking the GPU's compute capability.
+    "moe_grouped_gemm": False,
 }
 
 
@@ -73,6 +78,8 @@ def megatron_args(args: argparse.Namespace, hf: HFModelConfig, world_size: int, 
     margs.save = margs.load = None
     if margs.tokenizer_type is None:
         margs.tokenizer_type, margs.tokenizer_model = "HuggingFaceTokenizer", args.hf_checkpoint
+    if margs.expert_tensor_parallel_size is None:
+        margs.expert_tensor_parallel_size = 1  # each expert whole on one rank (hf_mapping); Megatron's default is TP
     if on_cpu:
         vars(margs).update(_FUSIONS_OFF)
     else:

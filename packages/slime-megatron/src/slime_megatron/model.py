@@ -1,4 +1,5 @@
-"""The megatron-core ``GPTModel`` of an HF causal-LM checkpoint (Qwen2, Qwen3, Llama), configured by the flags.
+"""The megatron-core ``GPTModel`` of an HF causal-LM checkpoint (Qwen2, Qwen3, Qwen3-MoE, Llama), configured by the
+flags.
 
 Megatron-LM's translation turns the flags into the ``TransformerConfig`` (``megatron_config.py``); the layer spec is
 megatron-core's local one with slime-megatron's SDPA core attention, or ``--spec MODULE FUNCTION``'s.
@@ -14,6 +15,7 @@ from megatron.core.models.gpt.gpt_layer_specs import get_gpt_layer_local_spec
 from megatron.core.transformer import TransformerConfig
 from megatron.core.transformer.spec_utils import ModuleSpec
 from megatron.core.transformer.transformer_block import TransformerBlockSubmodules, get_num_layers_to_build
+from megatron.core.transformer.transformer_layer import get_transformer_layer_offset
 
 from slime.errors import ConfigError
 from slime_megatron.attention import SDPAttention
@@ -22,14 +24,33 @@ from slime_megatron.megatron_config import megatron_args, transformer_config
 from slime_megatron.norms import TorchNorm, replace_torch_norms
 
 
+def _local_layer_spec(margs: argparse.Namespace, num_experts: int | None) -> ModuleSpec:
+    """megatron-core's local layer spec (experts: a ``SequentialMLP`` of per-expert MLPs) with SDPA attention and
+    torch norms that allow sequence parallelism."""
+    spec = get_gpt_layer_local_spec(
+        num_experts=num_experts, qk_layernorm=margs.qk_layernorm, normalization=margs.normalization
+    )
+    spec.submodules.self_attention.submodules.core_attention = SDPAttention
+    replace_torch_norms(spec)
+    return spec
+
+
 def layer_spec(margs: argparse.Namespace, config: TransformerConfig) -> ModuleSpec | TransformerBlockSubmodules:
     """``--spec MODULE FUNCTION`` (called as slime calls it: ``function(args, config, vp_stage)``), else the local
     spec with SDPA attention and torch norms that allow sequence parallelism (``norms.py``), final norm included."""
     if margs.spec is None:
-        spec = get_gpt_layer_local_spec(qk_layernorm=margs.qk_layernorm, normalization=margs.normalization)
-        spec.submodules.self_attention.submodules.core_attention = SDPAttention
-        replace_torch_norms(spec)
-        return TransformerBlockSubmodules(layer_specs=[spec] * get_num_layers_to_build(config), layer_norm=TorchNorm)
+        dense = _local_layer_spec(margs, num_experts=None)
+        if not config.num_moe_experts:
+            layers = [dense] * get_num_layers_to_build(config)
+        else:
+            # One spec per layer: MoE where --moe-layer-freq says so (a 0/1 list per layer, checked against and
+            # filled from config.json by model_shape.py), a dense MLP elsewhere.
+            moe = _local_layer_spec(margs, num_experts=config.num_moe_experts)
+            offset = get_transformer_layer_offset(config)
+            layers = [
+                moe if config.moe_layer_freq[offset + i] else dense for i in range(get_num_layers_to_build(config))
+            ]
+        return TransformerBlockSubmodules(layer_specs=layers, layer_norm=TorchNorm)
     module_name, name = margs.spec
     try:
         found = getattr(importlib.import_module(module_name), name)

@@ -7,6 +7,7 @@ shape flags at all.
 """
 
 import argparse
+import ast
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,16 @@ SHAPE_FLAGS: list[tuple[str, str, str, Callable[[HFModelConfig], Any]]] = [
     ("position_embedding_type", "--position-embedding-type", "rope_theta", lambda hf: "rope"),
     ("rotary_base", "--rotary-base", "rope_theta", lambda hf: hf.rope_theta),
     ("vocab_size", "--vocab-size", "vocab_size", lambda hf: hf.vocab_size),
+    ("num_experts", "--num-experts", "num_experts", lambda hf: hf.num_experts or None),
+]
+
+# Mixture-of-experts shape flags, checked for MoE models only (a dense model ignores them, as Megatron does).
+MOE_SHAPE_FLAGS: list[tuple[str, str, str, Callable[[HFModelConfig], Any]]] = [
+    ("moe_ffn_hidden_size", "--moe-ffn-hidden-size", "moe_intermediate_size", lambda hf: hf.moe_intermediate_size),
+    ("moe_router_topk", "--moe-router-topk", "num_experts_per_tok", lambda hf: hf.moe_topk),
+    ("moe_router_score_function", "--moe-router-score-function", "model_type (softmax router)", lambda hf: "softmax"),
+    # Softmax over the top-k logits is the renormalised top-k of HF's softmax; pre-softmax keeps the raw top-k.
+    ("moe_router_pre_softmax", "--moe-router-pre-softmax", "norm_topk_prob", lambda hf: not hf.norm_topk_prob),
 ]
 
 
@@ -57,18 +68,47 @@ def load_hf_config(path: str | Path) -> HFModelConfig:
         raise ConfigError(f"--hf-checkpoint {path}: {exc}") from None
 
 
+def _layer_pattern(value: Any, num_layers: int) -> list[int] | None:
+    """``--moe-layer-freq`` as one 0/1 per layer: N (every N-th layer from the first) or a list; ``None`` for an
+    expression Megatron evaluates on the training rank (``"([0]+[1]*47)"``), checked there once converted."""
+    if isinstance(value, str):
+        try:
+            value = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            return None
+    if isinstance(value, int):
+        return [int(i % value == 0) for i in range(num_layers)]
+    return [int(v) for v in value] if isinstance(value, list | tuple) else None
+
+
+def _check_and_fill_layer_pattern(args: argparse.Namespace, hf: HFModelConfig, hf_path: str | Path) -> None:
+    given = args.moe_layer_freq
+    pattern = _layer_pattern(given, hf.num_layers)
+    expected = list(hf.moe_layers)
+    if given != default_of("moe_layer_freq") and pattern is not None and pattern != expected:
+        raise ConfigError(
+            f"--moe-layer-freq ({given}) disagrees with {Path(hf_path) / 'config.json'}: "
+            f"decoder_sparse_step / mlp_only_layers make the MoE layers {expected}"
+        )
+    if not isinstance(given, str):  # text stays for Megatron's own conversion on the training rank
+        args.moe_layer_freq = expected
+
+
 def check_and_fill_shape(args: argparse.Namespace, hf: HFModelConfig, hf_path: str | Path) -> None:
     """Raise on a shape flag that disagrees with config.json; set every shape flag a script left out."""
     if args.use_rotary_position_embeddings:  # Megatron's older spelling of --position-embedding-type rope
         args.position_embedding_type = "rope"
-    for dest, flag, hf_field, expected_of in SHAPE_FLAGS:
+    for dest, flag, hf_field, expected_of in SHAPE_FLAGS + (MOE_SHAPE_FLAGS if hf.num_experts else []):
         expected = expected_of(hf)
         given = getattr(args, dest)
         if given != default_of(dest) and not _same(given, expected):
             if dest == "num_query_groups" and not args.group_query_attention:
                 given = default_of(dest)  # Megatron ignores --num-query-groups without --group-query-attention
             else:
+                shown = hf.raw.get(hf_field, expected)  # config.json's own value where the field is one
                 raise ConfigError(
-                    f"{flag} ({given}) disagrees with {Path(hf_path) / 'config.json'}: {hf_field} is {expected}"
+                    f"{flag} ({given}) disagrees with {Path(hf_path) / 'config.json'}: {hf_field} is {shown}"
                 )
         setattr(args, dest, expected)
+    if hf.num_experts:
+        _check_and_fill_layer_pattern(args, hf, hf_path)

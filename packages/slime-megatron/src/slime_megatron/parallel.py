@@ -1,4 +1,4 @@
-"""The process group and megatron-core's parallel state (TP, PP, DP) for one training rank."""
+"""The process group and megatron-core's parallel state (TP, PP, DP, EP) for one training rank."""
 
 import datetime
 import os
@@ -15,11 +15,13 @@ def init_parallel(
     world_size: int,
     tp_size: int = 1,
     pp_size: int = 1,
+    ep_size: int = 1,
     seed: int = 1234,
     on_cpu: bool = False,
     init_method: str | None = None,
 ) -> None:
-    """Join the world (gloo on CPU, NCCL on GPU), split it into TP/PP/DP groups, and seed every RNG.
+    """Join the world (gloo on CPU, NCCL on GPU), split it into TP/PP/DP groups (and EP groups for the experts, each
+    expert whole on one rank: expert tensor parallelism 1), and seed every RNG.
 
     ``init_method`` defaults to ``env://`` (``MASTER_ADDR``/``MASTER_PORT``). Data-parallel size is what is left:
     ``world_size / (tp_size * pp_size)``. An existing process group is reused and an existing parallel layout is
@@ -39,7 +41,12 @@ def init_parallel(
         )
     if parallel_state.model_parallel_is_initialized():
         parallel_state.destroy_model_parallel()
-    parallel_state.initialize_model_parallel(tensor_model_parallel_size=tp_size, pipeline_model_parallel_size=pp_size)
+    parallel_state.initialize_model_parallel(
+        tensor_model_parallel_size=tp_size,
+        pipeline_model_parallel_size=pp_size,
+        expert_model_parallel_size=ep_size,
+        expert_tensor_parallel_size=1,
+    )
     # Megatron's tracker seeds TP-region RNG streams; on CPU (cpu_compat) they are the CPU generator's states.
     torch.manual_seed(seed)
     model_parallel_cuda_manual_seed(seed)

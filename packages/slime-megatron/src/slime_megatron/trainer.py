@@ -34,6 +34,7 @@ from slime_megatron.batches import (
     response_logits,
     split_by_count,
     split_by_tokens,
+    split_to_count,
 )
 from slime_megatron.device_features import refuse_gpu_only_features
 from slime_megatron.hf_mapping import (
@@ -85,6 +86,7 @@ class MegatronTrainer:
             world_size=world_size,
             tp_size=args.tensor_model_parallel_size,
             pp_size=args.pipeline_model_parallel_size,
+            ep_size=args.expert_model_parallel_size,
             seed=args.seed,
             on_cpu=on_cpu,
         )
@@ -141,6 +143,11 @@ class MegatronTrainer:
             groups = split_by_tokens(sample_ids, [len(t) for t in batch.tokens], max_tokens)
         else:
             groups = split_by_count(sample_ids, self.args.micro_batch_size)
+        if parallel_state.get_expert_model_parallel_world_size() > 1:
+            # Token budgets give ranks different counts; expert-parallel peers must run as many as the busiest.
+            count = torch.tensor([len(groups)], device=self.device)
+            dist.all_reduce(count, op=dist.ReduceOp.MAX, group=parallel_state.get_expert_model_parallel_group())
+            groups = split_to_count(groups, int(count.item()))
         # Sequence parallelism splits each micro-batch's sequence evenly over the tensor-parallel ranks.
         multiple = self.config.tensor_model_parallel_size if self.config.sequence_parallel else 1
         return make_micro_batches(batch.tokens, batch.response_lengths, groups, pad_to_multiple=multiple)

@@ -14,6 +14,7 @@ from megatron.core import parallel_state
 from megatron.core.pipeline_parallel import get_forward_backward_func
 
 from slime_megatron.batches import MicroBatch
+from slime_megatron.moe_losses import step_losses
 from slime_megatron.optimizer import Trainable
 
 # (micro-batch, logits [b, seq, vocab]) -> (loss scalar, detached per-micro-batch outputs)
@@ -102,6 +103,7 @@ def train_step(
     model.zero_grad_buffer()
     optimizer.zero_grad()
     outputs = _run_schedule(model, micro_batches, scaled_loss_fn, device, forward_only=False)
+    router_losses = step_losses(model.config, len(micro_batches))
     _, grad_norm, _ = optimizer.step()
     # The rates this step used; the scheduler then sets the next step's.
     learning_rates = [group["lr"] for group in optimizer.param_groups]
@@ -115,6 +117,7 @@ def train_step(
                 summed[name] = summed.get(name, 0) + value.detach()
         metrics = _sum_over_data_parallel(summed)
     metrics = dict(broadcast_from_last_stage(metrics))
+    metrics.update(router_losses)
     metrics["grad_norm"] = float(grad_norm) if grad_norm is not None else 0.0
     for index, lr in enumerate(learning_rates):
         metrics[f"lr-pg_{index}"] = lr

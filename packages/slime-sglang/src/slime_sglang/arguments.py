@@ -186,6 +186,30 @@ def add_sglang_arguments(parser: argparse.ArgumentParser) -> None:
             )
 
 
+# In these cases SGLang's model code ignores what a config.json says, so the engine would serve another model than the
+# checkpoint (measured on SGLang 0.5.23: a dense layer's MLP left uninitialised, NaN logits): its Qwen3-MoE builds
+# every layer as experts and an lm_head of its own (sglang/srt/models/qwen3_moe.py).
+_SERVED_AS = {"qwen3_moe": {"mlp_only_layers": [], "decoder_sparse_step": 1, "tie_word_embeddings": False}}
+
+
+def _check_servable(model_dir: Path) -> None:
+    try:
+        config = json.loads((model_dir / "config.json").read_text())
+    except (OSError, ValueError):
+        return  # a missing or unreadable config.json is preflight's one-line error
+    served = _SERVED_AS.get(config.get("model_type")) if isinstance(config, dict) else None
+    if served is None:
+        return
+    # The served values are also HF's defaults: a field left out (or null) means them.
+    given = {key: config.get(key) or value for key, value in served.items()}
+    differs = [f"{key} {given[key]}" for key, value in served.items() if given[key] != value]
+    if differs:
+        raise ConfigError(
+            f"--hf-checkpoint {model_dir}: SGLang serves {config['model_type']} only with "
+            f"{', '.join(f'{k} {v}' for k, v in served.items())}; config.json has {', '.join(differs)}"
+        )
+
+
 def validate_sglang_args(args: argparse.Namespace) -> None:
     """Cross-flag rules of slime-sglang (raise ``ConfigError`` naming the flag)."""
     if args.sglang_server_concurrency < 1:
@@ -204,6 +228,8 @@ def validate_sglang_args(args: argparse.Namespace) -> None:
         )
     if args.sglang_server_start_timeout <= 0:
         raise ConfigError(f"--sglang-server-start-timeout must be > 0, got {args.sglang_server_start_timeout}")
+    if args.rollout_backend == "sglang" and not args.debug_train_only and args.hf_checkpoint:
+        _check_servable(Path(args.hf_checkpoint))
 
 
 def main() -> None:
