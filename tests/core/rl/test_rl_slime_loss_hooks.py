@@ -3,8 +3,8 @@ show) and ``--loss-type custom_loss`` with ``--custom-loss-function-path``, on r
 
 import pytest
 import torch
-
 from rl_cases import make_args, random_samples, run_loss, to_batch
+
 from slime.rl.losses import compute_loss
 from slime.rl.reduction import make_reducer
 
