@@ -5,9 +5,9 @@ from slime.types import Sample, Status
 
 def test_append_response_tokens_keeps_tokens_mask_and_log_probs_aligned():
     sample = Sample(tokens=[1, 2, 3])
-    sample.append_response_tokens([10, 11], log_probs=[-0.1, -0.2], text="ab")
-    sample.append_response_tokens([12, 13, 14], trainable=False, text="<tool>")
-    sample.append_response_tokens([15], log_probs=[-0.3], text="c")
+    sample.append_response_tokens(tokens=[10, 11], log_probs=[-0.1, -0.2], text="ab")
+    sample.append_response_tokens(tokens=[12, 13, 14], trainable=False, text="<tool>")
+    sample.append_response_tokens(tokens=[15], log_probs=[-0.3], text="c")
 
     assert sample.tokens == [1, 2, 3, 10, 11, 12, 13, 14, 15]
     assert sample.response_length == 6
@@ -21,9 +21,9 @@ def test_append_response_tokens_keeps_tokens_mask_and_log_probs_aligned():
 def test_trainable_tokens_need_one_log_prob_each():
     sample = Sample(tokens=[1])
     with pytest.raises(ValueError, match="2 trainable tokens need as many log-probs, got 1"):
-        sample.append_response_tokens([5, 6], log_probs=[-1.0])
+        sample.append_response_tokens(tokens=[5, 6], log_probs=[-1.0])
     with pytest.raises(ValueError, match="got none"):
-        sample.append_response_tokens([5])
+        sample.append_response_tokens(tokens=[5])
     assert sample.tokens == [1] and sample.response_length == 0  # a rejected append changes nothing
 
 
@@ -52,7 +52,7 @@ def test_to_dict_from_dict_round_trip():
         status=Status.TRUNCATED,
         metadata={"source_name": "dapo"},
     )
-    sample.append_response_tokens([9], log_probs=[-0.5], text="2")
+    sample.append_response_tokens(tokens=[9], log_probs=[-0.5], text="2")
     data = sample.to_dict()
     assert data["status"] == "truncated"
     restored = Sample.from_dict(data)
@@ -81,3 +81,18 @@ def test_a_reward_that_gives_no_scalar_is_an_error_naming_the_sample():
         dapo.get_reward_value("sc")
     with pytest.raises(ValueError, match=r"^sample 4 \(group 1\) has no reward$"):
         Sample(index=4, group_index=1).get_reward_value()
+
+
+def test_slime_spelling_of_sample_status_append_and_reward():
+    from argparse import Namespace
+
+    from slime.utils.types import Sample as SlimeSample
+
+    assert SlimeSample is Sample and Sample.Status.TRUNCATED is Status.TRUNCATED
+    sample = Sample(tokens=[1], reward={"score": 0.5})
+    meta_info = {"finish_reason": {"type": "length"}, "weight_version": 3}
+    sample.append_response_tokens(None, tokens=[7, 8], log_probs=[-0.1, -0.2], trainable=True, meta_info=meta_info)
+    assert sample.status is Sample.Status.TRUNCATED and sample.weight_versions == ["3"]
+    sample.append_response_tokens(None, tokens=[9], trainable=False)  # a tool's token: no log-prob, mask 0
+    assert sample.loss_mask == [1, 1, 0] and sample.rollout_log_probs == [-0.1, -0.2, 0.0]
+    assert sample.get_reward_value(Namespace(reward_key="score")) == 0.5  # slime passes args

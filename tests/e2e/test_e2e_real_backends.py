@@ -11,6 +11,9 @@ import pytest
 
 from slime.config.arguments import parse_args
 from slime.loop import train
+from slime.rollout.sglang_rollout import GenerateState
+from slime.utils.http_utils import post
+from slime.utils.types import Sample
 from slime_testkit.tiny_model import build_tiny_model
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "metrics"))  # the sink readers of the metric tests
@@ -21,6 +24,48 @@ STEP_KEYS = ("train/step", "rollout/step", "eval/step")
 
 async def label_in_response(args, sample) -> float:
     return float(sample.label in sample.response)
+
+
+# slime's own custom functions, unchanged: they run in the rollout manager and the Megatron train actor and leave a
+# line per call in the run's output directory.
+
+
+async def slime_style_generate(args, sample: Sample, sampling_params) -> Sample:
+    """A generate function as slime's users write them: it posts to the router slime started, read from args."""
+    url = f"http://{args.sglang_router_ip}:{args.sglang_router_port}/generate"
+    prompt_ids = GenerateState(args).tokenizer(sample.prompt, add_special_tokens=False)["input_ids"]
+    sample.tokens = list(prompt_ids)
+    output = await post(url, {"input_ids": prompt_ids, "sampling_params": sampling_params, "return_logprob": True})
+    pairs = output["meta_info"]["output_token_logprobs"]
+    tokens, log_probs = [p[1] for p in pairs], [p[0] for p in pairs]
+    sample.append_response_tokens(
+        args, tokens=tokens, log_probs=log_probs, trainable=True, meta_info=output["meta_info"], text=output["text"]
+    )
+    with open(Path(args.output_dir) / "slime_generate_calls.jsonl", "a") as f:
+        f.write(json.dumps({"url": url, "ids": output["output_ids"], "tokens": tokens}) + "\n")
+    return sample
+
+
+_TRAIN_OUTPUT_DIR: list[str] = []  # set in the train actor by the hook that gets args, for the one that does not
+
+
+def record_rollout_data(args, rollout_id, rollout_data) -> None:
+    _TRAIN_OUTPUT_DIR[:] = [args.output_dir]
+    with open(Path(args.output_dir) / "postprocess_calls.jsonl", "a") as f:
+        f.write(json.dumps({"rollout_id": rollout_id, "samples": len(rollout_data["loss_masks"])}) + "\n")
+
+
+def slime_sample_mean(total_lengths, response_lengths, loss_masks, calculate_per_token_loss=False):
+    """slime's default reduction, as a custom pg-loss reducer: the run's loss is the same as without it."""
+    with open(Path(_TRAIN_OUTPUT_DIR[0]) / "reducer_calls.jsonl", "a") as f:
+        f.write(json.dumps({"total_lengths": total_lengths, "response_lengths": response_lengths}) + "\n")
+
+    def reduce(x):
+        return sum(
+            (x_i * m).sum() / m.sum().clamp(min=1) for x_i, m in zip(x.split(response_lengths), loss_masks, strict=True)
+        )
+
+    return reduce
 
 
 @pytest.mark.slow
@@ -41,6 +86,9 @@ def test_three_rollouts_with_megatron_sglang_and_every_sink(ray_runtime, tmp_pat
             "--use-wandb", "--wandb-mode", "offline", "--wandb-project", "e2e", "--use-tensorboard",
             "--tb-experiment-name", "e2e", "--log-passrate", "--output-dir", str(out),
             "--async", "--save-debug-rollout-data", str(tmp_path / "rollouts" / "{rollout_id}.json"),
+            "--custom-generate-function-path", f"{__name__}.slime_style_generate",
+            "--rollout-data-postprocess-path", f"{__name__}.record_rollout_data",
+            "--custom-pg-loss-reducer-function-path", f"{__name__}.slime_sample_mean",
         ]
     )  # fmt: skip
     train(args)
@@ -87,6 +135,18 @@ def test_three_rollouts_with_megatron_sglang_and_every_sink(ray_runtime, tmp_pat
     assert engine_log.count('"POST /update_weights_from_tensor HTTP/1.1" 200') >= 4
     for other in ("/init_weights_update_group", "/update_weights_from_distributed", "/update_weights_from_disk"):
         assert other not in engine_log, other
+
+    # slime's own functions ran unchanged: the generate function posted every sample (3 rollouts of 8, 2 evals of
+    # 12 x 2) to the router slime started, and its responses are what was trained on; the Megatron actor called the
+    # rollout-data hook once per rollout and the pg-loss reducer once per micro-batch.
+    generated = [json.loads(line) for line in (out / "slime_generate_calls.jsonl").read_text().splitlines()]
+    assert len(generated) == 3 * 8 + 2 * 24
+    assert all(call["ids"] == call["tokens"] and call["url"].endswith("/generate") for call in generated)
+    trained = {tuple(s["tokens"][-s["response_length"] :]) for samples in versions for s in samples}
+    assert trained <= {tuple(call["ids"]) for call in generated}
+    postprocessed = [json.loads(line) for line in (out / "postprocess_calls.jsonl").read_text().splitlines()]
+    assert postprocessed == [{"rollout_id": r, "samples": 8} for r in range(3)]
+    assert (out / "reducer_calls.jsonl").read_text().count("\n") >= 3
 
     # Checkpoint at rollout 1 (interval) and 2 (last), with the data position of each.
     assert (tmp_path / "ckpt" / "latest_checkpointed_iteration.txt").read_text().strip() == "2"

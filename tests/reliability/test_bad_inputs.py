@@ -236,6 +236,9 @@ CASES = [
     Case("plugin: reward function not in its module", flags("--custom-rm-path", "rel_plugins.nope"), "--custom-rm-path 'rel_plugins.nope': module 'rel_plugins' has no attribute 'nope'"),
     Case("plugin: unknown train backend", flags("--train-backend", "nope"), "unknown train backend 'nope' (from --train-backend)"),
     Case("plugin: unknown rollout function", flags("--rollout-function-path", "nope"), "unknown rollout function 'nope' (from --rollout-function-path)"),
+    Case("plugin: hook function not in its module", flags("--rollout-data-postprocess-path", "rel_plugins.nope"), "--rollout-data-postprocess-path 'rel_plugins.nope': module 'rel_plugins' has no attribute 'nope'"),
+    Case("plugin: sample hook module not installed", flags("--rollout-sample-hook-path", "not_installed.hook"), "--rollout-sample-hook-path 'not_installed.hook': cannot import module 'not_installed'"),
+    Case("flags: custom_loss without its function", flags("--loss-type", "custom_loss"), "--loss-type custom_loss needs --custom-loss-function-path"),
 ]
 # fmt: on
 

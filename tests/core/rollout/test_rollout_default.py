@@ -229,12 +229,12 @@ def test_eval_settings_resolve_dataset_then_defaults_then_eval_flags_then_rollou
         "eval:\n"
         "  defaults: {top_p: 0.7}\n"
         "  datasets:\n"
-        "    - {name: a, path: a.jsonl, top_p: 0.5, n_samples_per_eval_prompt: 4}\n"
+        "    - {name: a, path: a.jsonl, top_p: 0.5, n_samples_per_eval_prompt: 4, tool_key: functions}\n"
         "    - {name: b, path: b.jsonl}\n"
     )
     args = make_args(
         tiny_model, arithmetic_data, "--eval-config", str(config), "--eval-temperature", "0.6",
-        "--rollout-top-k", "20", "--n-samples-per-eval-prompt", "2",
+        "--rollout-top-k", "20", "--n-samples-per-eval-prompt", "2", "--eval-tool-key", "eval_tools",
     )  # fmt: skip
     a, b = eval_dataset_configs(args)
     assert (a.top_p, b.top_p) == (0.5, 0.7)  # dataset, then defaults
@@ -242,3 +242,4 @@ def test_eval_settings_resolve_dataset_then_defaults_then_eval_flags_then_rollou
     assert a.top_k == b.top_k == 20  # no --eval-top-k: --rollout-top-k
     assert (a.n_samples_per_eval_prompt, b.n_samples_per_eval_prompt) == (4, 2)
     assert a.max_response_len == 6  # --rollout-max-response-len
+    assert (a.tool_key, b.tool_key) == ("functions", "eval_tools")  # --eval-tool-key over --tool-key

@@ -81,3 +81,34 @@ def test_a_sample_whose_reward_failed_trains_nothing_and_leaves_its_group_statis
     assert batch.raw_rewards == [1.0, 0.0, 0.0]
     # GRPO over the two scored samples: mean 0.5, std 0.707 -> +-0.707; the failed one 0.
     assert batch.rewards == pytest.approx([0.7071, 0.0, -0.7071], abs=1e-4)
+
+
+def slime_convert(args, samples: list[Sample]) -> dict:
+    """slime's --custom-convert-samples-to-train-data-path: train only on each response's last token."""
+    return {
+        "tokens": [s.tokens for s in samples],
+        "response_lengths": [s.response_length for s in samples],
+        "rewards": [2.0 * s.reward for s in samples],
+        "raw_reward": [s.reward for s in samples],
+        "loss_masks": [[0] * (s.response_length - 1) + [1] for s in samples],
+        "sample_indices": [s.index for s in samples],
+    }
+
+
+def incomplete_convert(args, samples: list[Sample]) -> dict:
+    return {"tokens": [s.tokens for s in samples]}
+
+
+def test_slime_custom_conversion_replaces_ours() -> None:
+    from slime.errors import PluginError
+    from slime.rollout.train_batch import convert_samples_to_train_batch
+
+    samples = [sample(0, [5, 6], [7, 8, 9], reward=1.0), sample(1, [5], [10, 11], reward=0.0)]
+    args = parse_args([*ARGS, "--custom-convert-samples-to-train-data-path", f"{__name__}.slime_convert"])
+    batch = convert_samples_to_train_batch(args, samples)
+    assert [list(m) for m in batch.loss_masks] == [[0, 0, 1], [0, 1]]
+    assert (batch.rewards, batch.raw_rewards, batch.sample_indices) == ([2.0, 0.0], [1.0, 0.0], [0, 1])
+    assert [list(t) for t in batch.tokens] == [[5, 6, 7, 8, 9], [5, 10, 11]] and batch.truncated == [False, False]
+    args.custom_convert_samples_to_train_data_path = f"{__name__}.incomplete_convert"
+    with pytest.raises(PluginError, match="returned train data without response_lengths, rewards, loss_masks"):
+        convert_samples_to_train_batch(args, samples)

@@ -104,7 +104,7 @@ class HFEngine:
                     if token in stop_ids:
                         finish = "stop"
                         break
-            sample.append_response_tokens(tokens, log_probs, text=self.tokenizer.decode(tokens))
+            sample.append_response_tokens(tokens=tokens, log_probs=log_probs, text=self.tokenizer.decode(tokens))
             sample.weight_versions.append(self.weight_version)
             sample.set_finish_reason(finish)
             return sample

@@ -20,6 +20,7 @@ from slime.rl.advantages import AdvantageBatch, compute_advantages_and_returns
 from slime.rl.logprobs import log_probs_from_logits
 from slime.rl.losses import LossBatch, compute_loss
 from slime.rl.reduction import make_reducer
+from slime.rl.rollout_data import postprocess_rollout_data
 from slime.types import TrainBatch
 from slime.weights.disk import unshared_tensors
 from slime_testkit.call_log import record_call
@@ -72,6 +73,18 @@ class HFTrainer:
         advantages, _ = compute_advantages_and_returns(
             args, AdvantageBatch(rewards=batch.rewards, loss_masks=masks, log_probs=old)
         )
+        rollout_data = {
+            "tokens": [list(tokens) for tokens in batch.tokens],
+            "response_lengths": list(batch.response_lengths),
+            "total_lengths": [len(tokens) for tokens in batch.tokens],
+            "loss_masks": masks,
+            "rewards": list(batch.rewards),
+            "advantages": advantages,
+            "log_probs": old,
+            "rollout_log_probs": rollout,
+        }
+        postprocess_rollout_data(args, rollout_id, rollout_data)
+        masks, advantages = rollout_data["loss_masks"], rollout_data["advantages"]
         step_metrics = []
         per_step = args.global_batch_size
         for start in range(0, len(batch), per_step):
@@ -81,6 +94,7 @@ class HFTrainer:
             loss_batch = LossBatch(
                 response_lengths=lengths,
                 loss_masks=torch.cat([masks[i] for i in chosen]),
+                total_lengths=[len(batch.tokens[i]) for i in chosen],
                 log_probs=log_probs,
                 old_log_probs=torch.cat([old[i] for i in chosen]),
                 advantages=torch.cat([advantages[i] for i in chosen]),

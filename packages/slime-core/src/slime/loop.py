@@ -72,7 +72,8 @@ def run_rollouts(args: argparse.Namespace, rollout_manager, trainer: TrainGroup 
         next_rollout = None
         if args.async_training and rollout_id + 1 < num_rollout:
             next_rollout = rollout_manager.generate.remote(rollout_id + 1)
-        publish_rollout(args, rollout_id, rollout.metrics)
+        if rollout.metrics is not None:  # None: --custom-rollout-log-function-path logged it
+            publish_rollout(args, rollout_id, rollout.metrics)
         trainer_metrics = {}
         if trainer is not None:
             with timer(timings, "train"):
@@ -208,7 +209,9 @@ def eval_only(args: argparse.Namespace) -> None:
 
 
 def evaluate(args: argparse.Namespace, rollout_manager, rollout_id: int) -> None:
-    publish_eval(args, rollout_id, ray.get(rollout_manager.eval.remote(rollout_id)))
+    metrics = ray.get(rollout_manager.eval.remote(rollout_id))
+    if metrics is not None:  # None: --custom-eval-rollout-log-function-path logged it
+        publish_eval(args, rollout_id, metrics)
 
 
 class timer:

@@ -5,7 +5,7 @@ from array import array
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, fields
 from enum import Enum
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -33,6 +33,8 @@ class Sample:
     ``tokens`` holds prompt and response ids; the last ``response_length`` of them are the response, and
     ``loss_mask`` and ``rollout_log_probs`` (when present) have exactly ``response_length`` entries.
     """
+
+    Status: ClassVar[type[Status]] = Status  # slime's spelling: ``Sample.Status.COMPLETED``
 
     group_index: int | None = None
     index: int | None = None
@@ -64,15 +66,22 @@ class Sample:
 
     def append_response_tokens(
         self,
-        tokens: list[int],
-        log_probs: list[float] | None = None,
+        args: Any = None,
+        *,
+        tokens: Sequence[int],
+        log_probs: Sequence[float] | None = None,
         trainable: bool = True,
+        meta_info: dict[str, Any] | None = None,
         text: str = "",
     ) -> None:
-        """Append response tokens, keeping ``tokens``, ``loss_mask`` and ``rollout_log_probs`` aligned.
+        """Append response tokens, keeping ``tokens``, ``loss_mask`` and ``rollout_log_probs`` aligned (slime's
+        signature; ``args`` is unused here and kept so slime's calls run unchanged).
 
         Model tokens (``trainable``) need their log-probs; tool or environment tokens get mask 0 and log-prob 0.0.
+        ``meta_info``, an SGLang ``/generate`` response's, sets the status from its finish reason and records its
+        weight version.
         """
+        tokens = list(tokens)
         if trainable:
             if log_probs is None or len(log_probs) != len(tokens):
                 got = "none" if log_probs is None else len(log_probs)
@@ -88,17 +97,25 @@ class Sample:
         self.loss_mask.extend([1 if trainable else 0] * len(tokens))
         self.rollout_log_probs.extend(log_probs if log_probs is not None else [0.0] * len(tokens))
         self.response += text
+        if meta_info:
+            if meta_info.get("weight_version") is not None:
+                self.weight_versions.append(str(meta_info["weight_version"]))
+            if "finish_reason" in meta_info:
+                self.set_finish_reason(meta_info["finish_reason"]["type"])
 
     def set_finish_reason(self, finish_reason: str) -> None:
         if finish_reason not in FINISH_REASON_STATUS:
             raise ValueError(f"unknown finish reason {finish_reason!r}; expected one of {sorted(FINISH_REASON_STATUS)}")
         self.status = FINISH_REASON_STATUS[finish_reason]
 
-    def get_reward_value(self, reward_key: str | None = None) -> float:
+    def get_reward_value(self, reward_key: Any = None) -> float:
         """The scalar reward: ``reward[reward_key]`` for dict rewards (``--reward-key``), else the reward itself.
 
         What training, the dynamic-sampling filter and the metrics all read, so they agree on a sample's reward.
+        slime's form, ``get_reward_value(args)``, reads ``args.reward_key``.
         """
+        if reward_key is not None and not isinstance(reward_key, str):
+            reward_key = reward_key.reward_key
         reward = self.reward
         if isinstance(reward, dict):
             if reward_key is None:

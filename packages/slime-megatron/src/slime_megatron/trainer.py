@@ -24,6 +24,7 @@ from slime.metrics.rollout import train_data_means
 from slime.rl.advantages import AdvantageBatch, compute_advantages_and_returns
 from slime.rl.losses import LossBatch, compute_loss
 from slime.rl.reduction import make_reducer
+from slime.rl.rollout_data import postprocess_rollout_data
 from slime.types import TrainBatch
 from slime.weights.disk import write_hf_checkpoint
 from slime_megatron import checkpoint
@@ -235,7 +236,7 @@ class MegatronTrainer:
             return [balanced_shares(step, lengths, dp_size)[dp_rank] for step in steps]
         return [step[dp_rank * per_rank : (dp_rank + 1) * per_rank] for step in steps]
 
-    def _rollout_data(self, batch: TrainBatch, sample_ids: list[int], num_steps: int) -> _RolloutData:
+    def _rollout_data(self, rollout_id: int, batch: TrainBatch, sample_ids: list[int], num_steps: int) -> _RolloutData:
         args = self.args
         # On the training device: advantage whitening all-reduces them over the data-parallel group (NCCL on GPU).
         device = self.device
@@ -278,6 +279,9 @@ class MegatronTrainer:
             )
         else:  # --disable-compute-advantages-and-returns (SFT, or a loss that reads neither): zeros, as in slime
             advantages = returns = [torch.zeros_like(loss_masks[i]) for i in sample_ids]
+        computed = {"log_probs": old_log_probs, "ref_log_probs": ref_log_probs, "rollout_log_probs": rollout_log_probs}
+        advantages, masks = self._postprocess(rollout_id, batch, sample_ids, loss_masks, advantages, returns, computed)
+        loss_masks = dict(zip(sample_ids, masks, strict=True))
         data = _RolloutData(
             loss_masks=loss_masks,
             advantages=dict(zip(sample_ids, advantages, strict=True)),
@@ -298,6 +302,30 @@ class MegatronTrainer:
             sample_ids,
         )
         return data
+
+    def _postprocess(
+        self,
+        rollout_id: int,
+        batch: TrainBatch,
+        sample_ids: list[int],
+        loss_masks: dict[int, torch.Tensor],
+        advantages: list[torch.Tensor],
+        returns: list[torch.Tensor],
+        log_probs: dict[str, dict[int, torch.Tensor] | None],
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """``--rollout-data-postprocess-path`` on this rank's samples: their advantages and loss masks after it."""
+        rollout_data = {
+            "tokens": [batch.tokens[i] for i in sample_ids],
+            "response_lengths": [batch.response_lengths[i] for i in sample_ids],
+            "total_lengths": [len(batch.tokens[i]) for i in sample_ids],
+            "loss_masks": [loss_masks[i] for i in sample_ids],
+            "rewards": [batch.rewards[i] for i in sample_ids],
+            "advantages": list(advantages),
+            "returns": list(returns),
+            **{name: None if values is None else [values[i] for i in sample_ids] for name, values in log_probs.items()},
+        }
+        postprocess_rollout_data(self.args, rollout_id, rollout_data)
+        return rollout_data["advantages"], rollout_data["loss_masks"]
 
     def _means_over_data_parallel(
         self,
@@ -340,6 +368,7 @@ class MegatronTrainer:
         loss_batch = LossBatch(
             response_lengths=batch.response_lengths,
             loss_masks=loss_masks,
+            total_lengths=batch.total_lengths,
             log_probs=log_probs,
             entropy=entropy,
             old_log_probs=packed_of(data.old_log_probs),
@@ -374,7 +403,7 @@ class MegatronTrainer:
         self.timings = {}
         steps = self._step_sample_ids([len(tokens) for tokens in batch.tokens])
         mine = [i for step in steps for i in step]
-        data = self._rollout_data(batch, mine, len(steps))
+        data = self._rollout_data(rollout_id, batch, mine, len(steps))
         global_batch = len(batch) // len(steps)
 
         actor_start = time.perf_counter()

@@ -159,10 +159,7 @@ def apply_output(sample: Sample, output: dict[str, Any]) -> None:
     pairs = meta.get("output_token_logprobs") or []  # [log-prob, token id, token text or None] per new token
     tokens = [int(p[1]) for p in pairs]
     log_probs = [float(p[0]) for p in pairs]
-    sample.append_response_tokens(tokens, log_probs, text=output.get("text", ""))
-    if meta.get("weight_version") is not None:
-        sample.weight_versions.append(str(meta["weight_version"]))
-    sample.set_finish_reason(meta["finish_reason"]["type"])
+    sample.append_response_tokens(tokens=tokens, log_probs=log_probs, meta_info=meta, text=output.get("text", ""))
 
 
 CONTROL_TIMEOUT = aiohttp.ClientTimeout(total=30)

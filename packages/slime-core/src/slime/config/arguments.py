@@ -97,7 +97,8 @@ def _add_rollout_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--rollout-stop-token-ids", type=int, nargs="+", default=None)
     group.add_argument("--rollout-skip-special-tokens", action="store_true")
     group.add_argument("--custom-generate-function-path", default=None)
-    group.add_argument("--rollout-sample-hook-path", nargs="+", default=None)
+    # slime repeats the flag (action="append"); one flag with several paths works too.
+    group.add_argument("--rollout-sample-hook-path", action="extend", nargs="+", default=None)
     group.add_argument("--rollout-sample-filter-path", default=None)
     group.add_argument("--rollout-all-samples-process-path", default=None)
     group.add_argument("--buffer-filter-path", default=None)
@@ -197,6 +198,7 @@ def _add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--eval-top-k", type=int, default=None)
     group.add_argument("--eval-input-key", default=None)
     group.add_argument("--eval-label-key", default=None)
+    group.add_argument("--eval-tool-key", default=None, help="default: --tool-key")
     group.add_argument("--skip-eval-before-train", action="store_true")
 
 
@@ -292,6 +294,31 @@ def _add_logging_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--log-multi-turn", action="store_true")
 
 
+def _add_custom_function_arguments(parser: argparse.ArgumentParser) -> None:
+    """slime's dotted-path hooks not tied to one stage's flags above (docs/custom-functions.md)."""
+    group = parser.add_argument_group("custom functions")
+    group.add_argument("--custom-convert-samples-to-train-data-path", default=None, help="f(args, samples) -> dict")
+    group.add_argument(
+        "--rollout-data-postprocess-path", default=None, help="f(args, rollout_id, rollout_data), before training"
+    )
+    group.add_argument("--custom-loss-function-path", default=None, help="the loss of --loss-type custom_loss")
+    group.add_argument(
+        "--custom-pg-loss-reducer-function-path",
+        default=None,
+        help="f(total_lengths, response_lengths, loss_masks, calculate_per_token_loss) -> reducer of pg_loss",
+    )
+    group.add_argument(
+        "--custom-rollout-log-function-path",
+        default=None,
+        help="f(rollout_id, args, samples, extra_metrics, rollout_time) -> bool (True: skip the default logging)",
+    )
+    group.add_argument(
+        "--custom-eval-rollout-log-function-path",
+        default=None,
+        help="f(rollout_id, args, data, extra_metrics) -> bool (True: skip the default logging)",
+    )
+
+
 def build_parser(prog: str = "slime") -> SlimeArgumentParser:
     """slime's flags plus every installed plugin's (through ``slime_add_arguments``)."""
     parser = SlimeArgumentParser(prog=prog, allow_abbrev=False)
@@ -316,6 +343,7 @@ def build_parser(prog: str = "slime") -> SlimeArgumentParser:
         _add_algorithm_arguments,
         _add_distillation_arguments,
         _add_logging_arguments,
+        _add_custom_function_arguments,
     ):
         add(parser)
     plugin_manager().hook.slime_add_arguments(parser=parser)
@@ -504,6 +532,8 @@ def _validate_batch_sizes(args: argparse.Namespace) -> None:
 def _validate_algorithm(args: argparse.Namespace) -> None:
     if args.eps_clip_high is None:
         args.eps_clip_high = args.eps_clip
+    if args.loss_type == "custom_loss" and not args.custom_loss_function_path:
+        _fail("--loss-type custom_loss needs --custom-loss-function-path (the loss function's dotted path)")
     if args.eps_clip_c is not None and args.eps_clip_c <= 1.0:
         _fail(f"--eps-clip-c must be > 1 (dual-clip bound), got {args.eps_clip_c}")
     if args.kl_coef != 0 and args.use_kl_loss:

@@ -39,6 +39,7 @@ def check_run_inputs(args: argparse.Namespace, train: bool = True) -> None:
     resolve("rollout_functions", args.eval_function_path, "--eval-function-path")
     if args.rm_type or args.custom_rm_path:
         resolve_reward_function(args)
+    _check_custom_functions(args)
     if train:
         _check_train_data(args)
         for flag in ("--save-debug-rollout-data", "--load-debug-rollout-data"):
@@ -51,6 +52,30 @@ def check_run_inputs(args: argparse.Namespace, train: bool = True) -> None:
         if config.custom_rm_path or config.rm_type:
             metadata = {"rm_type": config.rm_type} if config.rm_type else {}
             resolve_reward_function(args, Sample(custom_rm_path=config.custom_rm_path, metadata=metadata))
+
+
+# slime's dotted-path hooks that only ever name an importable function.
+_FUNCTION_FLAGS = (
+    "--rollout-sample-filter-path",
+    "--rollout-all-samples-process-path",
+    "--custom-convert-samples-to-train-data-path",
+    "--rollout-data-postprocess-path",
+    "--custom-loss-function-path",
+    "--custom-pg-loss-reducer-function-path",
+    "--custom-rollout-log-function-path",
+    "--custom-eval-rollout-log-function-path",
+)
+
+
+def _check_custom_functions(args: argparse.Namespace) -> None:
+    for flag in _FUNCTION_FLAGS:
+        path = getattr(args, flag[2:].replace("-", "_"))
+        if path:
+            load_object(path, flag)
+    if args.custom_generate_function_path:
+        resolve("generate_functions", args.custom_generate_function_path, "--custom-generate-function-path")
+    for path in args.rollout_sample_hook_path or []:
+        resolve("generate_functions", path, "--rollout-sample-hook-path")
 
 
 def check_model_dir(path: str | None) -> None:

@@ -66,7 +66,7 @@ _FALLBACKS: dict[str, tuple[str | None, str | None]] = {
     "input_key": ("eval_input_key", "input_key"),
     "label_key": ("eval_label_key", "label_key"),
     "metadata_key": (None, "metadata_key"),
-    "tool_key": (None, "tool_key"),
+    "tool_key": ("eval_tool_key", "tool_key"),
     "apply_chat_template": (None, "apply_chat_template"),
     "rm_type": (None, "rm_type"),
     "custom_rm_path": (None, "custom_rm_path"),

@@ -9,6 +9,7 @@ from ray.experimental import tqdm_ray
 from slime.backends import RolloutEngine
 from slime.eval.datasets import EvalDatasetConfig, EvalResult, eval_dataset_configs, eval_prompts
 from slime.rollout.generate import generate_group
+from slime.rollout.sample_hooks import current_rollout_id
 from slime.types import Sample
 
 
@@ -51,6 +52,7 @@ async def _eval_dataset(args: argparse.Namespace, config: EvalDatasetConfig, eng
 
 async def generate_eval(args: argparse.Namespace, rollout_id: int, engine: RolloutEngine) -> dict[str, EvalResult]:
     """Run every eval dataset concurrently; results by dataset name."""
+    current_rollout_id.set(rollout_id)  # for the sample hooks
     configs = eval_dataset_configs(args)
     results = await asyncio.gather(*(_eval_dataset(args, config, engine) for config in configs))
     return {result.name: result for result in results}

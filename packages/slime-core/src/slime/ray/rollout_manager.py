@@ -18,8 +18,10 @@ from slime.errors import SlimeError
 from slime.metrics import eval_report, rollout_report
 from slime.plugins import resolve
 from slime.ray.threads import engine_threads_without_placement, use_cpu_threads
+from slime.rollout.custom_logging import custom_eval_log, custom_rollout_log
 from slime.rollout.dumps import load_rollout_dump, save_rollout_dump
-from slime.rollout.train_batch import samples_to_train_batch
+from slime.rollout.signatures import call_rollout_function, eval_output, train_output
+from slime.rollout.train_batch import convert_samples_to_train_batch, newest_weight_version
 from slime.types import Sample, TrainBatch
 from slime.weights.disk import DiskWeightReceiver
 
@@ -30,8 +32,9 @@ class RolloutResult:
     # per-token data is serialized once and never deserialized in the driver (nor re-serialized once per actor).
     batch: "ray.ObjectRef[TrainBatch]"
     # The rollout's metrics (rollout/*, multi_turn/*, passrate/*, its perf/*, plugins' keys), computed here: the
-    # samples' per-token data stays in this actor instead of crossing Ray to the driver to be averaged.
-    metrics: dict[str, Any]
+    # samples' per-token data stays in this actor instead of crossing Ray to the driver to be averaged. None when
+    # --custom-rollout-log-function-path logged the rollout itself and asked to skip the default logging.
+    metrics: dict[str, Any] | None
     weight_versions: list[str]  # per sample, the newest weight version that generated part of it ("" if unknown)
 
 
@@ -81,11 +84,13 @@ class RolloutManager:
         self.positions[rollout_id] = self.data_source.state_dict()
         if self.args.save_debug_rollout_data:
             save_rollout_dump(self.args.save_debug_rollout_data.format(rollout_id=rollout_id), rollout_id, samples)
-        batch = samples_to_train_batch(self.args, samples)
+        report = None
+        if not custom_rollout_log(self.args, rollout_id, samples, metrics, rollout_time):
+            report = rollout_report(self.args, rollout_id, samples, rollout_time=rollout_time, extra=metrics)
         return RolloutResult(
-            batch=ray.put(batch),
-            metrics=rollout_report(self.args, rollout_id, samples, rollout_time=rollout_time, extra=metrics),
-            weight_versions=batch.weight_versions,
+            batch=ray.put(convert_samples_to_train_batch(self.args, samples)),
+            metrics=report,
+            weight_versions=[newest_weight_version(sample) for sample in samples],
         )
 
     def _rollout(self, rollout_id: int) -> tuple[list[Sample], dict[str, Any]]:
@@ -94,13 +99,20 @@ class RolloutManager:
             path = self.args.load_debug_rollout_data.format(rollout_id=rollout_id)
             return load_rollout_dump(path, rollout_id), {}
         engine = self.engine or NoEngine(self.args.rollout_function_path)
-        output = self.rollout_function(self.args, rollout_id, self.data_source, engine)
-        return output.samples, output.metrics
+        return train_output(
+            call_rollout_function(self.rollout_function, self.args, rollout_id, self.data_source, engine)
+        )
 
-    def eval(self, rollout_id: int) -> dict[str, Any]:
-        """The ``eval/*`` metrics of one evaluation, computed here as the rollout's are: the samples stay here."""
-        results = self.eval_function(self.args, rollout_id, self.data_source, self.engine, evaluation=True)
-        return eval_report(self.args, rollout_id, results)
+    def eval(self, rollout_id: int) -> dict[str, Any] | None:
+        """The ``eval/*`` metrics of one evaluation, computed here as the rollout's are: the samples stay here. None
+        when --custom-eval-rollout-log-function-path logged it and asked to skip the default logging."""
+        output = call_rollout_function(
+            self.eval_function, self.args, rollout_id, self.data_source, self.engine, evaluation=True
+        )
+        results, metrics = eval_output(output)
+        if custom_eval_log(self.args, rollout_id, results, metrics):
+            return None
+        return eval_report(self.args, rollout_id, results, extra=metrics)
 
     def save(self, rollout_id: int) -> None:
         path = data_source_state_path(self.args.save, rollout_id)

@@ -6,7 +6,9 @@ Layout: packed. Every tensor in a ``LossBatch`` is the concatenation of the samp
 
 A loss function is ``f(args, batch: LossBatch, reducer: Reducer) -> (loss, metrics)``: ``loss`` a scalar to
 backpropagate, ``metrics`` detached scalars that slime logs as ``train/<name>``. It is registered by name through
-``slime_register_policy_losses`` and selected with ``--loss-type NAME`` (or a dotted import path).
+``slime_register_policy_losses`` and selected with ``--loss-type NAME`` (or a dotted import path), or, as in slime,
+with ``--loss-type custom_loss --custom-loss-function-path PATH``. ``--custom-pg-loss-reducer-function-path``
+replaces the reduction of the policy-gradient term alone (slime's hook, e.g. Dr.GRPO's constant denominator).
 """
 
 import argparse
@@ -36,6 +38,7 @@ class LossBatch:
 
     response_lengths: list[int]
     loss_masks: torch.Tensor
+    total_lengths: list[int] | None = None  # prompt + response, per sample (slime's pg-loss reducers take them)
     log_probs: torch.Tensor | None = None
     entropy: torch.Tensor | None = None
     old_log_probs: torch.Tensor | None = None
@@ -175,7 +178,10 @@ def policy_loss(
         )
         tis_metrics.update(weight_metrics)
 
-    pg_loss = reducer(pg_losses, pg_mask)
+    if getattr(args, "custom_pg_loss_reducer_function_path", None):  # slime reads it so too
+        pg_loss = custom_pg_loss(args, batch, pg_losses, pg_mask, reducer)
+    else:
+        pg_loss = reducer(pg_losses, pg_mask)
     loss = pg_loss
     metrics = {"pg_loss": pg_loss, "pg_clipfrac": reducer(clipfrac), "ppo_kl": reducer(-log_ratio)}
     # Reduced with the loss mask as it was before any rejection, so a rejected token still counts in a fraction.
@@ -204,6 +210,21 @@ def policy_loss(
     return loss, {name: value.detach() for name, value in metrics.items()}
 
 
+def custom_pg_loss(
+    args: argparse.Namespace, batch: LossBatch, pg_losses: torch.Tensor, pg_mask: torch.Tensor, reducer: Reducer
+) -> torch.Tensor:
+    """``--custom-pg-loss-reducer-function-path``: slime's ``f(total_lengths, response_lengths, loss_masks,
+    calculate_per_token_loss)`` returns a function of the packed per-token pg loss that sums over the micro-batch's
+    samples (per-token mode: over its tokens); slime divides that by the step's samples (tokens), as here."""
+    make_reducer = plugins.load_object(
+        args.custom_pg_loss_reducer_function_path, "--custom-pg-loss-reducer-function-path"
+    )
+    _require(batch, "total_lengths")
+    masks = list(pg_mask.split(batch.response_lengths))
+    reduce = make_reducer(batch.total_lengths, batch.response_lengths, masks, args.calculate_per_token_loss)
+    return reduce(pg_losses) / reducer.step_size
+
+
 def sft_loss(
     args: argparse.Namespace, batch: LossBatch, reducer: Reducer
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -227,6 +248,9 @@ def value_loss(
 def compute_loss(
     args: argparse.Namespace, batch: LossBatch, reducer: Reducer
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Run the loss ``--loss-type`` names."""
-    loss_function: LossFunction = plugins.resolve("policy_losses", args.loss_type)
+    """Run the loss ``--loss-type`` names (``custom_loss``: the one ``--custom-loss-function-path`` names)."""
+    if args.loss_type == "custom_loss":
+        loss_function: LossFunction = plugins.load_object(args.custom_loss_function_path, "--custom-loss-function-path")
+    else:
+        loss_function = plugins.resolve("policy_losses", args.loss_type)
     return loss_function(args, batch, reducer)

@@ -46,10 +46,13 @@ class Reducer:
 
     ``token_weights`` holds, for each token, 1 / its sample's denominator, so that one weighted sum implements both
     reductions. ``reducer(x, mask)`` reduces with another mask (e.g. one an importance-weight function narrowed).
+    ``step_size``: the step's samples (per-sample mean) or unmasked tokens (per token), what slime divides a
+    micro-batch's sum over samples (or tokens) by; a slime-style pg-loss reducer's result is divided by it.
     """
 
     loss_masks: torch.Tensor
     token_weights: torch.Tensor
+    step_size: float = 1.0
 
     def __call__(self, values: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         mask = self.loss_masks if mask is None else mask
@@ -76,13 +79,13 @@ def make_reducer(
         raise ValueError(f"response lengths sum to {int(lengths.sum())} but the loss mask has {loss_masks.numel()}")
     mask = loss_masks.double()
     if calculate_per_token_loss:
-        total = float(mask.sum()) if num_tokens is None else float(num_tokens)
-        weights = torch.full_like(mask, 1.0 / max(total, 1.0))
+        total = max(float(mask.sum()) if num_tokens is None else float(num_tokens), 1.0)
+        weights = torch.full_like(mask, 1.0 / total)
+        return Reducer(loss_masks=loss_masks, token_weights=weights, step_size=total)
+    if sample_mask_sums is None:
+        sums = torch.stack([m.sum() for m in mask.split(lengths.tolist())]) if len(lengths) else mask.new_zeros(0)
     else:
-        if sample_mask_sums is None:
-            sums = torch.stack([m.sum() for m in mask.split(lengths.tolist())]) if len(lengths) else mask.new_zeros(0)
-        else:
-            sums = torch.tensor(list(sample_mask_sums), dtype=torch.float64, device=mask.device)
-        n = len(lengths) if num_samples is None else num_samples
-        weights = (1.0 / (sums.clamp(min=1.0) * n)).repeat_interleave(lengths)
-    return Reducer(loss_masks=loss_masks, token_weights=weights)
+        sums = torch.tensor(list(sample_mask_sums), dtype=torch.float64, device=mask.device)
+    n = len(lengths) if num_samples is None else num_samples
+    weights = (1.0 / (sums.clamp(min=1.0) * n)).repeat_interleave(lengths)
+    return Reducer(loss_masks=loss_masks, token_weights=weights, step_size=float(n))

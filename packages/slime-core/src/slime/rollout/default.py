@@ -3,6 +3,9 @@
 One rollout asks the data source for ``--over-sampling-batch-size`` groups at a time and keeps generating until
 ``--rollout-batch-size`` groups pass the dynamic-sampling filter; then it aborts what is still running. With
 ``--partial-rollout``, groups that were cut short go back to the data source and continue in the next rollout.
+At the end, as in slime, ``--rollout-sample-filter-path`` ``f(args, groups)`` may set ``remove_sample`` on the kept
+groups, and ``--rollout-all-samples-process-path`` ``f(args, all_groups, data_source)`` sees every finished group,
+those the dynamic filter dropped included.
 """
 
 import argparse
@@ -15,10 +18,11 @@ from ray.experimental import tqdm_ray
 
 from slime.backends import RolloutEngine
 from slime.eval.generate import generate_eval
-from slime.plugins import resolve
+from slime.plugins import load_object, resolve
 from slime.rollout import event_loop
 from slime.rollout.filters import FilterOutput, as_filter_output
 from slime.rollout.generate import generate_group
+from slime.rollout.sample_hooks import current_rollout_id
 from slime.rollout.sampling import rollout_sampling_params
 from slime.types import Sample, Status
 
@@ -40,12 +44,14 @@ def _group_aborted(group: list[Sample]) -> bool:
 async def generate_rollout_async(
     args: argparse.Namespace, rollout_id: int, data_source: Any, engine: RolloutEngine
 ) -> RolloutOutput:
+    current_rollout_id.set(rollout_id)  # this task's (and its generate tasks') rollout, for the sample hooks
     target = args.rollout_batch_size
     sampling_params = rollout_sampling_params(args)
     sample_filter = None
     if args.dynamic_sampling_filter_path:
         sample_filter = resolve("sample_filters", args.dynamic_sampling_filter_path)
     accepted: list[list[Sample]] = []
+    finished: list[list[Sample]] = []  # every group that came back, dropped ones included
     drops: Counter[str] = Counter()
     in_flight: set[asyncio.Task] = set()
     # Ray's tqdm: the driver draws the bar of this rollout-manager actor.
@@ -63,6 +69,7 @@ async def generate_rollout_async(
                 group = task.result()
                 if _group_aborted(group):
                     raise RuntimeError(f"rollout {rollout_id}: the engine aborted a group before the rollout ended")
+                finished.append(group)
                 verdict = _filter(args, sample_filter, group)
                 if verdict.keep:
                     accepted.append(group)
@@ -86,6 +93,11 @@ async def generate_rollout_async(
     accepted = accepted[:target]
     if args.partial_rollout:
         data_source.add_samples([_reset_for_continuation(group) for group in leftovers])
+    if args.rollout_sample_filter_path:
+        load_object(args.rollout_sample_filter_path, "--rollout-sample-filter-path")(args, accepted)
+    if args.rollout_all_samples_process_path:
+        process = load_object(args.rollout_all_samples_process_path, "--rollout-all-samples-process-path")
+        process(args, sorted(finished, key=lambda group: group[0].group_index), data_source)
     metrics = {f"rollout/dynamic_filter/drop_{reason}": float(count) for reason, count in sorted(drops.items())}
     return RolloutOutput(groups=accepted, metrics=metrics)
 

@@ -1,12 +1,12 @@
 """Generating one sample or one prompt group, reward included: what the rollout function and the eval function share.
 
 A sample goes through its generate function (registered name or dotted path: the sample's own, else
-``--custom-generate-function-path``, else ``default``), then ``--rollout-sample-hook-path`` hooks, then its reward.
+``--custom-generate-function-path``, else ``default``; slime's signature or ours, ``slime.rollout.signatures``), then
+``--rollout-sample-hook-path`` hooks, then its reward.
 """
 
 import argparse
 import asyncio
-import inspect
 from functools import cache
 from typing import Any
 
@@ -14,6 +14,8 @@ from slime.backends import RolloutEngine
 from slime.data.dataset import load_tokenizer
 from slime.plugins import resolve
 from slime.rollout.reward import compute_group_rewards, compute_reward
+from slime.rollout.sample_hooks import apply_sample_hooks
+from slime.rollout.signatures import call_generate
 from slime.types import Sample, Status
 
 
@@ -55,20 +57,14 @@ async def generate_and_reward(
         sample.loss_mask = [0] * sample.response_length
     path = sample.generate_function_path or args.custom_generate_function_path or "default"
     generate = resolve("generate_functions", path, "--custom-generate-function-path")
-    kwargs = {"evaluation": evaluation} if "evaluation" in inspect.signature(generate).parameters else {}
-    result = await generate(args, sample, dict(sampling_params), engine, **kwargs)
-    for hook_path in args.rollout_sample_hook_path or []:
-        await _maybe_await(resolve("generate_functions", hook_path, "--rollout-sample-hook-path")(args, result))
+    result = await call_generate(generate, args, sample, dict(sampling_params), engine, evaluation)
+    result = await apply_sample_hooks(args, result, evaluation)
     if args.group_rm and not evaluation:
         return result  # the whole group is scored together afterwards
     for produced in result if isinstance(result, list) else [result]:
         if produced.status is not Status.ABORTED and produced.reward is None:
             await compute_reward(args, produced, evaluation=evaluation)
     return result
-
-
-async def _maybe_await(value: Any) -> Any:
-    return await value if inspect.isawaitable(value) else value
 
 
 async def generate_group(

@@ -3,15 +3,48 @@
 Per-token data goes into ``RaggedArray``s (int32 tokens, int8 masks, float32 log-probs: the engine computes them in
 float32 and the trainer reads them as float32): one pass over the samples' lists at ~18 ns a value, after which
 Ray moves each field as one buffer (a list of lists pickles value by value, ~50 ns each way).
+``--custom-convert-samples-to-train-data-path`` replaces the conversion with slime's ``f(args, samples) -> dict``.
 """
 
 import argparse
+from typing import Any
 
 import numpy as np
 
+from slime.errors import PluginError
 from slime.plugins import load_object
 from slime.rl.reward_normalization import postprocess_rewards
 from slime.types import RaggedArray, Sample, Status, TrainBatch
+
+
+def convert_samples_to_train_batch(args: argparse.Namespace, samples: list[Sample]) -> TrainBatch:
+    """The rollout's ``TrainBatch``: ours, or from slime's ``--custom-convert-samples-to-train-data-path``."""
+    if not args.custom_convert_samples_to_train_data_path:
+        return samples_to_train_batch(args, samples)
+    flag = "--custom-convert-samples-to-train-data-path"
+    convert = load_object(args.custom_convert_samples_to_train_data_path, flag)
+    return train_batch_from_dict(convert(args, samples), f"{flag} {args.custom_convert_samples_to_train_data_path}")
+
+
+def train_batch_from_dict(data: dict[str, Any], source: str) -> TrainBatch:
+    """slime's train data (per-sample lists under its keys; ``raw_reward``, ``truncated``, ``sample_indices``,
+    ``rollout_log_probs`` and ``metadata`` optional) as a ``TrainBatch``."""
+    missing = [key for key in ("tokens", "response_lengths", "rewards", "loss_masks") if key not in data]
+    if missing:
+        raise PluginError(f"{source} returned train data without {', '.join(missing)}")
+    n = len(data["tokens"])
+    log_probs = data.get("rollout_log_probs")
+    return TrainBatch(
+        tokens=RaggedArray.from_lists(data["tokens"], "i"),
+        response_lengths=[int(length) for length in data["response_lengths"]],
+        loss_masks=RaggedArray.from_lists(data["loss_masks"], "b"),
+        rewards=[float(r) for r in data["rewards"]],
+        raw_rewards=[float(r) for r in data.get("raw_reward", data["rewards"])],
+        truncated=[bool(t) for t in data.get("truncated", [False] * n)],
+        sample_indices=list(data.get("sample_indices", range(n))),
+        rollout_log_probs=None if log_probs is None else RaggedArray.from_lists(log_probs, "f"),
+        metadata=list(data.get("metadata", [{}] * n)),
+    )
 
 
 def samples_to_train_batch(args: argparse.Namespace, samples: list[Sample]) -> TrainBatch:
