@@ -44,6 +44,8 @@ def test_slime_defaults():
     assert args.rs_veto_threshold is None and args.tis_batch_normalize is False
     assert args.use_opd is False and args.opd_type is None and args.opd_kl_coef == 1.0
     assert args.opd_teacher_load is None and args.opd_teacher_ckpt_step is None
+    assert args.loss_mask_type == "qwen"
+    assert (args.max_turns, args.tool_timeout, args.tool_concurrency) == (16, 30.0, 32)
 
 
 def test_on_policy_distillation_flags():
@@ -177,6 +179,14 @@ def test_lone_eval_set_is_named_aime_as_in_slime():
             "--eval-interval needs rollout engines, which --debug-train-only does not start; drop one of them",
         ),
         (["--n-samples-per-prompt", "0"], "--n-samples-per-prompt must be >= 1, got 0"),
+        (["--max-turns", "0"], "--max-turns must be >= 1, got 0"),
+        (["--tool-concurrency", "0"], "--tool-concurrency must be >= 1, got 0"),
+        (["--tool-timeout", "0"], "--tool-timeout must be > 0 seconds, got 0.0"),
+        (
+            ["--loss-mask-type", "llama"],
+            "argument --loss-mask-type: invalid choice: 'llama' (choose from 'qwen', 'qwen3', 'qwen3_5', "
+            "'distill_qwen')",
+        ),
         (
             ["--kl-loss-type", "k4"],
             "argument --kl-loss-type: invalid choice: 'k4' (choose from 'k1', 'k2', 'k3', 'low_var_kl')",

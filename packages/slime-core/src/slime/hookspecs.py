@@ -56,6 +56,12 @@ def slime_register_generate_functions(register) -> None:
 
 
 @hookspec
+def slime_register_tools(register) -> None:
+    """Register tools for multi-turn rollouts (``multi_turn_tools``): ``slime.rollout.tools.Tool`` objects, each
+    under its own name, which is the name the model calls it by."""
+
+
+@hookspec
 def slime_register_sample_filters(register) -> None:
     """Register dynamic-sampling filters (``--dynamic-sampling-filter-path NAME``): ``f(args, group) -> keep``."""
 

@@ -34,6 +34,7 @@ REGISTRY_KINDS: dict[str, RegistryKind] = {
     "generate_functions": RegistryKind(
         "slime_register_generate_functions", "generate function", "--custom-generate-function-path"
     ),
+    "tools": RegistryKind("slime_register_tools", "tool", "<tool_call>"),
     "sample_filters": RegistryKind("slime_register_sample_filters", "sample filter", "--dynamic-sampling-filter-path"),
     "advantage_estimators": RegistryKind(
         "slime_register_advantage_estimators", "advantage estimator", "--advantage-estimator"

@@ -13,6 +13,7 @@ from typing import Any
 from slime.config.yaml_file import load_yaml
 from slime.errors import ConfigError
 from slime.plugins import plugin_manager
+from slime.rollout.loss_mask import LOSS_MASK_TYPES
 
 logger = logging.getLogger(__name__)
 
@@ -286,6 +287,21 @@ def _add_distillation_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--opd-teacher-ckpt-step", type=int, default=None)
 
 
+def _add_multi_turn_arguments(parser: argparse.ArgumentParser) -> None:
+    # Names as slime's examples call these settings (args.max_turns, retool's tool_concurrency).
+    group = parser.add_argument_group("multi-turn (generate function multi_turn_tools, SFT conversations)")
+    group.add_argument("--max-turns", type=int, default=16, help="model turns per sample; more is TRUNCATED")
+    group.add_argument("--tool-timeout", type=float, default=30.0, help="seconds a tool call may run")
+    group.add_argument("--tool-concurrency", type=int, default=32, help="tool calls running at once")
+    group.add_argument(
+        "--loss-mask-type",
+        choices=LOSS_MASK_TYPES,
+        default="qwen",
+        help="how SFT masks a conversation (a message-list prompt): qwen, qwen3, qwen3_5 train each assistant turn "
+        "(tool calls included) after the template's generation prompt; distill_qwen trains the last message only",
+    )
+
+
 def _add_logging_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("logging")
     group.add_argument("--output-dir", default="outputs", help="where metrics.jsonl and run files go")
@@ -342,6 +358,7 @@ def build_parser(prog: str = "slime") -> SlimeArgumentParser:
         _add_eval_arguments,
         _add_algorithm_arguments,
         _add_distillation_arguments,
+        _add_multi_turn_arguments,
         _add_logging_arguments,
         _add_custom_function_arguments,
     ):
@@ -464,6 +481,11 @@ def validate_args(args: argparse.Namespace) -> None:
         _fail(
             f"--log-probs-chunk-size must be a positive number of tokens or -1 (all), got {args.log_probs_chunk_size}"
         )
+    for flag, value in (("--max-turns", args.max_turns), ("--tool-concurrency", args.tool_concurrency)):
+        if value < 1:
+            _fail(f"{flag} must be >= 1, got {value}")
+    if args.tool_timeout <= 0:
+        _fail(f"--tool-timeout must be > 0 seconds, got {args.tool_timeout}")
     if args.data_pad_size_multiplier < 1:
         _fail(f"--data-pad-size-multiplier must be >= 1, got {args.data_pad_size_multiplier}")
     if args.custom_config_path:

@@ -4,6 +4,7 @@ from slime.hookspecs import hookimpl
 from slime.rollout.default import generate_rollout
 from slime.rollout.filters import check_reward_nonzero_std
 from slime.rollout.generate import default_generate
+from slime.rollout.multi_turn import multi_turn_tools_generate
 from slime.rollout.sft import sft_rollout
 
 
@@ -16,6 +17,7 @@ def slime_register_rollout_functions(register) -> None:
 @hookimpl
 def slime_register_generate_functions(register) -> None:
     register("default", default_generate)
+    register("multi_turn_tools", multi_turn_tools_generate)
 
 
 @hookimpl

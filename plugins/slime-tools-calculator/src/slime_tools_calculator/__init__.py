@@ -1,0 +1,1 @@
+"""A calculator tool for slime's multi-turn rollouts: arithmetic without eval"""
