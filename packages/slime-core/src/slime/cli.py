@@ -84,7 +84,9 @@ def _ray(args: argparse.Namespace) -> Iterator[None]:
     else:
         bundles = layout(args)[0]
         # CPU bundles are logical: a small machine still places the trainer and the engines side by side.
-        ray.init(num_cpus=max(os.cpu_count() or 1, bundles + 1), include_dashboard=False)
+        # address="local": a runtime of this run's own; a cluster already running here is used only when RAY_ADDRESS
+        # names it (as `ray job submit` does), never picked by guessing.
+        ray.init(address="local", num_cpus=max(os.cpu_count() or 1, bundles + 1), include_dashboard=False)
     interrupted = False
     try:
         yield
