@@ -89,6 +89,7 @@ def test_three_rollouts_with_megatron_sglang_and_every_sink(ray_runtime, tmp_pat
             "--custom-generate-function-path", f"{__name__}.slime_style_generate",
             "--rollout-data-postprocess-path", f"{__name__}.record_rollout_data",
             "--custom-pg-loss-reducer-function-path", f"{__name__}.slime_sample_mean",
+            "--keep-old-actor", "--get-mismatch-metrics",
         ]
     )  # fmt: skip
     train(args)
@@ -109,6 +110,13 @@ def test_three_rollouts_with_megatron_sglang_and_every_sink(ray_runtime, tmp_pat
     )
     first_step = next(line for line in lines if "train/step" in line)
     assert first_step["train/ppo_kl"] == 0.0 and first_step["train/pg_clipfrac"] == 0.0  # on-policy first step
+    # --keep-old-actor: the old log-probs come from the weights each rollout was generated with, also for the
+    # rollouts --async generated one version behind, so Megatron's and SGLang's log-probs of the same tokens agree
+    # (--get-mismatch-metrics) on every rollout, and the stale rollouts start off-policy.
+    train_lines = [line for line in lines if "train/step" in line]
+    assert all(line["train/train_rollout_logprob_abs_diff"] < 1e-4 for line in train_lines), train_lines
+    assert all(abs(line["train/mis_k3_kl"]) < 1e-6 for line in train_lines)
+    assert train_lines[1]["train/ppo_kl"] != 0.0  # rollout 1 came from the first weights, trained once since
 
     # The same rows in W&B's offline file, with slime's step-metric definitions, and in TensorBoard.
     run = read_wandb(out / "wandb")
