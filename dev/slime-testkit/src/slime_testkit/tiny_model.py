@@ -15,7 +15,7 @@ Usage::
 
 from pathlib import Path
 
-from slime_testkit.tokenizer import ENDOFTEXT, IM_END, build_tokenizer
+from slime_testkit.tokenizer import CHATML_TEMPLATE, ENDOFTEXT, IM_END, build_tokenizer
 
 ARCHS = ("qwen2", "qwen3", "qwen3_moe", "llama")
 
@@ -34,6 +34,7 @@ def build_tiny_model(
     seed: int = 0,
     corpus: list[str] | None = None,
     config_extra: dict | None = None,
+    chat_template: str = CHATML_TEMPLATE,
 ) -> Path:
     """Write a tiny fp32 model with its tokenizer to `out_dir` and return `out_dir`.
 
@@ -51,9 +52,9 @@ def build_tiny_model(
 
     out = Path(out_dir)
     if vocab_size is None:
-        build_tokenizer(out, corpus=corpus)
+        build_tokenizer(out, corpus=corpus, chat_template=chat_template)
     else:
-        build_tokenizer(out, corpus=corpus, vocab_size=vocab_size)
+        build_tokenizer(out, corpus=corpus, vocab_size=vocab_size, chat_template=chat_template)
     tokenizer = Tokenizer.from_file(str(out / "tokenizer.json"))
     tokenizer_size = tokenizer.get_vocab_size(with_added_tokens=True)
     if vocab_size is not None and vocab_size < tokenizer_size:
