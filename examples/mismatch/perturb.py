@@ -1,6 +1,6 @@
 """Write a copy of an HF model directory with every weight perturbed: w + scale * std(w) * noise (seeded).
 
-    uv run python examples/mismatch/perturb.py <model> <out> --scale 0.1
+uv run python examples/mismatch/perturb.py <model> <out> --scale 0.1
 """
 
 import argparse
