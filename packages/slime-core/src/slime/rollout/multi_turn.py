@@ -67,7 +67,7 @@ async def multi_turn_tools_generate(
             ids = ids[: max(room, 0)]
             text = tokenizer.decode(ids)
             sample.status = Status.TRUNCATED
-        sample.append_response_tokens(ids, trainable=False, text=text)
+        sample.append_response_tokens(tokens=ids, trainable=False, text=text)
         sample.metadata[TURN_START_KEY] = sample.response_length
         if sample.status is Status.TRUNCATED:
             return sample
