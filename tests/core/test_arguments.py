@@ -308,3 +308,9 @@ def test_reference_update_and_old_actor_flags():
         error_of([*BASE, "--use-kl-loss", "--ref-update-interval", "0"]) == "--ref-update-interval must be >= 1, got 0"
     )
     assert "--use-rollout-logprobs" in error_of([*BASE, "--keep-old-actor", "--use-rollout-logprobs"])
+
+
+def test_ppo_is_refused_until_a_critic_exists():
+    assert error_of([*BASE, "--advantage-estimator", "ppo"]) == (
+        "--advantage-estimator ppo needs a critic (a value model), which slime cannot train yet; use grpo"
+    )
