@@ -18,6 +18,7 @@ import torch
 import torch.distributed as dist
 from megatron.core import dist_checkpointing, parallel_state, tensor_parallel
 from megatron.core.dist_checkpointing.mapping import ShardedObject
+from megatron.core.dist_checkpointing.strategies import filesystem_async
 from megatron.core.optimizer.distrib_optimizer import DistributedOptimizer
 from torch.distributed.checkpoint.api import CheckpointException
 
@@ -141,6 +142,17 @@ def _state(trainable: Trainable, iteration: int, *, is_loading: bool, with_optim
     return state
 
 
+def _stop_results_manager() -> None:
+    """megatron-core's checkpoint writer keeps a ``multiprocessing`` manager process (a spawned server and its
+    resource tracker) for its results queue for the life of the process. Killed with its actor (a driver ``kill -9``
+    ends the Ray session), this process would leave them behind: stop it after each save (the next save starts
+    another)."""
+    queue = filesystem_async._results_queue
+    if queue is not None:
+        filesystem_async._results_queue = None
+        queue._manager.shutdown()
+
+
 def _write_atomically(root: str | Path, iteration: int, state: dict) -> Path:
     final = iteration_dir(root, iteration)
     tmp = staging_path(final)
@@ -160,6 +172,8 @@ def _write_atomically(root: str | Path, iteration: int, state: dict) -> Path:
             f"saving {final.name} under {root} failed (disk full? {shutil.disk_usage(root).free / 2**20:.0f} MiB "
             f"free): {cause}; {POINTER} still names the previous checkpoint"
         ) from exc
+    finally:
+        _stop_results_manager()
     dist.barrier()
     if dist.get_rank() == 0:
         publish_dir(final)  # the same rollout id saved again (a resumed run): the new one replaces it
