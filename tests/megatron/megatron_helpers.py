@@ -155,3 +155,18 @@ def assert_same_steps(got: list[dict], expected: list[dict], what: str) -> None:
             # 1e-5 absolute, or relative for large values (grad norms): ranks sum in another order.
             close = pytest.approx(e[name], rel=1e-5, abs=1e-5)
             assert g[name] == close, f"{what}: step {step} {name}: {g[name]} != {e[name]}"
+
+
+def megatron_model(hf_dir: Path):
+    """The HF checkpoint at ``hf_dir`` as a one-process megatron model in eval mode, with its HF config."""
+    from slime_megatron.hf_config import HFModelConfig
+    from slime_megatron.hf_mapping import load_hf_weights
+    from slime_megatron.megatron_flags import default_args
+    from slime_megatron.model import build_model
+    from slime_megatron.parallel import init_parallel
+
+    init_parallel(rank=0, world_size=1, on_cpu=True)
+    hf = HFModelConfig.load(hf_dir)
+    _, _, model = build_model(default_args(str(hf_dir)), hf, world_size=1, on_cpu=True)
+    load_hf_weights(model, hf, hf_dir)
+    return hf, model.eval()

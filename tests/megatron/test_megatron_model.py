@@ -4,7 +4,7 @@ import pytest
 import torch
 from megatron.core.transformer.dot_product_attention import DotProductAttention
 from megatron.core.transformer.enums import AttnMaskType
-from megatron_helpers import make_args, make_batch, make_trainer
+from megatron_helpers import make_args, make_batch, make_trainer, megatron_model
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
@@ -12,25 +12,14 @@ from slime.rl.logprobs import log_probs_from_logits
 from slime_megatron import attention
 from slime_megatron.attention import SDPAttention
 from slime_megatron.hf_config import HFModelConfig
-from slime_megatron.hf_mapping import gather_hf_state_dict, load_hf_weights
-from slime_megatron.megatron_flags import default_args
-from slime_megatron.model import build_model
-from slime_megatron.parallel import init_parallel
+from slime_megatron.hf_mapping import gather_hf_state_dict
 
 ARCHS = ("qwen2", "qwen3", "llama")
 
 
-def _megatron_model(hf_dir):
-    init_parallel(rank=0, world_size=1, on_cpu=True)
-    hf = HFModelConfig.load(hf_dir)
-    _, _, model = build_model(default_args(str(hf_dir)), hf, world_size=1, on_cpu=True)
-    load_hf_weights(model, hf, hf_dir)
-    return hf, model.eval()
-
-
 @pytest.mark.parametrize("arch", ARCHS)
 def test_logits_equal_hf_transformers(world, tiny_models, arch):
-    hf, model = _megatron_model(tiny_models[arch])
+    hf, model = megatron_model(tiny_models[arch])
     reference = AutoModelForCausalLM.from_pretrained(tiny_models[arch], dtype=torch.float32).eval()
     tokens = torch.randint(0, hf.vocab_size, (3, 11), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
@@ -48,7 +37,7 @@ def test_sdpa_attention_equals_megatron_unfused_attention_with_gradients(world, 
     monkeypatch.setattr(
         attention.F, "scaled_dot_product_attention", lambda *a, **k: sdpa_calls.append(1) or sdpa(*a, **k)
     )
-    hf, model = _megatron_model(tiny_models["qwen2"])
+    hf, model = megatron_model(tiny_models["qwen2"])
     assert all(isinstance(layer.self_attention.core_attention, SDPAttention) for layer in model.decoder.layers)
     config = model.config
     kwargs = {"config": config, "layer_number": 1, "attn_mask_type": AttnMaskType.causal, "attention_type": "self"}
@@ -84,7 +73,7 @@ def test_sdpa_attention_equals_megatron_unfused_attention_with_gradients(world, 
 
 @pytest.mark.parametrize("arch", ARCHS)
 def test_hf_to_megatron_to_hf_round_trips_bit_exactly(world, tiny_models, arch):
-    hf, model = _megatron_model(tiny_models[arch])
+    hf, model = megatron_model(tiny_models[arch])
     original = load_file(tiny_models[arch] / "model.safetensors")
     exported = gather_hf_state_dict(model, hf)
     assert sorted(exported) == sorted(original)

@@ -11,6 +11,7 @@ from megatron_helpers import (
     make_args,
     make_batch,
     make_trainer,
+    megatron_model,
     run_two_ranks,
     train_rollouts,
 )
@@ -22,20 +23,9 @@ from slime.config.arguments import parse_args
 from slime.errors import ConfigError
 from slime_megatron.batches import split_to_count
 from slime_megatron.hf_config import HFModelConfig
-from slime_megatron.hf_mapping import gather_hf_state_dict, load_hf_weights
-from slime_megatron.megatron_flags import default_args
-from slime_megatron.model import build_model
-from slime_megatron.parallel import init_parallel
+from slime_megatron.hf_mapping import gather_hf_state_dict
 
 AUX = ("--moe-aux-loss-coeff", "0.01")
-
-
-def _megatron_model(hf_dir):
-    init_parallel(rank=0, world_size=1, on_cpu=True)
-    hf = HFModelConfig.load(hf_dir)
-    _, _, model = build_model(default_args(str(hf_dir)), hf, world_size=1, on_cpu=True)
-    load_hf_weights(model, hf, hf_dir)
-    return hf, model.eval()
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +37,7 @@ def moe_raw_topk(tmp_path_factory):
 
 
 def _logits_diff(hf_dir) -> float:
-    hf, model = _megatron_model(hf_dir)
+    hf, model = megatron_model(hf_dir)
     reference = AutoModelForCausalLM.from_pretrained(hf_dir, dtype=torch.float32).eval()
     tokens = torch.randint(0, hf.vocab_size, (3, 11), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
@@ -67,7 +57,7 @@ def test_logits_equal_hf_transformers(world, tiny_moe_model, moe_raw_topk):
 
 def test_hf_to_megatron_to_hf_round_trips_bit_exactly(world, tiny_moe_model, moe_raw_topk):
     for hf_dir in (tiny_moe_model, moe_raw_topk):
-        hf, model = _megatron_model(hf_dir)
+        hf, model = megatron_model(hf_dir)
         original = load_file(hf_dir / "model.safetensors")
         exported = gather_hf_state_dict(model, hf)
         assert "model.layers.1.mlp.experts.3.gate_proj.weight" in exported  # per-expert names, as on disk
