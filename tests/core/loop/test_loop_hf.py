@@ -7,7 +7,6 @@ import pytest
 from slime.config.arguments import parse_args
 from slime.loop import train
 from slime.types import Sample
-from slime_testkit.tiny_model import build_tiny_model
 
 
 async def label_in_response(args, sample) -> float:
@@ -17,15 +16,6 @@ async def label_in_response(args, sample) -> float:
 async def only_the_first_sample_scores(args, sample) -> float:
     """A reward whose mean is known in advance: 1 for sample index 0 (the first copy of the first prompt), else 0."""
     return float(sample.index == 0)
-
-
-@pytest.fixture(scope="module")
-def setup(tmp_path_factory):
-    root = tmp_path_factory.mktemp("loop")
-    model = build_tiny_model(root / "model")
-    data = root / "train.jsonl"
-    data.write_text("".join(json.dumps({"prompt": f"{i}+1=", "label": str(i + 1)}) + "\n" for i in range(8)))
-    return root, model, data
 
 
 def loop_args(root, model, data, *extra):

@@ -17,7 +17,6 @@ from slime.rollout.base_types import RolloutFnEvalOutput, RolloutFnTrainOutput
 from slime.rollout.filter_hub.base_types import DynamicFilterOutput
 from slime.rollout.sglang_rollout import GenerateState, generate, generate_rollout
 from slime.utils.types import Sample
-from slime_testkit.tiny_model import build_tiny_model
 
 pytestmark = pytest.mark.slow
 
@@ -107,15 +106,6 @@ def postprocess(args, rollout_id, rollout_data) -> None:
     masks = rollout_data["loss_masks"]
     record(args, "postprocess", rollout_id=rollout_id, mask_sums=[float(m.sum()) for m in masks])
     rollout_data["advantages"] = [torch.ones_like(a) for a in rollout_data["advantages"]]
-
-
-@pytest.fixture(scope="module")
-def setup(tmp_path_factory):
-    root = tmp_path_factory.mktemp("slime-functions")
-    model = build_tiny_model(root / "model")
-    data = root / "train.jsonl"
-    data.write_text("".join(json.dumps({"prompt": f"{i}+1=", "label": str(i + 1)}) + "\n" for i in range(8)))
-    return root, model, data
 
 
 def run_args(root: Path, model: Path, data: Path, out: str, *extra: str):
