@@ -49,9 +49,8 @@ def moe_engine(moe_model: Path, tmp_path_factory: pytest.TempPathFactory):
     try:
         yield engine
     finally:
-        if weight_updates._sender is not None:
-            weight_updates._sender.close()
-            weight_updates._sender = None
+        while weight_updates._senders:  # one sender per transport (issue 20's engine placement)
+            weight_updates._senders.popitem()[1].close()
         engine.shutdown()
 
 
