@@ -125,8 +125,10 @@ def settle(chain: Chain, expected: list[str], charged: list, run_whole: bool = T
 
 
 def engine_server(segment) -> int | None:
-    """The SGLang server process the segment's rollout manager started (its main process), once there is one."""
-    servers = [pid for pid in segment.pids("slime_sglang.cpu_server") if "RolloutManager" in command_line(parent(pid))]
+    """The SGLang server process the segment's engine actor started (its main process), once there is one."""
+    servers = [
+        pid for pid in segment.pids("slime_sglang.cpu_server") if "SGLangServerActor" in command_line(parent(pid))
+    ]
     return servers[0] if servers else None
 
 
@@ -165,7 +167,7 @@ def short_temp_dir():
 @pytest.mark.timeout(2400)  # ~4 min on a quiet 2-core machine; each wait below has its own, clearer, limit
 def test_real_stack_engine_actor_and_driver_kills(tiny, tmp_path, short_temp_dir, chains, scoreboard):
     """Ray + Megatron-core (CPU) + SGLang (CPU), `slime train` processes that start their own Ray (so the driver's
-    process group holds Ray's own processes; SGLang servers run in sessions of their own below the rollout manager).
+    process group holds Ray's own processes; SGLang servers run in sessions of their own below their engine actors).
 
     Segment 0 (--use-fault-tolerance): the engine's server is killed after rollout 0; the health monitor restarts it
     and the run trains the next rollout; then the driver is killed -9. Segment 1: the engine is killed without fault

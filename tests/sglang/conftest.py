@@ -67,11 +67,11 @@ def engine_args(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.fixture(scope="session")
-def engine(engine_args):
+def engine(ray_runtime, engine_args):
     from slime_sglang.engine import SGLangRolloutEngine
     from slime_sglang.processes import pid_alive
 
-    engine = SGLangRolloutEngine(engine_args)
+    engine = SGLangRolloutEngine(engine_args)  # its engine actors run on this Ray runtime's node, unplaced
     engine.start()
     try:
         yield engine

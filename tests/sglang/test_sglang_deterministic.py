@@ -21,7 +21,7 @@ def generate_all(engine, samples: list[Sample]) -> list[list[int]]:
     return [sample.tokens for sample in asyncio.run(run())]
 
 
-def test_a_sample_draws_the_same_tokens_alone_and_in_a_batch(tiny_model, tmp_path):
+def test_a_sample_draws_the_same_tokens_alone_and_in_a_batch(ray_runtime, tiny_model, tmp_path):
     from slime_sglang.engine import SGLangRolloutEngine
 
     args = parse_args(

@@ -5,7 +5,6 @@ session: it replaces one engine."""
 import asyncio
 import os
 import signal
-import socket
 import sys
 import time
 from pathlib import Path
@@ -22,10 +21,11 @@ from engine_checks import check_engine_matches, hf_named_tensors, perturbed  # n
 pytestmark = pytest.mark.slow
 
 
-def update_through_a_fresh_receiver(engine, model, version: str, host: str) -> None:
+def update_through_a_fresh_receiver(engine, model, version: str, same_node: bool) -> None:
     """What the loop does for every update: a receiver from the engine as it is now, send, tell the engine."""
     receiver = engine.weight_receiver()
-    receiver.shared_memory_host = host
+    if not same_node:
+        receiver.engine_nodes = ["another-node"] * len(receiver.engine_nodes)
     receiver.update_weights(hf_named_tensors(model), version)
     engine.weights_updated(version)
 
@@ -35,7 +35,7 @@ def test_killed_engine_is_restarted_the_rollout_completes_and_updates_reach_it(
 ) -> None:
     # A broadcast group over the engines as they are before the kill (as a run's earlier updates leave it), and
     # weights newer than any on disk: a restarted engine cannot load them.
-    update_through_a_fresh_receiver(engine, perturbed(hf_model, seed=11), "40", host="another-host")
+    update_through_a_fresh_receiver(engine, perturbed(hf_model, seed=11), "40", same_node=False)
 
     victim = engine.servers[1]
     old_pid, old_url, old_pids = victim.pid, victim.url, victim.pids()
@@ -74,12 +74,12 @@ def test_killed_engine_is_restarted_the_rollout_completes_and_updates_reach_it(
     try:
         # The old group is left (the dead engine skipped) and a new one includes the restarted engine; then the
         # shared-memory path, which a CPU run on one host takes.
-        for version, seed, host in (("42", 12, "another-host"), ("43", 13, socket.gethostname())):
+        for version, seed, same_node in (("42", 12, False), ("43", 13, True)):
             model = perturbed(hf_model, seed=seed)
-            update_through_a_fresh_receiver(engine, model, version, host)
+            update_through_a_fresh_receiver(engine, model, version, same_node)
             assert sorted(engine.router.worker_urls()) == sorted(engine.engine_urls) and not engine.awaiting_weights
             check_engine_matches(engine, model, hf_greedy)
-            weight_updates._sender.close()
-            weight_updates._sender = None
+            while weight_updates._senders:
+                weight_updates._senders.popitem()[1].close()
     finally:
         engine.update_weights_from_disk(str(tiny_model), weight_version="44")

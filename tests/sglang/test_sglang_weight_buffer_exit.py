@@ -25,10 +25,10 @@ CHILD = textwrap.dedent(
         return [p for p in pids if (f := stat_fields(p)) and f[1] == str(os.getpid()) and f[0] != "Z"]
 
     # What the train actor does before it exits (slime.loop.end_actors -> TrainActor.close -> receiver.close).
-    receiver = weight_updates.SGLangWeightReceiver(["http://127.0.0.1:1"], [1], "gloo", 1 << 20)
-    weight_updates._sender, closed = filled_sender()
+    receiver = weight_updates.SGLangWeightReceiver(["http://127.0.0.1:1"], [1], [None], "gloo", 1 << 20)
+    weight_updates._senders["shared_memory"], closed = filled_sender()
     receiver.close()
-    assert weight_updates._sender is None and not os.path.exists(closed), closed
+    assert not weight_updates._senders and not os.path.exists(closed), closed
 
     # A buffer still held at exit, after torch's manager is gone: what Ray does to an exiting actor's children.
     held, path = filled_sender()

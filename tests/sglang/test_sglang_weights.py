@@ -2,12 +2,12 @@
 to exactly what HF transformers generates with the new weights."""
 
 import os
-import socket
 import sys
 import time
 from pathlib import Path
 
 import pytest
+import ray
 import torch
 
 from slime_sglang import weight_updates
@@ -52,33 +52,38 @@ def test_tensor_update(engine, hf_model, hf_greedy, tiny_model: Path) -> None:
         engine.update_weights_from_disk(str(tiny_model), weight_version="6")
 
 
-def test_receiver_sends_through_shared_memory_on_the_engines_host(engine, hf_model, hf_greedy, tiny_model) -> None:
+def close_senders() -> None:
+    while weight_updates._senders:
+        weight_updates._senders.popitem()[1].close()
+
+
+def test_receiver_sends_through_shared_memory_to_engines_on_its_node(engine, hf_model, hf_greedy, tiny_model) -> None:
     receiver = engine.weight_receiver()
-    assert receiver.shared_memory_host == socket.gethostname()
+    assert receiver.engine_nodes == [ray.get_runtime_context().get_node_id()] * 2  # read in the engine actors
+    assert receiver.transports() == {"shared_memory": [0, 1]}
     try:
         for version, seed in (("7", 4), ("8", 5)):  # the second update reuses the first one's buffer
             new_model = perturbed(hf_model, seed=seed)
             receiver.update_weights(hf_named_tensors(new_model), version)
             check_engine_matches(engine, new_model, hf_greedy)
-        assert isinstance(weight_updates._sender, weight_updates.SharedMemoryWeightSender)
+        assert isinstance(weight_updates._senders["shared_memory"], weight_updates.SharedMemoryWeightSender)
     finally:
-        weight_updates._sender.close()
-        weight_updates._sender = None
+        close_senders()
         engine.update_weights_from_disk(str(tiny_model), weight_version="9")
 
 
-def test_receiver_broadcasts_when_the_engines_are_on_another_host(engine, hf_model, hf_greedy, tiny_model) -> None:
+def test_receiver_chooses_the_transport_per_engine_by_node(engine, hf_model, hf_greedy, tiny_model) -> None:
     receiver = engine.weight_receiver()
-    receiver.shared_memory_host = "another-host"
+    receiver.engine_nodes[1] = "another-node"
+    assert receiver.transports() == {"shared_memory": [0], "broadcast": [1]}
     new_model = perturbed(hf_model, seed=6)
     try:
-        receiver.update_weights(hf_named_tensors(new_model), "10")
-        assert isinstance(weight_updates._sender, weight_updates.DistributedWeightSender)
+        receiver.update_weights((pair for pair in hf_named_tensors(new_model)), "10")  # read by both transports
+        assert isinstance(weight_updates._senders["broadcast"], weight_updates.DistributedWeightSender)
+        assert weight_updates._senders["broadcast"].engine_urls == [engine.engine_urls[1]]
         check_engine_matches(engine, new_model, hf_greedy)
     finally:
-        if weight_updates._sender is not None:
-            weight_updates._sender.close()
-            weight_updates._sender = None
+        close_senders()
         engine.update_weights_from_disk(str(tiny_model), weight_version="11")
 
 

@@ -19,7 +19,7 @@ from slime_testkit.call_log import record_call
 class HFEngine:
     """Generates one request at a time in a worker thread; ``abort()`` cuts in-flight and queued requests."""
 
-    def __init__(self, args: Any) -> None:
+    def __init__(self, args: Any, placer: Any = None) -> None:  # generates in this process: no engine actor to place
         self._load(args.hf_checkpoint, args.seed, token_delay=0.0)
         self.output_dir = args.output_dir  # where the calls are recorded (slime_testkit.call_log)
 

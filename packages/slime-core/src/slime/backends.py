@@ -59,7 +59,11 @@ class WeightReceiver(Protocol):
 
 
 class RolloutEngine(Protocol):
-    """N inference engines behind one router, owned by the rollout manager, built as ``engine_class(args)``."""
+    """N inference engines behind one router, owned by the rollout manager, built as ``engine_class(args, placer)``.
+
+    ``placer`` (``slime.ray.engine_placement.EnginePlacer``) starts one actor per engine in that engine's own bundles
+    and restarts it there; the backend's actor class says what runs inside (its server, on that node and devices).
+    """
 
     def start(self) -> None: ...
 

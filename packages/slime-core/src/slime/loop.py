@@ -16,16 +16,13 @@ from slime.metrics import finish_metrics, init_metrics, log_perf, log_train_step
 from slime.plugins import resolve
 from slime.ray.placement import create_placement
 from slime.ray.rollout_manager import RolloutManager
-from slime.ray.threads import engine_threads
 from slime.ray.train_group import TrainGroup
 
 
 def train(args: argparse.Namespace) -> None:
     init_metrics(args)  # before actors get args: it settles the W&B run they join
     placement = create_placement(args)
-    rollout_manager = ray.remote(num_cpus=0)(RolloutManager).remote(
-        args, engine_threads=engine_threads(args, placement)
-    )
+    rollout_manager = ray.remote(num_cpus=0)(RolloutManager).remote(args, placement)
     trainer = None
     if not args.debug_rollout_only:
         trainer = TrainGroup(args, resolve("train_backends", args.train_backend), placement)

@@ -1,29 +1,29 @@
 """``SGLangRolloutEngine``: N SGLang servers behind one sglang-router, as slime's ``RolloutEngine``.
 
-It owns the processes it starts (servers, router) and attaches to those it is given (``--sglang-router-ip/port``,
-``--rollout-external-engine-addrs``). Importing this module stays cheap (no torch): it is registered on every
-``slime`` command.
+Each server runs in an engine actor in its own bundles (``slime_sglang.engine_actor``), started, checked, restarted
+and stopped through that actor; the router is a subprocess of this process (the rollout manager). It attaches to
+what it is given (``--sglang-router-ip/port``, ``--rollout-external-engine-addrs``). Importing this module stays
+cheap (no torch): it is registered on every ``slime`` command.
 """
 
 import argparse
 import asyncio
 import logging
-import socket
 import threading
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from slime.ray.engine_placement import EnginePlacer
 from slime.types import Sample
 from slime_sglang import weight_updates
 from slime_sglang.client import GenerateClient
 from slime_sglang.control_http import generates
+from slime_sglang.engine_actor import EngineServer
 from slime_sglang.errors import EngineDiedError, SGLangError
 from slime_sglang.health import HealthMonitor
-from slime_sglang.processes import free_port
 from slime_sglang.router import RouterClient, SGLangRouter
-from slime_sglang.server import ServerConfig, SGLangServer
+from slime_sglang.server import ServerConfig
 
 if TYPE_CHECKING:  # both import torch; this module must stay cheap to import
     import torch
@@ -31,13 +31,6 @@ if TYPE_CHECKING:  # both import torch; this module must stay cheap to import
     from slime_sglang.weight_updates import DistributedWeightSender, SGLangWeightReceiver
 
 logger = logging.getLogger(__name__)
-
-
-def num_engines(args: argparse.Namespace) -> int:
-    """Engines slime launches: ``--rollout-num-gpus / --rollout-num-gpus-per-engine`` (one when unset)."""
-    if args.rollout_num_gpus is None:
-        return 1
-    return max(1, args.rollout_num_gpus // args.rollout_num_gpus_per_engine)
 
 
 def cpu_mode(args: argparse.Namespace) -> bool:
@@ -53,13 +46,14 @@ def cpu_mode(args: argparse.Namespace) -> bool:
 class SGLangRolloutEngine:
     """N SGLang engines behind one router; see ``slime.backends.RolloutEngine``."""
 
-    def __init__(self, args: argparse.Namespace) -> None:
+    def __init__(self, args: argparse.Namespace, placer: EnginePlacer | None = None) -> None:
         if not args.hf_checkpoint and not args.rollout_external_engine_addrs:
             raise SGLangError("rollout backend 'sglang' needs --hf-checkpoint (the model the engines serve)")
         self.args = args
+        self.placer = placer or EnginePlacer(args)  # where each engine runs; without a placement, anywhere
         self.cpu = False
         self.log_dir = Path(args.output_dir) / "sglang"
-        self.servers: list[SGLangServer] = []
+        self.servers: list[EngineServer] = []
         self.external_urls = [f"http://{a}" for a in args.rollout_external_engine_addrs or []]
         self.router: RouterClient | None = None
         self.client: GenerateClient | None = None
@@ -69,7 +63,7 @@ class SGLangRolloutEngine:
         self.weights_path = args.hf_checkpoint
         self.weights_path_is_latest = True
         self.weight_version: str | None = None
-        self.awaiting_weights: list[SGLangServer] = []  # restarted engines not serving yet
+        self.awaiting_weights: list[EngineServer] = []  # restarted engines not serving yet
         self._receiver_urls: set[str] = set()  # the engines the last weight_receiver() covers
         self._lock = threading.RLock()  # engine list changes (restarts) vs readers
 
@@ -92,11 +86,11 @@ class SGLangRolloutEngine:
                 router.launch()
                 # As in slime: custom generate functions post to the router through these (this process's args).
                 args.sglang_router_ip, args.sglang_router_port = router.host, router.port
-            count = num_engines(args) if args.hf_checkpoint else 0
-            configs = [self._server_config(i) for i in range(count)]
-            self.servers = [SGLangServer(c) for c in configs]
-            with ThreadPoolExecutor(max(1, count)) as pool:
-                list(pool.map(lambda s: s.launch(args.sglang_server_start_timeout), self.servers))
+            count = len(self.placer.slots) if args.hf_checkpoint else 0
+            self.servers = [EngineServer(self.placer, i, self._server_config(i)) for i in range(count)]
+            launches = [server.launch(args.sglang_server_start_timeout) for server in self.servers]
+            for server, launch in zip(self.servers, launches, strict=True):
+                server.wait_launched(launch)
             for url in self.engine_urls:
                 self.router.add_worker(url)
         except BaseException:
@@ -120,8 +114,7 @@ class SGLangRolloutEngine:
         args = self.args
         return ServerConfig(
             model_path=model_path or args.hf_checkpoint,
-            port=free_port(),
-            nccl_port=free_port(),
+            port=0,  # host and ports are chosen on the engine's node (``SGLangServerActor``)
             log_path=self.log_dir / f"engine_{index}.log",
             seed=args.seed + index,
             tp_size=args.rollout_num_gpus_per_engine,
@@ -159,7 +152,8 @@ class SGLangRolloutEngine:
         return [s.config.tp_size for s in self.servers] + [1] * len(self.external_urls)
 
     def pids(self) -> list[int]:
-        """Every process slime started for this engine group (servers with their children, router)."""
+        """Every process slime started for this engine group (servers with their children, router); engines may run
+        on other nodes."""
         found = [pid for s in self.servers for pid in s.pids()]
         if isinstance(self.router, SGLangRouter):
             found += self.router.process.pids()
@@ -189,8 +183,10 @@ class SGLangRolloutEngine:
             return
         for index, server in enumerate(self.servers):
             if not server.running():
+                code = server.exit_code()
                 raise EngineDiedError(
-                    f"engine {index} ({server.url}) exited with code {server.process.exit_code()}; "
+                    f"engine {index} ({server.url}) "
+                    f"{'ended with its engine actor' if code is None else f'exited with code {code}'}; "
                     f"log {server.config.log_path}. Pass --use-fault-tolerance to restart dead engines"
                 )
 
@@ -206,7 +202,8 @@ class SGLangRolloutEngine:
             return self.servers[index].healthy(self.args.rollout_health_check_timeout)
 
     def restart_engine(self, index: int) -> None:
-        """Replace engine ``index`` with a fresh process serving the latest weights, and re-register it."""
+        """Replace engine ``index`` with a fresh actor in the same bundles, serving the latest weights, and
+        re-register it."""
         with self._lock:
             old = self.servers[index]
             try:
@@ -214,9 +211,9 @@ class SGLangRolloutEngine:
             except Exception as exc:  # a router that lost it already is fine
                 logger.warning("removing %s from the router: %s", old.url, exc)
             old.shutdown()
-            server = SGLangServer(self._server_config(index, model_path=self.weights_path))
-            server.launch(self.args.sglang_server_start_timeout)
-            self.servers[index] = server
+            server = EngineServer(self.placer, index, self._server_config(index, model_path=self.weights_path))
+            self.servers[index] = server  # shut down with the others if its start fails
+            server.wait_launched(server.launch(self.args.sglang_server_start_timeout))
             if not self.weights_path_is_latest:
                 self.awaiting_weights.append(server)
                 logger.warning(
@@ -252,19 +249,19 @@ class SGLangRolloutEngine:
         return DistributedWeightSender(self.engine_urls, self.tp_sizes, master_address, backend=backend)
 
     def weight_receiver(self) -> "SGLangWeightReceiver":
-        """What the trainer sends weights through: shared memory to CPU engines on the sender's host, else a
-        broadcast group over every engine (gloo on CPU, nccl on GPU). External engines may be on other hosts."""
+        """What the trainer sends weights through: shared memory to CPU engines on the sender's node, a broadcast
+        group (gloo on CPU, nccl on GPU) to the others. External engines' nodes are not known: broadcast."""
         from slime_sglang.weight_updates import SGLangWeightReceiver
 
         backend = "gloo" if self.cpu else "nccl"
-        host = socket.gethostname() if self.cpu and not self.external_urls else None
         with self._lock:  # waits for a restart in progress, so the restarted engine is covered
             servers = self._updatable_servers()
             urls = [s.url for s in servers] + self.external_urls
             tp_sizes = [s.config.tp_size for s in servers] + [1] * len(self.external_urls)
+            nodes = [s.node_id for s in servers] + [None] * len(self.external_urls)
             self._receiver_urls = set(urls)
         return SGLangWeightReceiver(
-            urls, tp_sizes, backend, self.args.update_weight_buffer_size, shared_memory_host=host
+            urls, tp_sizes, nodes, backend, self.args.update_weight_buffer_size, shared_memory=self.cpu
         )
 
     def weights_updated(self, weight_version: str) -> None:
@@ -275,7 +272,7 @@ class SGLangRolloutEngine:
             self.weight_version = weight_version
             self._serve_restarted(self._receiver_urls)
 
-    def _updatable_servers(self) -> list[SGLangServer]:
+    def _updatable_servers(self) -> list[EngineServer]:
         """The servers a weight update goes to: all of them, or with --use-fault-tolerance the running ones (a dead
         engine is the health monitor's to restart; it gets the newest weights from disk or from a later update)."""
         if self.args.use_fault_tolerance:

@@ -51,6 +51,7 @@ class ServerConfig:
     cpu: bool = False
     nccl_port: int | None = None
     enable_memory_saver: bool = False
+    gpu_ids: list[str] = field(default_factory=list)  # the devices Ray gave the engine; empty: leave them as they are
     sglang_args: list[str] = field(default_factory=list)  # raw tokens from the --sglang-* flags
 
     @property
@@ -67,6 +68,8 @@ def server_command(config: ServerConfig) -> list[str]:
         command += ["--nccl-port", str(config.nccl_port)]
     if config.enable_memory_saver:
         command += ["--enable-memory-saver"]
+    if config.gpu_ids:
+        command += ["--base-gpu-id", "0"]  # the first of CUDA_VISIBLE_DEVICES (server_env)
     if config.cpu:
         given = given_dests(config.sglang_args)
         for dest, tokens in CPU_DEFAULTS.items():
@@ -77,6 +80,9 @@ def server_command(config: ServerConfig) -> list[str]:
 
 def server_env(config: ServerConfig, base: dict[str, str] | None = None) -> dict[str, str]:
     env = dict(os.environ if base is None else base)
+    if config.gpu_ids:
+        # Only its own devices: TP rank i of the server takes the i-th of them.
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(config.gpu_ids)
     if config.cpu:
         # Without it SGLang's RoPE imports vllm. The sgl_kernel stand-in goes on this process's path only.
         env["SGLANG_USE_CPU_ENGINE"] = "1"

@@ -11,7 +11,6 @@ import base64
 import datetime
 import io
 import logging
-import socket
 import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -348,53 +347,90 @@ class SharedMemoryWeightSender:
 class SGLangWeightReceiver:
     """slime's ``WeightReceiver`` for SGLang engines: made by the engine, used in the trainer's sender process.
 
-    It holds only addresses, so it pickles (Ray hands the trainer a fresh copy on every call). The sender is chosen
-    where it runs, as NCCL picks its transport: shared memory when the engines run on CPU on this very host
-    (``shared_memory_host``), else a broadcast group. The sender is kept for the process's later updates to the
-    same engines, and replaced when they change (a restarted engine has a new address).
+    It holds only addresses, so it pickles (Ray hands the trainer a fresh copy on every call). The transport is
+    chosen per engine where the sender runs, by Ray node id: shared memory for CPU engines on the sender's node
+    (``shared_memory``), a broadcast group (gloo on CPU, nccl on GPU) for the others. Each sender is kept for the
+    process's later updates to the same engines, and replaced when they change (a restarted engine has a new
+    address).
     """
 
     def __init__(
         self,
         engine_urls: list[str],
         tp_sizes: list[int],
+        engine_nodes: list[str | None],
         backend: str,
         buffer_size: int,
-        shared_memory_host: str | None = None,
+        shared_memory: bool = False,
     ) -> None:
         self.engine_urls = list(engine_urls)
         self.tp_sizes = list(tp_sizes)
+        self.engine_nodes = list(engine_nodes)  # the Ray node of each engine; None when unknown (external engines)
         self.backend = backend
         self.buffer_size = buffer_size
-        self.shared_memory_host = shared_memory_host
+        self.shared_memory = shared_memory
+
+    def transports(self) -> dict[str, list[int]]:
+        """The engines (by index) each transport serves, as seen from this process's node."""
+        node = _this_node()
+        local = [
+            i for i, engine_node in enumerate(self.engine_nodes) if self.shared_memory and node and engine_node == node
+        ]
+        others = [i for i in range(len(self.engine_urls)) if i not in local]
+        return {kind: engines for kind, engines in (("shared_memory", local), ("broadcast", others)) if engines}
 
     def update_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]], weight_version: str) -> None:
-        global _sender
-        if _sender is None or _sender.engine_urls != self.engine_urls:
-            if _sender is not None:  # the engines changed (a restarted one has a new address): start over
-                _sender.close()
-            _sender = self._new_sender()
-        _sender.update(named_tensors, weight_version, self.buffer_size)
+        transports = self.transports()
+        if len(transports) > 1:  # both transports read the tensors
+            named_tensors = list(named_tensors)
+        for kind in [kind for kind in _senders if kind not in transports]:
+            _senders.pop(kind).close()
+        for kind, engines in transports.items():
+            urls = [self.engine_urls[i] for i in engines]
+            sender = _senders.get(kind)
+            if sender is None or sender.engine_urls != urls:
+                if sender is not None:  # the engines changed (a restarted one has a new address): start over
+                    sender.close()
+                sender = _senders[kind] = self._new_sender(kind, engines)
+            sender.update(named_tensors, weight_version, self.buffer_size)
 
     def close(self) -> None:
         """The trainer's process is about to end (``TrainActor.close``): release the shared-memory buffer now, as its
         exit handlers may not run (``slime.loop.end_actors`` kills what is left once the exit call returns). A
         broadcast group ends with the process."""
-        global _sender
-        if isinstance(_sender, SharedMemoryWeightSender):
-            _sender.release_at_exit()
-            _sender = None
+        sender = _senders.pop("shared_memory", None)
+        if sender is not None:
+            sender.release_at_exit()
 
-    def _new_sender(self) -> SharedMemoryWeightSender | DistributedWeightSender:
-        if self.shared_memory_host == socket.gethostname():
-            logger.info("weight updates go to the engines through shared memory (same host)")
-            return SharedMemoryWeightSender(self.engine_urls, self.tp_sizes)
-        logger.info("weight updates go to the engines over a %s broadcast group", self.backend)
-        sender = DistributedWeightSender(self.engine_urls, self.tp_sizes, backend=self.backend)
+    def _new_sender(self, kind: str, engines: list[int]) -> SharedMemoryWeightSender | DistributedWeightSender:
+        urls = [self.engine_urls[i] for i in engines]
+        tp_sizes = [self.tp_sizes[i] for i in engines]
+        if kind == "shared_memory":
+            logger.info("weight updates go to %d engines on this node through shared memory", len(urls))
+            return SharedMemoryWeightSender(urls, tp_sizes)
+        # The engines join the group at this process's address: loopback unless one runs on another node.
+        node = _this_node()
+        elsewhere = any(self.engine_nodes[i] is None or self.engine_nodes[i] != node for i in engines)
+        address = _node_ip() if elsewhere and node else "127.0.0.1"
+        logger.info("weight updates go to %d engines over a %s broadcast group at %s", len(urls), self.backend, address)
+        sender = DistributedWeightSender(urls, tp_sizes, address, backend=self.backend)
         sender.connect()
         return sender
 
 
-# This process's sender: a broadcast group can be joined once (engines leave the old one before a new one is made),
-# and the shared-memory buffer is kept from one update to the next.
-_sender: SharedMemoryWeightSender | DistributedWeightSender | None = None
+def _this_node() -> str | None:
+    """This process's Ray node id; None outside Ray."""
+    import ray
+
+    return ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
+
+
+def _node_ip() -> str:
+    import ray
+
+    return ray.util.get_node_ip_address()
+
+
+# This process's senders, by transport: a broadcast group can be joined once (engines leave the old one before a new
+# one is made), and the shared-memory buffer is kept from one update to the next.
+_senders: dict[str, SharedMemoryWeightSender | DistributedWeightSender] = {}

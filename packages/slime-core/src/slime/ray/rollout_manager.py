@@ -17,7 +17,8 @@ from slime.backends import WeightReceiver
 from slime.errors import SlimeError
 from slime.metrics import eval_report, rollout_report
 from slime.plugins import resolve
-from slime.ray.threads import engine_threads_without_placement, use_cpu_threads
+from slime.ray.engine_placement import EnginePlacer
+from slime.ray.placement import Placement
 from slime.rollout.custom_logging import custom_eval_log, custom_rollout_log
 from slime.rollout.dumps import load_rollout_dump, save_rollout_dump
 from slime.rollout.signatures import call_rollout_function, eval_output, train_output
@@ -57,14 +58,13 @@ class NoEngine:
 
 
 class RolloutManager:
-    def __init__(self, args: argparse.Namespace, train: bool = True, engine_threads: int | None = None) -> None:
+    def __init__(self, args: argparse.Namespace, placement: Placement | None = None, train: bool = True) -> None:
         self.args = args
-        # Engines run as subprocesses of this actor (or inside it), on its node (multi-node engine placement is not
-        # built yet): it takes each engine's threads (``slime.ray.threads``), and the servers it starts inherit them.
-        use_cpu_threads(engine_threads or engine_threads_without_placement(args))
         self.engine = None
         if not args.debug_train_only:
-            self.engine = resolve("rollout_backends", args.rollout_backend)(args)
+            # The backend starts its engines as actors in their own bundles (``EnginePlacer``); its router, if any,
+            # runs here.
+            self.engine = resolve("rollout_backends", args.rollout_backend)(args, EnginePlacer(args, placement))
             self.engine.start()
         # An eval-only run has no training prompts.
         self.data_source = resolve("data_sources", args.data_source_path)(args) if train else None

@@ -45,14 +45,9 @@ def train_rank_threads(args: argparse.Namespace, placement: Placement) -> list[i
     return threads_per_process(placement.nodes, holdings, phases_alternate(args, placement.use_gpu))
 
 
-def engine_threads(args: argparse.Namespace, placement: Placement) -> int:
-    """The threads of each rollout engine (``--rollout-num-gpus-per-engine`` bundles each); 1 without engines."""
-    size = args.rollout_num_gpus_per_engine
-    bundles = placement.rollout_bundles
-    holdings = [bundles[start : start + size] for start in range(0, len(bundles), size)]
-    if not holdings:
-        return 1
-    return min(threads_per_process(placement.nodes, holdings, phases_alternate(args, placement.use_gpu)))
+def engine_threads(args: argparse.Namespace, placement: Placement, holdings: list[list[int]]) -> list[int]:
+    """The threads of each rollout engine, given the bundles each one holds."""
+    return threads_per_process(placement.nodes, holdings, phases_alternate(args, placement.use_gpu))
 
 
 def engine_threads_without_placement(args: argparse.Namespace) -> int:
