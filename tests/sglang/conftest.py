@@ -57,7 +57,7 @@ def engine_args(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory):
             "--rollout-health-check-timeout",
             "20",
             "--sglang-server-start-timeout",
-            "400",
+            "900",  # a server start took over 7 min on a 2-core machine at load 20-30
             "--sglang-request-retry-timeout",
             "300",
             "--update-weight-buffer-size",

@@ -3,7 +3,8 @@ own: a Cluster cannot share the test session's Ray runtime). Node A (the driver'
 by a custom resource) has no GPU; node B declares two GPUs and node C one, none of them real. Read from the server
 processes themselves (/proc): each SGLang server runs on its bundle's node (the raylet in its environment) with the
 GPU id Ray gave its engine actor, and no (node, GPU) serves two engines; the router runs on the manager's node. A
-weight update from node A reaches every engine over gloo, and each engine then generates HF's greedy tokens."""
+weight update from node A reaches every engine over gloo, and each engine then generates HF's greedy tokens; a
+restarted engine comes back on its bundle's node and GPU."""
 
 import os
 import subprocess
@@ -18,7 +19,7 @@ from slime.config.arguments import parse_args
 from slime.ray.placement import create_placement
 from slime.ray.rollout_manager import RolloutManager
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]  # three server starts and a restart: 9 min at load 20-30
 
 sys.path.insert(0, str(Path(__file__).parent))
 from engine_checks import PARAMS, PROMPTS, hf_named_tensors, perturbed  # noqa: E402
@@ -116,6 +117,16 @@ def three_nodes(model: str, output_dir: str) -> None:
                 assert reply.json()["output_ids"] == tokens, url
                 assert reply.json()["meta_info"]["weight_version"] == "1"
         sender.close()
+
+        # A restarted engine (what --use-fault-tolerance does to a dead one) comes back in its own bundle.
+        _, old_pid, old_actor, bundles = engines[2]
+        old_facts = actor_facts(old_actor)
+        ray.get(manager.__ray_call__.remote(lambda self: self.engine.restart_engine(2)))
+        _, new_pid, new_actor, new_bundles = engines_of(manager)[0][2]
+        gpu_ids, node, actor_pid = actor_facts(new_actor)
+        assert new_bundles == bundles and (gpu_ids, node) == old_facts[:2] and actor_pid != old_facts[2]
+        assert int(environ(new_pid)["RAY_RAYLET_PID"]) == raylets[node] and new_pid != old_pid
+        assert environ(new_pid)["CUDA_VISIBLE_DEVICES"] == ",".join(gpu_ids)
         print("engines placed")
     finally:
         try:
