@@ -8,7 +8,7 @@ from slime.cli import main
 from slime.metrics import finish_metrics, init_metrics, log_eval, log_perf, log_rollout, log_train_step
 from slime.plugins import registry
 
-PLOTS = ["reward", "eval", "pass_at_k", "response_length", "kl", "loss", "timings"]
+PLOTS = ["reward", "eval", "pass_at_k", "response_length", "multi_turn", "kl", "loss", "timings"]
 
 
 def write_run(args):
@@ -22,7 +22,7 @@ def write_run(args):
 
 
 def test_report_writes_plots_and_a_page(make_args, tmp_path, capsys):
-    write_run(make_args("--log-passrate"))
+    write_run(make_args("--log-passrate", "--log-multi-turn"))
     assert "report" in registry("commands").names()
 
     assert main(["report", str(tmp_path)]) == 0

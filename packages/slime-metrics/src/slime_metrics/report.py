@@ -48,6 +48,7 @@ PLOTS: list[tuple[str, str, Callable[[str], bool]]] = [
     ("eval.png", "Eval scores", _is_eval_score),
     ("pass_at_k.png", "pass@k", lambda k: k.startswith("passrate/pass@") or bool(re.fullmatch(r"eval/.+-pass@\d+", k))),
     ("response_length.png", "Response length (trained tokens)", lambda k: k.startswith("rollout/response_len/")),
+    ("multi_turn.png", "Rounds per sample", lambda k: k.startswith("multi_turn/multi_turn_metric/round_number")),
     ("kl.png", "KL", lambda k: k.split("/")[0] in ("train", "rollout") and "kl" in k.split("/")[-1]),
     ("loss.png", "Training loss", lambda k: k in ("train/loss", "train/pg_loss", "train/entropy_loss")),
     ("timings.png", "Timings (s)", lambda k: k.startswith("perf/") and k.endswith("_time")),
