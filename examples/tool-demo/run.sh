@@ -20,7 +20,7 @@ SFT_SIZE=()
 GRPO_SIZE=()
 if [[ "$SMOKE" == "1" ]]; then
   SFT_SIZE=(--num-rollout 1 --rollout-batch-size 16 --global-batch-size 16)
-  GRPO_SIZE=(--num-rollout 2 --rollout-batch-size 4 --n-samples-per-prompt 4 --global-batch-size 16 --eval-interval 1)
+  GRPO_SIZE=(--num-rollout 2 --rollout-batch-size 4 --n-samples-per-prompt 4 --global-batch-size 16 --micro-batch-size 16 --eval-interval 1)
 fi
 
 rm -rf "$OUT"
