@@ -63,6 +63,23 @@ def test_dynamic_sampling_keeps_exactly_the_batch_and_counts_drops(tiny_model, a
     assert dropped >= 2  # groups 1 and 2 finish before group 3 can be accepted
 
 
+def test_a_filter_falling_back_keeps_rejected_groups_rather_than_sample_again(tiny_model, arithmetic_data):
+    # slime's check_reward_nonzero_std_with_fallback, by slime's path: every group has one reward (all dropped by the
+    # plain filter), but with 3 groups over-sampled for a batch of 2, dropping the second rejected one would leave
+    # too few to fill the batch, so it and the third are kept and no second round is sampled.
+    args = make_args(
+        tiny_model, arithmetic_data,
+        "--custom-rm-path", f"{__name__}.always_one", "--over-sampling-batch-size", "3",
+        "--dynamic-sampling-filter-path",
+        "slime.rollout.filter_hub.dynamic_sampling_filters.check_reward_nonzero_std_with_fallback",
+    )  # fmt: skip
+    data_source = RolloutDataSource(args)
+    output = generate_rollout(args, 0, data_source, HFEngine.from_model(tiny_model, seed=1))
+    assert len(output.groups) == 2
+    assert output.metrics == {"rollout/dynamic_filter/drop_zero_std_1": 1.0}
+    assert data_source.sample_offset == 3  # one round of 3 prompts, not two
+
+
 class RecordingEngine(HFEngine):
     """HFEngine (one request at a time) that records what slime asks of it: each request's sample index and the
     tokens it starts from, each returned sample's status, and the aborts. With ``abort_after_tokens`` an abort lets

@@ -65,13 +65,15 @@ async def generate_rollout_async(
                         sample.rollout_id = rollout_id
                     in_flight.add(asyncio.create_task(generate_group(args, group, sampling_params, engine)))
             done, in_flight = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
+            for position, task in enumerate(done):
                 group = task.result()
                 if _group_aborted(group):
                     raise RuntimeError(f"rollout {rollout_id}: the engine aborted a group before the rollout ended")
                 finished.append(group)
                 verdict = _filter(args, sample_filter, group)
-                if verdict.keep:
+                # Groups that could still fill the batch: accepted, in flight, and this one with the rest of `done`.
+                candidates = len(accepted) + len(in_flight) + len(done) - position
+                if verdict.keep or (verdict.keep_when_insufficient and candidates <= target):
                     accepted.append(group)
                     progress.update(len(group))
                 else:

@@ -1,6 +1,7 @@
 """Dynamic-sampling filters: decide whether a finished group is kept for training (DAPO-style dynamic sampling)."""
 
 import argparse
+import dataclasses
 import statistics
 from dataclasses import dataclass
 
@@ -11,6 +12,9 @@ from slime.types import Sample
 class FilterOutput:
     keep: bool
     reason: str = "filtered"  # why a group was dropped; counted as rollout/dynamic_filter/drop_<reason>
+    # Keep a rejected group anyway when dropping it would leave too few groups (accepted and in flight) to fill the
+    # batch: one more sampling round costs more than a group with little signal (slime's field).
+    keep_when_insufficient: bool = False
 
 
 def check_reward_nonzero_std(args: argparse.Namespace, group: list[Sample]) -> FilterOutput:
@@ -19,6 +23,11 @@ def check_reward_nonzero_std(args: argparse.Namespace, group: list[Sample]) -> F
     if len(rewards) > 1 and statistics.pstdev(rewards) > 1e-6:
         return FilterOutput(keep=True)
     return FilterOutput(keep=False, reason=f"zero_std_{rewards[0]:g}")
+
+
+def check_reward_nonzero_std_with_fallback(args: argparse.Namespace, group: list[Sample]) -> FilterOutput:
+    """``check_reward_nonzero_std``, but a rejected group is kept when dropping it would need another round."""
+    return dataclasses.replace(check_reward_nonzero_std(args, group), keep_when_insufficient=True)
 
 
 def as_filter_output(result: FilterOutput | bool, filter_name: str) -> FilterOutput:

@@ -2,7 +2,7 @@
 
 from slime.hookspecs import hookimpl
 from slime.rollout.default import generate_rollout
-from slime.rollout.filters import check_reward_nonzero_std
+from slime.rollout.filters import check_reward_nonzero_std, check_reward_nonzero_std_with_fallback
 from slime.rollout.generate import default_generate
 from slime.rollout.multi_turn import multi_turn_tools_generate
 from slime.rollout.sft import sft_rollout
@@ -23,3 +23,4 @@ def slime_register_generate_functions(register) -> None:
 @hookimpl
 def slime_register_sample_filters(register) -> None:
     register("check_reward_nonzero_std", check_reward_nonzero_std)
+    register("check_reward_nonzero_std_with_fallback", check_reward_nonzero_std_with_fallback)
