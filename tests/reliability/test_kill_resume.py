@@ -98,6 +98,36 @@ def test_driver_killed_at_ten_random_points_resumes_without_losing_a_prompt(
     assert every_checkpoint, checkpoints
 
 
+def test_sigterm_stops_the_run_with_ray_and_the_resume_loses_no_prompt(tiny, tmp_path, chains, scoreboard):
+    """SIGTERM to the driver alone (as `kill`, a scheduler or `docker stop` sends it), on a run that started its own
+    Ray runtime: the run stops as Ctrl-C stops it (exit 143, one line), and nothing it started is left, Ray's own
+    processes included (before, Ray's dashboard and runtime-env agents outlived a SIGTERM). The resume goes on."""
+    model, data = tiny
+    num_rollout = 4
+    argv = [
+        *common_argv(model, data),
+        "--train-backend", "slime_testkit.hf_trainer.HFTrainer",
+        "--rollout-backend", "slime_testkit.hf_engine.HFEngine",
+    ]  # fmt: skip
+    chain = Chain(tmp_path, argv, num_rollout, BATCH)
+    chains.append(chain)
+    env = {key: value for key, value in slime_env().items() if key != "RAY_ADDRESS"}  # a Ray runtime of its own
+    segment = chain.start(env=env)
+    segment.wait_for(lambda: len(segment.rollouts_logged()) >= 1, 300, "rollout 0")
+    tree = segment.tree()
+    assert any("raylet" in command_line(pid) for pid in tree), "the run did not start its own Ray runtime"
+    row = scoreboard.fault("driver SIGTERM (HF backends, own Ray runtime)")
+    segment.process.send_signal(signal.SIGTERM)
+    assert segment.wait_end(120) == 143, segment.log()[-3000:]
+    assert segment.log().strip().splitlines()[-1] == "slime train: stopped by SIGTERM"
+    segment.assert_gone(tree)
+    final = chain.start(env=env)
+    assert final.wait_end(600) == 0, final.log()[-3000:]
+    expected = uninterrupted_prompts([*argv, "--num-rollout", str(num_rollout)], num_rollout, BATCH)
+    settle(chain, expected, [(row, [0, 1])])
+    assert chain.trained_prompts() == expected
+
+
 def lost_by_segment(chain: Chain, expected: list[str]) -> list[int]:
     """For each segment, the prompts lost or trained twice among those it owns (chain.py's accounting)."""
     trained = chain.trained_prompts()

@@ -10,6 +10,7 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import sys
 from collections.abc import Callable, Iterator
 
@@ -87,6 +88,7 @@ def _ray(args: argparse.Namespace) -> Iterator[None]:
         # address="local": a runtime of this run's own; a cluster already running here is used only when RAY_ADDRESS
         # names it (as `ray job submit` does), never picked by guessing.
         ray.init(address="local", num_cpus=max(os.cpu_count() or 1, bundles + 1), include_dashboard=False)
+    signal.signal(signal.SIGTERM, _raise_terminated)  # again: Ray's core worker replaced it (it logs and aborts)
     interrupted = False
     try:
         yield
@@ -174,6 +176,16 @@ def _command(name: str) -> Callable[[list[str]], int]:
     return commands[name].obj
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, a scheduler's preemption, ``docker stop``): stop as Ctrl-C does, so that ``ray.shutdown``
+    runs and ends the actors, the engines and Ray's own processes. Without it Python dies at once and Ray's agents
+    outlive the run."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] in ("-h", "--help"):
@@ -185,8 +197,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     command, rest = argv[0], argv[1:]
     _set_environment()
+    signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         return _command(command)(rest)
+    except Terminated:
+        print(f"slime {command}: stopped by SIGTERM", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         return 130
     except Exception as exc:
