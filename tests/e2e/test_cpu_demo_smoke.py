@@ -11,7 +11,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from demo_runs import check_quiet_end, read_metrics
+
+sys.path.insert(0, str(Path(__file__).parent))  # demo_runs.py (pytest runs with importlib mode)
+from demo_runs import check_quiet_end, read_metrics  # noqa: E402
 
 ROOT = Path(__file__).parents[2]
 

@@ -5,10 +5,13 @@ CPU, SGLang CPU). It does not check learning: that takes the full-size run (exam
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-from demo_runs import check_quiet_end, read_metrics
+
+sys.path.insert(0, str(Path(__file__).parent))  # demo_runs.py (pytest runs with importlib mode)
+from demo_runs import check_quiet_end, read_metrics  # noqa: E402
 
 ROOT = Path(__file__).parents[2]
 
