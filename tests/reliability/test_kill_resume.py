@@ -56,6 +56,15 @@ def common_argv(model: Path, data: Path) -> list[str]:
     ]  # fmt: skip
 
 
+def hf_backends_argv(model: Path, data: Path) -> list[str]:
+    """The fault chains' flags with the HF test backends (no engine or Megatron start: a rollout takes ~0.05 s)."""
+    return [
+        *common_argv(model, data),
+        "--train-backend", "slime_testkit.hf_trainer.HFTrainer",
+        "--rollout-backend", "slime_testkit.hf_engine.HFEngine",
+    ]  # fmt: skip
+
+
 def test_driver_killed_at_ten_random_points_resumes_without_losing_a_prompt(
     ray_runtime, tiny, tmp_path, chains, scoreboard
 ):
@@ -65,11 +74,7 @@ def test_driver_killed_at_ten_random_points_resumes_without_losing_a_prompt(
     pointer) and weight sync alike."""
     model, data = tiny
     num_rollout = 60  # room for ten kills on a fast machine (~3 rollouts per segment seen); the last trains the rest
-    argv = [
-        *common_argv(model, data),
-        "--train-backend", "slime_testkit.hf_trainer.HFTrainer",
-        "--rollout-backend", "slime_testkit.hf_engine.HFEngine",
-    ]  # fmt: skip
+    argv = hf_backends_argv(model, data)
     chain = Chain(tmp_path, argv, num_rollout, BATCH)
     chains.append(chain)
     # Drivers join the test's Ray runtime (RAY_ADDRESS, as on a cluster): a local Ray start per driver would cost
@@ -104,11 +109,7 @@ def test_sigterm_stops_the_run_with_ray_and_the_resume_loses_no_prompt(tiny, tmp
     processes included (before, Ray's dashboard and runtime-env agents outlived a SIGTERM). The resume goes on."""
     model, data = tiny
     num_rollout = 4
-    argv = [
-        *common_argv(model, data),
-        "--train-backend", "slime_testkit.hf_trainer.HFTrainer",
-        "--rollout-backend", "slime_testkit.hf_engine.HFEngine",
-    ]  # fmt: skip
+    argv = hf_backends_argv(model, data)
     chain = Chain(tmp_path, argv, num_rollout, BATCH)
     chains.append(chain)
     env = {key: value for key, value in slime_env().items() if key != "RAY_ADDRESS"}  # a Ray runtime of its own
