@@ -59,6 +59,7 @@ def test_cpu_defaults_give_way_to_the_users_flags(tmp_path: Path) -> None:
     assert "--sleep-on-idle" in command  # an idle CPU scheduler would otherwise spin on a core the trainer needs
     tp2 = server_env(ServerConfig(model_path="m", port=1, log_path=tmp_path / "l", cpu=True, tp_size=2), base={})
     assert tp2["SGLANG_CPU_OMP_THREADS_BIND"].count("|") == 1
+    assert not Path(tp2["SGLANG_NCCL_SO_PATH"]).exists()  # NCCL off: TP ranks on CPU use gloo
 
 
 EMPTY_CACHE = """

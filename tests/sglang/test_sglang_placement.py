@@ -82,6 +82,7 @@ def three_nodes(model: str, output_dir: str) -> None:
     placement = create_placement(args)
     manager = ray.remote(num_cpus=0, resources={"node_a": 0.01})(RolloutManager).remote(args, placement, train=False)
     try:
+        ray.get(manager.start.remote())
         engines, router_pid = engines_of(manager)
         served = set()
         for url, pid, actor, bundles in engines:

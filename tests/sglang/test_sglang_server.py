@@ -1,5 +1,6 @@
 """A server that cannot start fails with one clear error naming its log, and leaves no process behind."""
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -10,17 +11,32 @@ from slime_sglang.server import ServerConfig, SGLangServer
 
 
 @pytest.mark.slow
-def test_start_failure_reports_the_log_and_leaves_no_process(tmp_path: Path) -> None:
-    log = tmp_path / "engine.log"
-    server = SGLangServer(
-        ServerConfig(model_path=str(tmp_path / "no-such-model"), port=free_port(), log_path=log, cpu=True)
-    )
-    with pytest.raises(ServerStartError) as failure:
-        server.launch(timeout=300)
-    first_line = str(failure.value).splitlines()[0]
-    assert "exited with code" in first_line and str(log) in first_line
-    assert "no-such-model" in str(failure.value)  # the log's last lines say what went wrong
-    assert not [p for p in server.process.known_pids if pid_alive(p)]
+def test_an_engine_that_cannot_start_reaches_the_driver_as_its_error_and_leaves_no_process(ray_runtime, tmp_path):
+    """Through the rollout manager actor, as `slime train` starts engines: the driver gets the engine's own error
+    (the CLI prints it as one line) and not only the actor's death, and no process of the server is left."""
+    import ray
+
+    from slime.cli import user_error
+    from slime.config.arguments import parse_args
+    from slime.ray.rollout_manager import RolloutManager
+
+    model = tmp_path / "no-such-model"
+    args = parse_args(["--hf-checkpoint", str(model), "--sglang-device", "cpu", "--output-dir", str(tmp_path)])
+    manager = ray.remote(num_cpus=0)(RolloutManager).remote(args, train=False)
+    try:
+        with pytest.raises(ray.exceptions.RayTaskError) as failure:
+            ray.get(manager.start.remote())
+        error = user_error(failure.value)
+        assert isinstance(error, ServerStartError), failure.value
+        first_line = str(error).splitlines()[0]
+        log = tmp_path / "sglang" / "engine_0.log"
+        assert "exited with code" in first_line and str(log) in first_line
+        assert "no-such-model" in str(error)  # the log's last lines say what went wrong
+    finally:
+        ray.get(manager.shutdown.remote())
+        ray.kill(manager)
+    left = subprocess.run(["pgrep", "-f", str(model)], capture_output=True, text=True).stdout.split()
+    assert not left, left
 
 
 @pytest.mark.slow

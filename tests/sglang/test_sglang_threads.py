@@ -31,6 +31,7 @@ def test_servers_get_the_engine_threads_and_args_name_the_router(ray_runtime, ti
     # No placement (as ``slime eval``): the one engine takes this node's cores.
     manager = ray.remote(num_cpus=0)(RolloutManager).remote(args, train=False)
     try:
+        ray.get(manager.start.remote())
         pids, router, router_in_args = ray.get(
             manager.__ray_call__.remote(
                 lambda self: (

@@ -51,6 +51,7 @@ def test_rollout_and_eval_metrics_come_from_the_rollout_manager(ray_runtime, hoo
         ]
     )  # fmt: skip
     manager = RolloutManager(args)
+    manager.start()
     try:
         rollout = manager.generate(0)
         evaluation = manager.eval(0)

@@ -23,10 +23,12 @@ def train(args: argparse.Namespace) -> None:
     init_metrics(args)  # before actors get args: it settles the W&B run they join
     placement = create_placement(args)
     rollout_manager = ray.remote(num_cpus=0)(RolloutManager).remote(args, placement)
+    engines_started = rollout_manager.start.remote()  # the engines start while the trainer builds its model
     trainer = None
     if not args.debug_rollout_only:
         trainer = TrainGroup(args, resolve("train_backends", args.train_backend), placement)
     try:
+        ray.get(engines_started)
         run_rollouts(args, rollout_manager, trainer)
     finally:
         release(rollout_manager, trainer.actors if trainer is not None else [], placement)
@@ -196,6 +198,7 @@ def eval_only(args: argparse.Namespace) -> None:
     init_metrics(args)
     rollout_manager = ray.remote(num_cpus=0)(RolloutManager).remote(args, train=False)
     try:
+        ray.get(rollout_manager.start.remote())
         evaluate(args, rollout_manager, args.start_rollout_id or 0)
     finally:
         try:

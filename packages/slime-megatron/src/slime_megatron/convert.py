@@ -40,10 +40,10 @@ def _single_process_model(hf_dir: str | Path):
 
 def hf_to_megatron(hf_dir: str | Path, out_dir: str | Path) -> Path:
     """Write the HF model at ``hf_dir`` as a megatron release checkpoint (``--load`` / ``--ref-load`` start at 0)."""
+    hf, model = _single_process_model(hf_dir)  # first: it enables the CPU mode before megatron's model modules load
     from slime_megatron.checkpoint import save_model_checkpoint
     from slime_megatron.hf_mapping import load_hf_weights
 
-    hf, model = _single_process_model(hf_dir)
     load_hf_weights(model, hf, hf_dir)
     return save_model_checkpoint(out_dir, model)
 
@@ -53,11 +53,11 @@ def megatron_to_hf(megatron_dir: str | Path, hf_dir: str | Path, out_dir: str | 
 
     ``hf_dir`` is the HF model it was trained from: its config, tokenizer and other files are copied.
     """
+    hf, model = _single_process_model(hf_dir)  # first: it enables the CPU mode before megatron's model modules load
     from slime.weights.disk import write_hf_checkpoint
     from slime_megatron.checkpoint import load_model_weights
     from slime_megatron.hf_mapping import gather_hf_state_dict
 
-    hf, model = _single_process_model(hf_dir)
     load_model_weights(megatron_dir, model)
     return write_hf_checkpoint(gather_hf_state_dict(model, hf), hf_dir, out_dir)
 

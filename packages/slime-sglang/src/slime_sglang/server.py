@@ -89,6 +89,10 @@ def server_env(config: ServerConfig, base: dict[str, str] | None = None) -> dict
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(SGL_KERNEL_STANDIN_DIR), env.get("PYTHONPATH")) if p)
         if config.tp_size > 1 and "SGLANG_CPU_OMP_THREADS_BIND" not in env:
             env["SGLANG_CPU_OMP_THREADS_BIND"] = cpu_thread_binding(config.tp_size)
+        if config.tp_size > 1:
+            # TP ranks on CPU talk over gloo. With the venv's libnccl found, SGLang builds a NCCL communicator for
+            # them and refuses the cpu device (pynccl.py:116); a library path that does not load turns NCCL off.
+            env["SGLANG_NCCL_SO_PATH"] = str(SGL_KERNEL_STANDIN_DIR / "no-nccl-on-cpu.so")
     return env
 
 

@@ -65,12 +65,17 @@ class RolloutManager:
             # The backend starts its engines as actors in their own bundles (``EnginePlacer``); its router, if any,
             # runs here.
             self.engine = resolve("rollout_backends", args.rollout_backend)(args, EnginePlacer(args, placement))
-            self.engine.start()
         # An eval-only run has no training prompts.
         self.data_source = resolve("data_sources", args.data_source_path)(args) if train else None
         self.positions: dict[int, dict[str, Any]] = {}
         self.rollout_function = resolve("rollout_functions", args.rollout_function_path)
         self.eval_function = resolve("rollout_functions", args.eval_function_path, "--eval-function-path")
+
+    def start(self) -> None:
+        """Start the engines. Not in ``__init__``: Ray reports an exception raised there only as the actor's death,
+        without the exception, so an engine that cannot start would reach the driver as a traceback of Ray's."""
+        if self.engine is not None:
+            self.engine.start()
 
     def num_prompts(self) -> int:
         return len(self.data_source)
