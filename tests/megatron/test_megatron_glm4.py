@@ -4,7 +4,7 @@ checked against config.json."""
 
 import pytest
 import torch
-from launch_scripts import MODELS
+from launch_scripts import MODELS, argv
 from megatron_helpers import make_args, make_batch, make_trainer, megatron_model, train_rollouts
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
@@ -98,3 +98,15 @@ def test_glm4_flags_are_checked_against_config_json(tiny_glm4_model, tiny_models
     args = parse_args(["--hf-checkpoint", str(tiny_glm4_model)])  # filled in from config.json
     assert args.post_self_attn_layernorm and args.post_mlp_layernorm and args.rotary_interleaved
     assert (args.rotary_percent, args.add_qkv_bias, args.untie_embeddings_and_output_weights) == (0.5, True, True)
+
+
+def test_run_glm4_9b_parses_with_context_parallelism_refused():
+    """slime's run-glm4-9B.sh: its GLM spec is this backend's local spec, whose attention has no context parallelism
+    (the script asks for 2), so that is one line at parse time; with CP 1 the rest parses unchanged."""
+    script = argv("run-glm4-9B.sh")
+    with pytest.raises(ConfigError, match=r"^--context-parallel-size 2: megatron-core's local attention"):
+        parse_args(script)
+    script[script.index("--context-parallel-size") + 1] = "1"
+    args = parse_args(script)
+    assert args.spec == ["slime_plugins.models.glm4", "get_glm_spec"] and args.rotary_interleaved
+    assert args.post_self_attn_layernorm and args.post_mlp_layernorm and args.rotary_percent == 0.5

@@ -28,6 +28,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_megatron_arguments(parser)
 
 
+# slime's layer specs that this backend answers with its own local spec (slime_plugins/ in slime-megatron).
+LOCAL_SPECS = (["slime_plugins.models.glm4", "get_glm_spec"],)
+
+
 def _fail(message: str) -> None:
     raise ConfigError(message)
 
@@ -80,12 +84,13 @@ def _check_model(args: argparse.Namespace) -> None:
     _check_experts(args)
     if args.multi_latent_attention:
         _fail("--multi-latent-attention: model type multi-latent attention is not supported yet")
-    if args.transformer_impl != "local" and args.spec is None:
+    local_spec = args.spec is None or args.spec in LOCAL_SPECS
+    if args.transformer_impl != "local" and local_spec:
         _fail(
             f"--transformer-impl {args.transformer_impl}: this backend builds megatron-core's local layer spec; "
             "TransformerEngine layers are not supported yet"
         )
-    if args.context_parallel_size > 1 and args.spec is None:
+    if args.context_parallel_size > 1 and local_spec:
         _fail(
             f"--context-parallel-size {args.context_parallel_size}: megatron-core's local attention "
             "(DotProductAttention) does not support context parallelism; it needs TransformerEngine's attention"
