@@ -41,3 +41,9 @@ def tiny_moe_model(tmp_path_factory) -> Path:
     randomised."""
     path = tmp_path_factory.mktemp("models") / "qwen3_moe"
     return megatron_helpers.build_random_model(path, "qwen3_moe", mlp_only_layers=())
+
+
+@pytest.fixture(scope="session")
+def tiny_glm4_model(tmp_path_factory) -> Path:
+    """A tiny GLM4 (untied, q/k/v biases, post-attention and post-MLP norms, half rotary), every tensor randomised."""
+    return megatron_helpers.build_random_model(tmp_path_factory.mktemp("models") / "glm4", "glm4")

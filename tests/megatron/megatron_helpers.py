@@ -15,7 +15,7 @@ from safetensors.torch import load_file, save_file
 
 from slime.config.arguments import parse_args
 from slime.types import RaggedArray, TrainBatch
-from slime_testkit.tiny_model import build_tiny_model, build_tiny_moe_model
+from slime_testkit.tiny_model import build_tiny_glm4_model, build_tiny_model, build_tiny_moe_model
 
 
 def free_port() -> int:
@@ -44,6 +44,8 @@ def build_random_model(out_dir: Path, arch: str, vocab_size: int | None = 600, *
     """
     if arch == "qwen3_moe":  # untied, as Qwen3-30B-A3B
         build_tiny_moe_model(out_dir, tie_word_embeddings=False, vocab_size=vocab_size, seed=0, **moe)
+    elif arch == "glm4":  # untied, as GLM-4-9B
+        build_tiny_glm4_model(out_dir, vocab_size=vocab_size, seed=0)
     else:
         build_tiny_model(out_dir, arch=arch, tie_word_embeddings=arch != "llama", vocab_size=vocab_size, seed=0)
     path = Path(out_dir) / "model.safetensors"

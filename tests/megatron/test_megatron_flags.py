@@ -17,7 +17,8 @@ from slime_megatron import megatron_flags
 from slime_megatron.device_features import GPU_ONLY, refuse_gpu_only_features
 from slime_megatron.hf_config import HFModelConfig
 
-DENSE = [name for name in SCRIPTS if name not in MOE_SCRIPTS]
+# run-glm4-9B.sh's --context-parallel-size 2 is refused (the local attention has none): test_megatron_glm4.py.
+DENSE = [name for name in SCRIPTS if name not in (*MOE_SCRIPTS, "run-glm4-9B.sh")]
 
 
 @pytest.mark.parametrize("script", DENSE)

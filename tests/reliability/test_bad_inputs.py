@@ -225,7 +225,8 @@ CASES = [
     Case("model: missing directory", flags("--hf-checkpoint", "/nonexistent/model"), "--hf-checkpoint /nonexistent/model: no such directory"),
     Case("model: directory without config.json", empty_dir, "--hf-checkpoint {dir}/model: no config.json"),
     Case("model: config.json cut short", bad_model_config, "{dir}/model/config.json: not valid JSON"),
-    Case("megatron: unsupported model type", megatron_model(model_type="mixtral"), "--hf-checkpoint {dir}/model: model type mixtral is not supported yet (supported: qwen2, qwen3, qwen3_moe, llama)"),
+    Case("megatron: unsupported model type", megatron_model(model_type="mixtral"), "--hf-checkpoint {dir}/model: model type mixtral is not supported yet (supported: qwen2, qwen3, qwen3_moe, llama, glm4)"),
+    Case("megatron: GLM4's norm flag on a model without it", megatron_model("--post-mlp-layernorm"), "--post-mlp-layernorm (True) disagrees with {dir}/model/config.json: model_type is qwen2"),
     Case("megatron: expert parallelism not dividing the experts", megatron_model("--expert-model-parallel-size", "3", "--actor-num-gpus-per-node", "3", **MOE), "--expert-model-parallel-size 3 does not divide the model's 4 experts"),
     Case("model: tokenizer without a chat template", lambda d, i: ["--hf-checkpoint", str(i.model_without_template), "--apply-chat-template"], "--apply-chat-template: the tokenizer in '{no_template}' (from --hf-checkpoint) has no chat template"),
     # plugins

@@ -1,4 +1,4 @@
-"""A tiny randomly initialised causal LM (Qwen2, Qwen3, Qwen3-MoE or Llama layout) saved as an HF model directory.
+"""A tiny randomly initialised causal LM (Qwen2, Qwen3, Qwen3-MoE, Llama or GLM4 layout) saved as an HF model directory.
 
 slime_testkit holds builders like this one because nothing can be downloaded in tests or CI: every model a test, a
 backend's CPU mode or the CPU demo needs is built on the spot, from an HF config and a tokenizer trained locally
@@ -11,13 +11,14 @@ Usage::
     from slime_testkit.tiny_model import build_tiny_model
     path = build_tiny_model(tmp_path / "model")  # then AutoModelForCausalLM.from_pretrained(path)
     moe = build_tiny_moe_model(tmp_path / "moe")  # Qwen3-MoE: 4 experts, top-2, one dense layer among three
+    glm4 = build_tiny_glm4_model(tmp_path / "glm4")  # GLM4: GLM-4-9B's layout (sandwich norms, half rotary)
 """
 
 from pathlib import Path
 
 from slime_testkit.tokenizer import CHATML_TEMPLATE, ENDOFTEXT, IM_END, build_tokenizer
 
-ARCHS = ("qwen2", "qwen3", "qwen3_moe", "llama")
+ARCHS = ("qwen2", "qwen3", "qwen3_moe", "llama", "glm4")
 
 
 def build_tiny_model(
@@ -61,8 +62,8 @@ def build_tiny_model(
         raise ValueError(f"vocab_size {vocab_size} is smaller than the tokenizer ({tokenizer_size} tokens)")
     endoftext, im_end = tokenizer.token_to_id(ENDOFTEXT), tokenizer.token_to_id(IM_END)
 
-    # Qwen3's config defaults head_dim to 128 instead of deriving it from hidden_size / num_heads.
-    extra = {"head_dim": hidden_size // num_heads} if arch in ("qwen3", "qwen3_moe") else {}
+    # Qwen3's and GLM4's configs default head_dim to 128 instead of deriving it from hidden_size / num_heads.
+    extra = {"head_dim": hidden_size // num_heads} if arch in ("qwen3", "qwen3_moe", "glm4") else {}
     extra.update(config_extra or {})
     config = AutoConfig.for_model(
         arch,
@@ -114,3 +115,13 @@ def build_tiny_moe_model(
         "norm_topk_prob": norm_topk_prob,
     }
     return build_tiny_model(out_dir, arch="qwen3_moe", num_layers=num_layers, config_extra=moe, **kwargs)
+
+
+def build_tiny_glm4_model(out_dir: str | Path, *, tie_word_embeddings: bool = False, **kwargs) -> Path:
+    """A tiny GLM4 (`build_tiny_model` with arch glm4) in GLM-4-9B's layout: untied output layer, q/k/v biases, RMSNorms
+    after attention and after the MLP, interleaved rotary embedding over half of each head (partial_rotary_factor
+    0.5), norm epsilon 1e-5. On disk the MLP's input projection is one fused `mlp.gate_up_proj.weight`, as GLM's
+    checkpoints have it. The tokenizer and chat template are the other tiny models' (ChatML), not GLM's."""
+    glm4 = {"partial_rotary_factor": 0.5, "attention_bias": True, "rms_norm_eps": 1e-5}
+    glm4.update(kwargs.pop("config_extra", None) or {})
+    return build_tiny_model(out_dir, arch="glm4", tie_word_embeddings=tie_word_embeddings, config_extra=glm4, **kwargs)

@@ -21,10 +21,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="slime's all-gather context-parallel layout for DSA attention models (not supported yet with CP > 1)",
     )
-    # Flags of slime's Megatron-LM patch (GLM4's extra norms), read by the layer spec that builds them (--spec).
+    # Flags of slime's Megatron-LM patch (GLM4's extra norms): the local layer spec builds them (post_norms.py);
+    # checked against and filled from config.json like the shape flags (model_shape.py).
     group.add_argument("--post-self-attn-layernorm", action="store_true", help="a norm after self-attention (GLM4)")
     group.add_argument("--post-mlp-layernorm", action="store_true", help="a norm after the MLP (GLM4)")
     add_megatron_arguments(parser)
+
+
+# slime's layer specs that this backend answers with its own local spec (slime_plugins/ in slime-megatron).
+LOCAL_SPECS = (["slime_plugins.models.glm4", "get_glm_spec"],)
 
 
 def _fail(message: str) -> None:
@@ -79,15 +84,13 @@ def _check_model(args: argparse.Namespace) -> None:
     _check_experts(args)
     if args.multi_latent_attention:
         _fail("--multi-latent-attention: model type multi-latent attention is not supported yet")
-    if args.transformer_impl != "local" and args.spec is None:
+    local_spec = args.spec is None or args.spec in LOCAL_SPECS
+    if args.transformer_impl != "local" and local_spec:
         _fail(
             f"--transformer-impl {args.transformer_impl}: this backend builds megatron-core's local layer spec; "
             "TransformerEngine layers are not supported yet"
         )
-    for dest in ("post_self_attn_layernorm", "post_mlp_layernorm"):
-        if getattr(args, dest) and args.spec is None:
-            _fail(f"{_flag(dest)} needs a --spec layer spec that builds that norm; the local layer spec has none")
-    if args.context_parallel_size > 1 and args.spec is None:
+    if args.context_parallel_size > 1 and local_spec:
         _fail(
             f"--context-parallel-size {args.context_parallel_size}: megatron-core's local attention "
             "(DotProductAttention) does not support context parallelism; it needs TransformerEngine's attention"

@@ -1,4 +1,4 @@
-"""What slime reads of an HF causal-LM ``config.json`` (Qwen2, Qwen3, Qwen3-MoE, Llama), checked once.
+"""What slime reads of an HF causal-LM ``config.json`` (Qwen2, Qwen3, Qwen3-MoE, Llama, GLM4), checked once.
 
 Read from the JSON directly (no transformers import, no megatron-core import): the fields these families share are
 few, and reading them here makes every unsupported option a clear error instead of a silently different model.
@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-SUPPORTED_MODEL_TYPES = ("qwen2", "qwen3", "qwen3_moe", "llama")
+SUPPORTED_MODEL_TYPES = ("qwen2", "qwen3", "qwen3_moe", "llama", "glm4")
 
 # Megatron pads the vocabulary so every tensor-parallel rank holds an equal, aligned slice of it (Megatron-LM's
 # --make-vocab-size-divisible-by default). Padding rows never reach a log-prob: logits are cut to the real vocabulary.
@@ -35,6 +35,10 @@ class HFModelConfig:
     tie_word_embeddings: bool
     qkv_bias: bool  # Qwen2: q/k/v projections have biases
     qk_norm: bool  # Qwen3: RMSNorm over each head of q and k
+    # GLM4: RMSNorms on the attention and MLP outputs before each residual add, rotary embedding interleaved (pairs
+    # of adjacent dimensions) over the first partial_rotary_factor of each head, gate and up projections fused on disk.
+    glm: bool = False
+    partial_rotary_factor: float = 1.0
     # Mixture-of-experts (Qwen3-MoE); num_experts 0 for a dense model.
     num_experts: int = 0
     moe_topk: int = 0
@@ -66,6 +70,11 @@ class HFModelConfig:
         if rope_type != "default":
             raise ValueError(f"rope_type {rope_type!r} is not supported (only 'default' RoPE)")
         rope_theta = rope.get("rope_theta", config.get("rope_theta", 10000.0))
+        glm = model_type == "glm4"
+        # Glm4Config's own default is 0.5; the other families rotate whole heads.
+        partial = rope.get("partial_rotary_factor", config.get("partial_rotary_factor", 0.5 if glm else 1.0))
+        if not glm and partial != 1.0:
+            raise ValueError(f"partial_rotary_factor {partial} is not supported for {model_type} (only 1.0)")
         num_heads = config["num_attention_heads"]
         num_layers = config["num_hidden_layers"]
         # transformers 5 writes Qwen3-MoE's expert count as num_local_experts; Qwen's own checkpoints say num_experts.
@@ -88,8 +97,10 @@ class HFModelConfig:
             rope_theta=float(rope_theta),
             max_position_embeddings=config.get("max_position_embeddings", 4096),
             tie_word_embeddings=bool(config.get("tie_word_embeddings", False)),
-            qkv_bias=model_type == "qwen2" or bool(config.get("attention_bias", False)),
+            qkv_bias=model_type == "qwen2" or bool(config.get("attention_bias", glm)),  # Glm4Config: True
             qk_norm=model_type in ("qwen3", "qwen3_moe"),
+            glm=glm,
+            partial_rotary_factor=float(partial),
             num_experts=num_experts,
             moe_topk=config.get("num_experts_per_tok", 0) if num_experts else 0,
             moe_intermediate_size=config.get("moe_intermediate_size", 0) if num_experts else 0,

@@ -1,4 +1,4 @@
-"""HF <-> megatron-core weight mapping for Qwen2/Qwen3/Qwen3-MoE/Llama, sharded for the current TP/PP/EP layout.
+"""HF <-> megatron-core weight mapping for Qwen2/Qwen3/Qwen3-MoE/Llama/GLM4, sharded for the current TP/PP/EP layout.
 
 One table (``parameter_mappings``) says, for each parameter of this rank's pipeline stage, which HF tensors it is
 made of and how (its ``Layout``). Loading applies a layout forwards on one TP rank's slice; exporting gathers the TP
@@ -33,6 +33,7 @@ class Layout(Enum):
     VOCAB = "vocab"  # embedding / output rows, padded to the padded vocabulary, split along dim 0
     QKV = "qkv"  # q, k, v interleaved per key/value group ([q heads of group g, k_g, v_g] for each g), dim 0
     GATE_UP = "gate_up"  # each TP rank holds [its slice of gate; its slice of up]
+    FUSED_GATE_UP = "fused_gate_up"  # GATE_UP from one HF tensor [gate; up] (GLM4's mlp.gate_up_proj)
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,16 @@ def parameter_mappings(
         ]
         if hf.moe_layers and hf.moe_layers[layer_offset + local]:
             mappings += _expert_mappings(m, h, hf, ep_rank, ep_size)
+        elif hf.glm:
+            mappings += [
+                ParamMapping(m + "mlp.linear_fc1.weight", (h + "mlp.gate_up_proj.weight",), Layout.FUSED_GATE_UP),
+                ParamMapping(m + "mlp.linear_fc2.weight", (h + "mlp.down_proj.weight",), Layout.ROW),
+                # Same names on both sides (slime's patched Megatron-LM names them as HF does).
+                ParamMapping(
+                    m + "post_self_attn_layernorm.weight", (h + "post_self_attn_layernorm.weight",), Layout.REPLICATED
+                ),
+                ParamMapping(m + "post_mlp_layernorm.weight", (h + "post_mlp_layernorm.weight",), Layout.REPLICATED),
+            ]
         else:
             mappings += [
                 ParamMapping(
@@ -167,8 +178,8 @@ def to_megatron(
     if layout is Layout.QKV:
         # Whole key/value groups per rank, so a contiguous split of the interleaved tensor is right.
         return _interleave_qkv(*hf_tensors, hf).chunk(tp_size, dim=0)[tp_rank]
-    if layout is Layout.GATE_UP:
-        gate, up = hf_tensors
+    if layout in (Layout.GATE_UP, Layout.FUSED_GATE_UP):
+        gate, up = hf_tensors if layout is Layout.GATE_UP else hf_tensors[0].chunk(2, dim=0)
         return torch.cat([gate.chunk(tp_size, dim=0)[tp_rank], up.chunk(tp_size, dim=0)[tp_rank]], dim=0)
     raise ValueError(f"unknown layout {layout}")
 
@@ -183,9 +194,10 @@ def to_hf(layout: Layout, shards: list[torch.Tensor], hf: HFModelConfig) -> list
         return [torch.cat(shards, dim=0)[: hf.vocab_size]]
     if layout is Layout.QKV:
         return _split_qkv(torch.cat(shards, dim=0), hf)
-    if layout is Layout.GATE_UP:
+    if layout in (Layout.GATE_UP, Layout.FUSED_GATE_UP):
         halves = [shard.chunk(2, dim=0) for shard in shards]
-        return [torch.cat([g for g, _ in halves], dim=0), torch.cat([u for _, u in halves], dim=0)]
+        gate_up = [torch.cat([g for g, _ in halves], dim=0), torch.cat([u for _, u in halves], dim=0)]
+        return gate_up if layout is Layout.GATE_UP else [torch.cat(gate_up, dim=0)]
     raise ValueError(f"unknown layout {layout}")
 
 

@@ -58,6 +58,10 @@ BACKEND_DEFAULTS: dict[str, Any] = {
     "lr_decay_style": "constant",
 }
 
+# Flags of slime's patched Megatron-LM (GLM4's norms after attention and after the MLP), which megatron-core 0.19.2
+# lacks; arguments.py defines them, the local layer spec builds them (post_norms.py).
+PATCH_DEFAULTS: dict[str, Any] = {"post_self_attn_layernorm": False, "post_mlp_layernorm": False}
+
 
 def _kind(action: argparse.Action) -> str:
     if isinstance(action, argparse.BooleanOptionalAction):
@@ -124,7 +128,12 @@ def default_args(hf_checkpoint: str) -> argparse.Namespace:
 
 @functools.cache
 def _defaults() -> dict[str, Any]:
-    return {entry["dest"]: entry["default"] for entry in load_option_table()} | SLIME_DEFAULTS | BACKEND_DEFAULTS
+    return (
+        {entry["dest"]: entry["default"] for entry in load_option_table()}
+        | SLIME_DEFAULTS
+        | BACKEND_DEFAULTS
+        | PATCH_DEFAULTS
+    )
 
 
 class _CheckedChoice(argparse.Action):

@@ -1,8 +1,9 @@
-"""The megatron-core ``GPTModel`` of an HF causal-LM checkpoint (Qwen2, Qwen3, Qwen3-MoE, Llama), configured by the
-flags.
+"""The megatron-core ``GPTModel`` of an HF causal-LM checkpoint (Qwen2, Qwen3, Qwen3-MoE, Llama, GLM4), configured by
+the flags.
 
 Megatron-LM's translation turns the flags into the ``TransformerConfig`` (``megatron_config.py``); the layer spec is
-megatron-core's local one with slime-megatron's SDPA core attention, or ``--spec MODULE FUNCTION``'s.
+megatron-core's local one with slime-megatron's SDPA core attention (and GLM4's post-attention and post-MLP norms when
+their flags are on), or ``--spec MODULE FUNCTION``'s.
 """
 
 import argparse
@@ -22,6 +23,7 @@ from slime_megatron.attention import SDPAttention
 from slime_megatron.hf_config import HFModelConfig
 from slime_megatron.megatron_config import megatron_args, transformer_config
 from slime_megatron.norms import TorchNorm, replace_torch_norms
+from slime_megatron.post_norms import with_post_norms
 
 
 def _local_layer_spec(margs: argparse.Namespace, num_experts: int | None) -> ModuleSpec:
@@ -32,25 +34,31 @@ def _local_layer_spec(margs: argparse.Namespace, num_experts: int | None) -> Mod
     )
     spec.submodules.self_attention.submodules.core_attention = SDPAttention
     replace_torch_norms(spec)
+    if margs.post_self_attn_layernorm or margs.post_mlp_layernorm:
+        spec = with_post_norms(spec, margs.post_self_attn_layernorm, margs.post_mlp_layernorm)
     return spec
+
+
+def local_block_spec(margs: argparse.Namespace, config: TransformerConfig) -> TransformerBlockSubmodules:
+    """The local spec of every layer this rank builds, with SDPA attention and torch norms that allow sequence
+    parallelism (``norms.py``), final norm included."""
+    dense = _local_layer_spec(margs, num_experts=None)
+    if not config.num_moe_experts:
+        layers = [dense] * get_num_layers_to_build(config)
+    else:
+        # One spec per layer: MoE where --moe-layer-freq says so (a 0/1 list per layer, checked against and
+        # filled from config.json by model_shape.py), a dense MLP elsewhere.
+        moe = _local_layer_spec(margs, num_experts=config.num_moe_experts)
+        offset = get_transformer_layer_offset(config)
+        layers = [moe if config.moe_layer_freq[offset + i] else dense for i in range(get_num_layers_to_build(config))]
+    return TransformerBlockSubmodules(layer_specs=layers, layer_norm=TorchNorm)
 
 
 def layer_spec(margs: argparse.Namespace, config: TransformerConfig) -> ModuleSpec | TransformerBlockSubmodules:
     """``--spec MODULE FUNCTION`` (called as slime calls it: ``function(args, config, vp_stage)``), else the local
-    spec with SDPA attention and torch norms that allow sequence parallelism (``norms.py``), final norm included."""
+    block spec."""
     if margs.spec is None:
-        dense = _local_layer_spec(margs, num_experts=None)
-        if not config.num_moe_experts:
-            layers = [dense] * get_num_layers_to_build(config)
-        else:
-            # One spec per layer: MoE where --moe-layer-freq says so (a 0/1 list per layer, checked against and
-            # filled from config.json by model_shape.py), a dense MLP elsewhere.
-            moe = _local_layer_spec(margs, num_experts=config.num_moe_experts)
-            offset = get_transformer_layer_offset(config)
-            layers = [
-                moe if config.moe_layer_freq[offset + i] else dense for i in range(get_num_layers_to_build(config))
-            ]
-        return TransformerBlockSubmodules(layer_specs=layers, layer_norm=TorchNorm)
+        return local_block_spec(margs, config)
     module_name, name = margs.spec
     try:
         found = getattr(importlib.import_module(module_name), name)

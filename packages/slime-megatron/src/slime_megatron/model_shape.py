@@ -39,6 +39,11 @@ SHAPE_FLAGS: list[tuple[str, str, str, Callable[[HFModelConfig], Any]]] = [
         lambda hf: not hf.tie_word_embeddings,
     ),
     ("position_embedding_type", "--position-embedding-type", "rope_theta", lambda hf: "rope"),
+    ("rotary_percent", "--rotary-percent", "partial_rotary_factor", lambda hf: hf.partial_rotary_factor),
+    ("rotary_interleaved", "--rotary-interleaved", "model_type", lambda hf: hf.glm),
+    # slime's Megatron-LM patch's flags (GLM4's sandwich norms), built by the local layer spec (post_norms.py).
+    ("post_self_attn_layernorm", "--post-self-attn-layernorm", "model_type", lambda hf: hf.glm),
+    ("post_mlp_layernorm", "--post-mlp-layernorm", "model_type", lambda hf: hf.glm),
     ("rotary_base", "--rotary-base", "rope_theta", lambda hf: hf.rope_theta),
     ("vocab_size", "--vocab-size", "vocab_size", lambda hf: hf.vocab_size),
     ("num_experts", "--num-experts", "num_experts", lambda hf: hf.num_experts or None),
