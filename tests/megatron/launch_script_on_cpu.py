@@ -67,11 +67,14 @@ def tiny_shape_args(preset: str, config: dict) -> str:
 
 def prepare(script: str, root: Path) -> list[str]:
     """Write the tiny model, its megatron checkpoint and the data under ``root``; return the CPU argument list."""
-    from slime_testkit.tiny_model import build_tiny_model
+    from slime_testkit.tiny_model import build_tiny_glm4_model, build_tiny_model
 
     preset, folder = SCRIPT_MODELS[script]
     untied = "--untie-embeddings-and-output-weights" in MODELS[preset]
-    model = build_tiny_model(root / folder, arch=_arch(preset), tie_word_embeddings=not untied, seed=0)
+    if _arch(preset) == "glm4":
+        model = build_tiny_glm4_model(root / folder, seed=0)
+    else:
+        model = build_tiny_model(root / folder, arch=_arch(preset), tie_word_embeddings=not untied, seed=0)
     convert = [sys.executable, "-m", "slime.cli", "convert", "hf-to-megatron", str(model), f"{model}_torch_dist"]
     subprocess.run(convert, check=True, capture_output=True)
     _write_data(root)

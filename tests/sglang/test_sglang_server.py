@@ -53,6 +53,9 @@ def test_a_port_taken_before_the_server_binds_it_is_retried_on_another(tiny_mode
         server.launch(timeout=400)
         try:
             assert server.config.port != taken and server.healthy()
+            # The first attempt ended before loading the model (slime_sglang.cpu_server checks the port first).
+            first_attempt = server.config.log_path.read_text().split("address already in use")[0]
+            assert "Load weight" not in first_attempt
         finally:
             server.shutdown()
     assert not [p for p in server.process.known_pids if pid_alive(p)]

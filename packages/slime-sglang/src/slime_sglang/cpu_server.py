@@ -16,12 +16,15 @@ from the process sending the weights, whose copies then ran up to 30x slower (me
 
 Attention runs batched (``slime_sglang.cpu_attention``) instead of in SGLang's Python loop over requests.
 
-The server (with its scheduler and detokenizer) ends when its parent dies (``slime_sglang.parent_watch``).
+The server (with its scheduler and detokenizer) ends when its parent dies (``slime_sglang.parent_watch``). A taken
+HTTP port ends it before the model loads.
 
 The patches run at import: SGLang's scheduler processes are spawned and re-import this module as their main.
 """
 
+import errno
 import os
+import socket
 import sys
 
 from sglang.srt import server_args
@@ -50,6 +53,26 @@ def _record_paused_state_then_sleep(self: Scheduler) -> None:
 Scheduler._record_scheduler_state_for_paused_engine = _record_paused_state_then_sleep
 
 
+def exit_if_port_taken(host: str, port: int) -> None:
+    """Fail at once, as uvicorn would at the end of the start-up (with its message, which the launcher reads to
+    retry on another port), when the HTTP port is taken: the model load before uvicorn's bind takes most of a start.
+    """
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise
+            print(
+                f"ERROR: [Errno {exc.errno}] error while attempting to bind on address ({host!r}, {port}): "
+                "address already in use",
+                file=sys.stderr,
+                flush=True,
+            )
+            sys.exit(1)
+
+
 def main(argv: list[str]) -> None:
     """What ``python -m sglang.launch_server`` does, after the patches above."""
     from sglang.launch_server import run_server
@@ -59,6 +82,7 @@ def main(argv: list[str]) -> None:
     load_plugins()
     exit_with_parent()
     args = server_args.prepare_server_args(argv)
+    exit_if_port_taken(args.host, args.port)
     try:
         run_server(args)
     finally:
