@@ -6,8 +6,9 @@ What changes, and nothing else:
 - paths: ``/root`` becomes a local folder holding the tiny model, its ``_torch_dist`` checkpoint (``slime convert``,
   as slime's users make theirs) and made-up data in the files the script names;
 - the flags that need a GPU are left out (on CPU each is a one-line error: test_megatron_flags.py);
-- sizes, appended (the last flag wins): two "GPUs", tensor and engine parallelism at most 2, context parallelism 1
-  (megatron-core's attention without TransformerEngine has none), one rollout of 16 samples of 16 tokens.
+- sizes, appended (the last flag wins): two "GPUs", tensor, expert and engine parallelism at most 2, context
+  parallelism 1 (megatron-core's attention without TransformerEngine has none), one rollout of 16 samples of 16
+  tokens.
 
 Usage (what the test runs; by hand for the other scripts): python tests/megatron/launch_script_on_cpu.py SCRIPT DIR
 """
@@ -27,6 +28,7 @@ SCRIPT_MODELS = {
     "run-qwen3-32B.sh": ("qwen3-32B", "Qwen3-32B"),
     "run-glm4-9B.sh": ("glm4-9B", "GLM-Z1-9B-0414"),
     "run-qwen3-4B-base-sft.sh": ("qwen3-4B", "Qwen3-4B-Base"),
+    "run-qwen3-30B-A3B.sh": ("qwen3-30B-A3B", "Qwen3-30B-A3B"),
 }
 GPU_ONLY = (
     "--attention-backend flash",
@@ -46,10 +48,15 @@ SHAPE = {
     "--kv-channels": "head_dim",
     "--vocab-size": "vocab_size",
     "--norm-epsilon": "rms_norm_eps",
+    "--num-experts": "num_local_experts",  # transformers 5 writes Qwen3-MoE's num_experts under this name
+    "--moe-router-topk": "num_experts_per_tok",
+    "--moe-ffn-hidden-size": "moe_intermediate_size",
 }
 
 
 def _arch(preset: str) -> str:
+    if preset.endswith("-A3B"):
+        return "qwen3_moe"
     return {"qwen3": "qwen3", "glm4": "glm4", "qwen2.5": "qwen2", "llama3.1": "llama"}[preset.split("-")[0]]
 
 
@@ -62,17 +69,21 @@ def tiny_shape_args(preset: str, config: dict) -> str:
     for i, flag in enumerate(flags[:-1]):
         if flag in shape and values.get(shape[flag]) is not None:
             flags[i + 1] = str(values[shape[flag]])
+        if flag == "--moe-layer-freq":  # every layer sparse, as the script's
+            flags[i + 1] = "[" + ",".join(["1"] * config["num_hidden_layers"]) + "]"
     return " ".join(flags)
 
 
 def prepare(script: str, root: Path) -> list[str]:
     """Write the tiny model, its megatron checkpoint and the data under ``root``; return the CPU argument list."""
-    from slime_testkit.tiny_model import build_tiny_glm4_model, build_tiny_model
+    from slime_testkit.tiny_model import build_tiny_glm4_model, build_tiny_model, build_tiny_moe_model
 
     preset, folder = SCRIPT_MODELS[script]
     untied = "--untie-embeddings-and-output-weights" in MODELS[preset]
     if _arch(preset) == "glm4":
         model = build_tiny_glm4_model(root / folder, seed=0)
+    elif _arch(preset) == "qwen3_moe":  # untied and every layer sparse: what SGLang serves (README's model table)
+        model = build_tiny_moe_model(root / folder, tie_word_embeddings=False, mlp_only_layers=(), seed=0)
     else:
         model = build_tiny_model(root / folder, arch=_arch(preset), tie_word_embeddings=not untied, seed=0)
     convert = [sys.executable, "-m", "slime.cli", "convert", "hf-to-megatron", str(model), f"{model}_torch_dist"]
@@ -96,6 +107,7 @@ def _small_world(argv: list[str]) -> list[str]:
     small = ["--actor-num-gpus-per-node", "2", "--context-parallel-size", "1"]
     small += ["--tensor-model-parallel-size", str(min(value("--tensor-model-parallel-size", 1), 2))]
     small += ["--rollout-num-gpus-per-engine", str(min(value("--rollout-num-gpus-per-engine", 1), 2))]
+    small += ["--expert-model-parallel-size", str(min(value("--expert-model-parallel-size", 1), 2))]
     if "--rollout-num-gpus" in argv:
         small += ["--rollout-num-gpus", "2"]
     return small

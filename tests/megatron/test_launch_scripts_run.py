@@ -1,7 +1,9 @@
 """slime's own launch scripts run on CPU with the real stack (Ray, Megatron, SGLang), pointed at a tiny model of
-their architecture (launch_script_on_cpu.py says exactly what changes): the GRPO script with TP=2, sequence
-parallelism, full recompute, dynamic batches, balanced data, --colocate and a TP=2 engine, and the SFT script
-(--debug-train-only, slime's SFT rollout function). The other dense scripts: docs/status.md (run by hand)."""
+their architecture (launch_script_on_cpu.py says exactly what changes): run-qwen3-30B-A3B.sh (GRPO on a Qwen3-MoE
+with TP=2 and expert parallelism 2 on the same two ranks, sequence parallelism, full recompute, dynamic batches,
+balanced data, --colocate, a TP=2 engine) and the SFT script (--debug-train-only, slime's SFT rollout function).
+The dense GRPO scripts (run-qwen3-4B.sh, run-qwen3-32B.sh, run-glm4-9B.sh) run the same way by hand:
+docs/status.md has what they gave."""
 
 import json
 import os
@@ -18,7 +20,7 @@ def read_metrics(path: Path) -> list[dict]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("script", ["run-qwen3-4B.sh", "run-qwen3-4B-base-sft.sh"])
+@pytest.mark.parametrize("script", ["run-qwen3-30B-A3B.sh", "run-qwen3-4B-base-sft.sh"])
 def test_slime_script_runs_on_cpu_pointed_at_a_tiny_model(script, tmp_path):
     root, out = tmp_path / "root", tmp_path / "out"
     argv = prepare(script, root)
@@ -32,8 +34,8 @@ def test_slime_script_runs_on_cpu_pointed_at_a_tiny_model(script, tmp_path):
     assert [row["train/step"] for row in steps] == [0]
     saved = root / f"{SCRIPT_MODELS[script][1]}_slime"  # the script's --save: the last rollout always saves
     assert (saved / "latest_checkpointed_iteration.txt").read_text().strip() == "0"
-    if script == "run-qwen3-4B.sh":
-        # Megatron at TP=2 with SP and recompute scores the TP=2 engine's samples as the engine did.
+    if script == "run-qwen3-30B-A3B.sh":
+        # Megatron at TP=2 x EP=2 with SP and recompute scores the TP=2 engine's samples as the engine did.
         assert steps[0]["train/train_rollout_logprob_abs_diff"] < 1e-4
         assert [row["eval/step"] for row in metrics if "eval/aime" in row] == [0]
     else:
