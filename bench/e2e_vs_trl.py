@@ -57,7 +57,7 @@ def run_slime(workdir: Path, rollouts: int, async_training: bool = False) -> dic
             *(["--async"] if async_training else []),
         ]
     )  # fmt: skip
-    ray.init(num_cpus=8, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=8, include_dashboard=False, log_to_driver=False)  # never a running cluster
     train(args)
     total = time.perf_counter() - start
     ray.shutdown()

@@ -101,7 +101,7 @@ def main() -> None:
 
     from slime.metrics import finish_metrics, init_metrics
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)  # never a running cluster
     remote_receive = ray.remote(num_cpus=0)(receive)
     with tempfile.TemporaryDirectory() as out_dir:  # a worker up, with slime imported, before the first timing
         trainer(remote_receive, manager(metrics_args(N_PER_PROMPT, out_dir), build_rollout(N_PER_PROMPT)[0])[2])

@@ -11,11 +11,6 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 OUT="${OUT:-outputs/cpu-demo}"
 SMOKE="${SMOKE:-0}"
 
-# No network is needed: models and tokenizers are built locally, W&B writes offline.
-export HF_HUB_OFFLINE=1 WANDB_MODE=offline WANDB_SILENT=true RAY_USAGE_STATS_ENABLED=0 RAY_AUTH_MODE=disabled
-# The README installs uv with pip, which may leave it off PATH.
-command -v uv >/dev/null || uv() { python3 -m uv "$@"; }
-
 # Flags that shrink each stage for SMOKE=1 (the command line wins over the YAML configs).
 SFT_SIZE=()
 GRPO_SIZE=()
@@ -24,17 +19,7 @@ if [[ "$SMOKE" == "1" ]]; then
   GRPO_SIZE=(--num-rollout 2 --rollout-batch-size 4 --n-samples-per-prompt 4 --global-batch-size 16 --eval-interval 1)
 fi
 
-rm -rf "$OUT"
-mkdir -p "$OUT"
-timings="$OUT/timings.txt"
-: >"$timings"
-stage() {  # stage NAME COMMAND...: run one stage and record its wall time
-  local name="$1" start=$SECONDS
-  shift
-  echo "=== $name ==="
-  "$@"
-  echo "$name $((SECONDS - start))s" | tee -a "$timings"
-}
+source "$HERE/../common.sh"  # environment, fresh $OUT, stage()
 
 stage prepare uv run python "$HERE/prepare.py" --out "$OUT"
 

@@ -12,11 +12,8 @@ set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 OUT="${OUT:-outputs/mismatch}"
 SCALE="${SCALE:-0.1}"
-export HF_HUB_OFFLINE=1 WANDB_MODE=offline WANDB_SILENT=true RAY_USAGE_STATS_ENABLED=0 RAY_AUTH_MODE=disabled
-command -v uv >/dev/null || uv() { python3 -m uv "$@"; }
+source "$HERE/../common.sh"  # environment, fresh $OUT
 
-rm -rf "$OUT"
-mkdir -p "$OUT"
 uv run python "$HERE/../cpu-demo/prepare.py" --out "$OUT"  # the CPU demo's tiny model and problems
 uv run python "$HERE/perturb.py" "$OUT/model" "$OUT/perturbed" --scale "$SCALE"
 

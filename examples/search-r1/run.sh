@@ -12,33 +12,20 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 OUT="${OUT:-outputs/search-r1}"
 SMOKE="${SMOKE:-0}"
 
-# No network is needed: the model and tokenizer are built locally, W&B writes offline.
-export HF_HUB_OFFLINE=1 WANDB_MODE=offline WANDB_SILENT=true RAY_USAGE_STATS_ENABLED=0 RAY_AUTH_MODE=disabled
 # The custom functions are dotted paths into this folder (generate_with_search.generate), imported by slime train
 # and by the rollout manager, which inherits this environment.
 export PYTHONPATH="$HERE${PYTHONPATH:+:$PYTHONPATH}"
-command -v uv >/dev/null || uv() { python3 -m uv "$@"; }
 
 SIZE=()
 if [[ "$SMOKE" == "1" ]]; then
   SIZE=(--num-rollout 2 --rollout-batch-size 2 --n-samples-per-prompt 4 --global-batch-size 8 --eval-interval 1)
 fi
 
-rm -rf "$OUT"
-mkdir -p "$OUT"
-timings="$OUT/timings.txt"
-: >"$timings"
-timed() {  # timed NAME COMMAND...: run a step and append its wall time to $timings
-  local name="$1" start=$SECONDS
-  shift
-  echo "=== $name ==="
-  "$@"
-  echo "$name $((SECONDS - start))s" | tee -a "$timings"
-}
+source "$HERE/../common.sh"  # environment, fresh $OUT, stage()
 
-timed prepare uv run python "$HERE/prepare.py" --out "$OUT"
+stage prepare uv run python "$HERE/prepare.py" --out "$OUT"
 
-timed grpo uv run slime train --config "$HERE/grpo.yaml" \
+stage grpo uv run slime train --config "$HERE/grpo.yaml" \
   --custom-config-path "$OUT/search.yaml" \
   --hf-checkpoint "$OUT/model" \
   --prompt-data "$OUT/data/train.jsonl" \
@@ -46,6 +33,6 @@ timed grpo uv run slime train --config "$HERE/grpo.yaml" \
   --save-debug-rollout-data "$OUT/grpo/rollouts/rollout_{rollout_id}.json" \
   --output-dir "$OUT/grpo" "${SIZE[@]}"
 
-timed report uv run slime report "$OUT/grpo"
+stage report uv run slime report "$OUT/grpo"
 
 uv run python "$HERE/summary.py" "$OUT"

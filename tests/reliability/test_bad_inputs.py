@@ -132,12 +132,14 @@ def bad_model_config(d: Path, i: Inputs) -> list[str]:
 
 
 def megatron_model(*flags: str, **config: object) -> Callable[[Path, Inputs], list[str]]:
-    """The megatron backend on a copy of the model whose config.json has ``config`` changed, with ``flags``."""
+    """The megatron backend on a copy of the model whose config.json has ``config`` changed (a field given as None is
+    removed), with ``flags``."""
 
     def make(d: Path, i: Inputs) -> list[str]:
         shutil.copytree(i.model, d / "model")
         path = d / "model" / "config.json"
-        path.write_text(json.dumps({**json.loads(path.read_text()), **config}))
+        changed = {**json.loads(path.read_text()), **config}
+        path.write_text(json.dumps({name: value for name, value in changed.items() if value is not None}))
         return ["--train-backend", "megatron", "--hf-checkpoint", str(d / "model"), *flags]
 
     return make
@@ -226,6 +228,7 @@ CASES = [
     Case("model: directory without config.json", empty_dir, "--hf-checkpoint {dir}/model: no config.json"),
     Case("model: config.json cut short", bad_model_config, "{dir}/model/config.json: not valid JSON"),
     Case("megatron: unsupported model type", megatron_model(model_type="mixtral"), "--hf-checkpoint {dir}/model: model type mixtral is not supported yet (supported: qwen2, qwen3, qwen3_moe, llama, glm4)"),
+    Case("megatron: config.json without a shape field", megatron_model(num_attention_heads=None), "--hf-checkpoint {dir}/model: config.json has no num_attention_heads (the model's shape needs it)"),
     Case("megatron: GLM4's norm flag on a model without it", megatron_model("--post-mlp-layernorm"), "--post-mlp-layernorm (True) disagrees with {dir}/model/config.json: model_type is qwen2"),
     Case("megatron: expert parallelism not dividing the experts", megatron_model("--expert-model-parallel-size", "3", "--actor-num-gpus-per-node", "3", **MOE), "--expert-model-parallel-size 3 does not divide the model's 4 experts"),
     Case("model: tokenizer without a chat template", lambda d, i: ["--hf-checkpoint", str(i.model_without_template), "--apply-chat-template"], "--apply-chat-template: the tokenizer in '{no_template}' (from --hf-checkpoint) has no chat template"),

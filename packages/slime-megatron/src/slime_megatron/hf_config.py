@@ -17,6 +17,10 @@ SUPPORTED_MODEL_TYPES = ("qwen2", "qwen3", "qwen3_moe", "llama", "glm4")
 VOCAB_DIVISOR = 128
 
 
+# The config.json fields the model's shape is built from, with no default to fall back on.
+REQUIRED_FIELDS = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads")
+
+
 @dataclass(frozen=True)
 class HFModelConfig:
     """What slime needs of an HF config.json, checked once."""
@@ -57,6 +61,9 @@ class HFModelConfig:
             raise ValueError(
                 f"model type {model_type} is not supported yet (supported: {', '.join(SUPPORTED_MODEL_TYPES)})"
             )
+        missing = [name for name in REQUIRED_FIELDS if name not in config]
+        if missing:
+            raise ValueError(f"config.json has no {', '.join(missing)} (the model's shape needs it)")
         if config.get("hidden_act", "silu") != "silu":
             raise ValueError(f"hidden_act {config['hidden_act']!r} is not supported (SwiGLU needs silu)")
         if config.get("mlp_bias"):
