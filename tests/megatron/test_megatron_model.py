@@ -82,7 +82,18 @@ def test_hf_to_megatron_to_hf_round_trips_bit_exactly(world, tiny_models, arch):
 
 
 def test_unsupported_config_is_refused():
-    config = {"model_type": "qwen2", "num_attention_heads": 4, "hidden_size": 64, "vocab_size": 8}
+    config = {
+        "model_type": "qwen2",
+        "num_attention_heads": 4,
+        "hidden_size": 64,
+        "vocab_size": 8,
+        "intermediate_size": 128,
+        "num_hidden_layers": 2,
+    }
+    with pytest.raises(ValueError, match=r"^config.json has no intermediate_size, num_hidden_layers \(the model"):
+        HFModelConfig.from_dict(
+            {k: v for k, v in config.items() if k not in ("intermediate_size", "num_hidden_layers")}
+        )
     with pytest.raises(ValueError, match="rope_type 'yarn' is not supported"):
         HFModelConfig.from_dict({**config, "rope_scaling": {"rope_type": "yarn", "factor": 4.0}})
     with pytest.raises(ValueError, match="model type gpt2 is not supported yet"):

@@ -3,7 +3,7 @@ import torch
 from samples import rollout_samples
 from torch.utils.flop_counter import FlopCounterMode
 
-from slime.metrics.perf import dense_decoder_fwd_flops, rollout_perf_metrics, train_perf_metrics
+from slime.metrics.perf import decoder_fwd_flops, rollout_perf_metrics, train_perf_metrics
 
 
 def test_rollout_perf_metrics():
@@ -51,8 +51,34 @@ def test_dense_decoder_flops_by_hand():
     attention = 2 * (2 * 2 * s * s * 4) / 2  # QK^T and AV, halved by the causal mask
     mlp = 3 * (2 * s * 8 * 16)
     lm_head = 2 * s * 8 * 32
-    assert dense_decoder_fwd_flops(config, [s]) == 2 * (q_and_o + k_and_v + attention + mlp) + lm_head
-    assert dense_decoder_fwd_flops(config, [s, s]) == 2 * dense_decoder_fwd_flops(config, [s])
+    assert decoder_fwd_flops(config, [s]) == 2 * (q_and_o + k_and_v + attention + mlp) + lm_head
+    assert decoder_fwd_flops(config, [s, s]) == 2 * decoder_fwd_flops(config, [s])
+
+
+def test_moe_layers_count_their_top_k_experts_and_dense_layers_their_mlp():
+    dense = {
+        "hidden_size": 8,
+        "num_hidden_layers": 3,
+        "num_attention_heads": 2,
+        "head_dim": 4,
+        "intermediate_size": 16,
+        "vocab_size": 32,
+    }
+    # Qwen3-MoE: 4 experts of 6 each, 2 per token; layer 1 dense (mlp_only_layers); transformers 5's field name.
+    moe = {
+        **dense,
+        "num_local_experts": 4,
+        "num_experts_per_tok": 2,
+        "moe_intermediate_size": 6,
+        "mlp_only_layers": [1],
+    }
+    s = 5
+    mlp = lambda ffn: 3 * (2 * s * 8 * ffn)  # noqa: E731
+    assert decoder_fwd_flops(moe, [s]) - decoder_fwd_flops(dense, [s]) == 2 * (mlp(2 * 6) - mlp(16))
+    shared = {**moe, "shared_expert_intermediate_size": 10}
+    assert decoder_fwd_flops(shared, [s]) - decoder_fwd_flops(moe, [s]) == 2 * mlp(10)
+    every_other = {**moe, "mlp_only_layers": [], "decoder_sparse_step": 2}  # only layer 1 sparse
+    assert decoder_fwd_flops(every_other, [s]) - decoder_fwd_flops(dense, [s]) == mlp(2 * 6) - mlp(16)
 
 
 def test_dense_decoder_flops_match_a_real_model_forward():
@@ -74,9 +100,9 @@ def test_dense_decoder_flops_match_a_real_model_forward():
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         model(torch.zeros(1, seq_len, dtype=torch.long))
     causal_half = config.num_hidden_layers * 2 * config.num_attention_heads * seq_len**2 * 16
-    assert counter.get_total_flops() == dense_decoder_fwd_flops(config, [seq_len]) + causal_half
+    assert counter.get_total_flops() == decoder_fwd_flops(config, [seq_len]) + causal_half
 
 
 def test_flops_need_the_config_fields():
     with pytest.raises(ValueError, match="model config lacks intermediate_size, vocab_size"):
-        dense_decoder_fwd_flops({"hidden_size": 8, "num_hidden_layers": 1, "num_attention_heads": 2}, [4])
+        decoder_fwd_flops({"hidden_size": 8, "num_hidden_layers": 1, "num_attention_heads": 2}, [4])

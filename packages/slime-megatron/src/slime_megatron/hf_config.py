@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from slime.model_config import moe_layer_pattern, num_experts
+
 SUPPORTED_MODEL_TYPES = ("qwen2", "qwen3", "qwen3_moe", "llama", "glm4")
 
 # Megatron pads the vocabulary so every tensor-parallel rank holds an equal, aligned slice of it (Megatron-LM's
@@ -84,13 +86,8 @@ class HFModelConfig:
             raise ValueError(f"partial_rotary_factor {partial} is not supported for {model_type} (only 1.0)")
         num_heads = config["num_attention_heads"]
         num_layers = config["num_hidden_layers"]
-        # transformers 5 writes Qwen3-MoE's expert count as num_local_experts; Qwen's own checkpoints say num_experts.
-        num_experts = config.get("num_experts", config.get("num_local_experts", 0)) if model_type == "qwen3_moe" else 0
-        moe_layers: tuple[int, ...] = ()
-        if num_experts:
-            # modeling_qwen3_moe's rule: layer i is sparse unless listed dense, every decoder_sparse_step-th.
-            step, dense = config.get("decoder_sparse_step", 1), set(config.get("mlp_only_layers") or ())
-            moe_layers = tuple(int(i not in dense and (i + 1) % step == 0) for i in range(num_layers))
+        experts = num_experts(config) if model_type == "qwen3_moe" else 0
+        moe_layers = tuple(moe_layer_pattern(config)) if experts else ()
         return cls(
             model_type=model_type,
             vocab_size=config["vocab_size"],
@@ -108,10 +105,10 @@ class HFModelConfig:
             qk_norm=model_type in ("qwen3", "qwen3_moe"),
             glm=glm,
             partial_rotary_factor=float(partial),
-            num_experts=num_experts,
-            moe_topk=config.get("num_experts_per_tok", 0) if num_experts else 0,
-            moe_intermediate_size=config.get("moe_intermediate_size", 0) if num_experts else 0,
-            norm_topk_prob=bool(config.get("norm_topk_prob", False)) if num_experts else False,
+            num_experts=experts,
+            moe_topk=config.get("num_experts_per_tok", 0) if experts else 0,
+            moe_intermediate_size=config.get("moe_intermediate_size", 0) if experts else 0,
+            norm_topk_prob=bool(config.get("norm_topk_prob", False)) if experts else False,
             moe_layers=moe_layers,
             raw=config,
         )

@@ -19,7 +19,7 @@ import torch
 import torch.distributed as dist
 from megatron.core import parallel_state
 
-from slime.metrics.perf import dense_decoder_fwd_flops, train_perf_metrics
+from slime.metrics.perf import decoder_fwd_flops, train_perf_metrics
 from slime.metrics.rollout import train_data_means
 from slime.rl.advantages import AdvantageBatch, compute_advantages_and_returns
 from slime.rl.losses import LossBatch, compute_loss
@@ -433,7 +433,7 @@ class MegatronTrainer:
         self.perf = train_perf_metrics(
             {**self.timings, "actor_train": actor_time, "train": train_time},
             seq_lens=lengths,
-            fwd_flops=dense_decoder_fwd_flops(self.hf.raw, lengths),
+            fwd_flops=decoder_fwd_flops(self.hf.raw, lengths),
             num_gpus=dist.get_world_size(),
         )
 

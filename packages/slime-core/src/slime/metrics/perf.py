@@ -3,6 +3,7 @@
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from slime.model_config import config_value, moe_layer_pattern, num_experts
 from slime.types import Sample
 
 
@@ -30,26 +31,19 @@ def rollout_perf_metrics(
     return metrics
 
 
-def _config_value(config: Any, *names: str) -> Any:
-    for name in names:
-        value = config.get(name) if isinstance(config, Mapping) else getattr(config, name, None)
-        if value is not None:
-            return value
-    return None
-
-
-def dense_decoder_fwd_flops(config: Mapping[str, Any] | Any, seq_lens: Sequence[int]) -> float:
-    """Forward-pass FLOPs of a dense decoder-only transformer (an HF config: dict or object) over sequences.
+def decoder_fwd_flops(config: Mapping[str, Any] | Any, seq_lens: Sequence[int]) -> float:
+    """Forward-pass FLOPs of a decoder-only transformer (an HF config: dict or object) over sequences, as slime counts.
 
     Per layer and sequence of length s: Q/K/V/O projections (grouped-query K/V), causal attention (half of the
-    s x s scores, for QK^T and for AV), a gated MLP (gate, up, down); plus the LM head. A multiply-add is 2 FLOPs.
-    Embedding look-ups and norms are ignored, as in slime's count.
+    s x s scores, for QK^T and for AV), a gated MLP (gate, up, down); plus the LM head. In an MoE layer the MLP is
+    each token's top-k experts (``moe_intermediate_size`` each) plus the shared expert if any; the router is not
+    counted. A multiply-add is 2 FLOPs. Embedding look-ups and norms are ignored, as in slime's count.
     """
-    hidden = _config_value(config, "hidden_size")
-    layers = _config_value(config, "num_hidden_layers")
-    heads = _config_value(config, "num_attention_heads")
-    ffn = _config_value(config, "intermediate_size")
-    vocab = _config_value(config, "vocab_size")
+    hidden = config_value(config, "hidden_size")
+    layers = config_value(config, "num_hidden_layers")
+    heads = config_value(config, "num_attention_heads")
+    ffn = config_value(config, "intermediate_size")
+    vocab = config_value(config, "vocab_size")
     missing = [
         name
         for name, value in (
@@ -63,15 +57,20 @@ def dense_decoder_fwd_flops(config: Mapping[str, Any] | Any, seq_lens: Sequence[
     ]
     if missing:
         raise ValueError(f"model config lacks {', '.join(missing)} (needed to count FLOPs)")
-    kv_heads = _config_value(config, "num_key_value_heads") or heads
-    head_dim = _config_value(config, "head_dim") or hidden // heads
+    kv_heads = config_value(config, "num_key_value_heads") or heads
+    head_dim = config_value(config, "head_dim") or hidden // heads
+    layer_ffns = [ffn] * layers
+    if num_experts(config):
+        moe_ffn = config_value(config, "moe_intermediate_size") * config_value(config, "num_experts_per_tok")
+        moe_ffn += config_value(config, "shared_expert_intermediate_size") or 0
+        layer_ffns = [moe_ffn if sparse else ffn for sparse in moe_layer_pattern(config)]
 
     total = 0.0
     for s in seq_lens:
         projections = 2 * s * hidden * head_dim * (2 * heads + 2 * kv_heads)  # Q and O: heads; K and V: kv_heads
         attention = 2 * heads * s * s * head_dim  # QK^T and AV, each 2*h*s*s*d halved by the causal mask
-        mlp = 3 * 2 * s * hidden * ffn
-        total += layers * (projections + attention + mlp) + 2 * s * hidden * vocab
+        mlps = sum(3 * 2 * s * hidden * layer_ffn for layer_ffn in layer_ffns)
+        total += layers * (projections + attention) + mlps + 2 * s * hidden * vocab
     return total
 
 
@@ -87,7 +86,7 @@ def train_perf_metrics(
     ``timings`` names phases as slime's timers do (``train_wait``, ``train``, ``data_preprocess``, ``log_probs``,
     ``ref_log_probs``, ``actor_train``, ``update_weights``, ``save_model``, ...): each becomes ``perf/<name>_time``.
     With the rollout's ``seq_lens`` (prompt + response tokens per sample) come ``actor_train_tok_per_s``, and with
-    its forward FLOPs (``dense_decoder_fwd_flops``) TFLOPs per GPU: ``log_probs_tflops``, ``ref_log_probs_tflops``,
+    its forward FLOPs (``decoder_fwd_flops``) TFLOPs per GPU: ``log_probs_tflops``, ``ref_log_probs_tflops``,
     ``actor_train_tflops`` (forward + backward = 3 forwards). ``step_time`` = ``train_wait`` + ``train``, and
     ``wait_time_ratio`` is the share of it spent waiting for the rollout.
     """

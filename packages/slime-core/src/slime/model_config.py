@@ -1,0 +1,31 @@
+"""What slime-core reads of an HF model config (a ``config.json`` dict or a transformers config object): the facts
+both the FLOPs count here and a backend's model builder need, so that each is written once."""
+
+from collections.abc import Mapping
+from typing import Any
+
+
+def config_value(config: Mapping[str, Any] | Any, *names: str) -> Any:
+    """The first of ``names`` the config sets (HF spells some fields differently per family or version)."""
+    for name in names:
+        value = config.get(name) if isinstance(config, Mapping) else getattr(config, name, None)
+        if value is not None:
+            return value
+    return None
+
+
+def num_experts(config: Mapping[str, Any] | Any) -> int:
+    """Routed experts per MoE layer; 0 for a dense model. transformers 5 writes Qwen3-MoE's count as
+    ``num_local_experts``; Qwen's own checkpoints say ``num_experts``."""
+    return int(config_value(config, "num_experts", "num_local_experts") or 0)
+
+
+def moe_layer_pattern(config: Mapping[str, Any] | Any) -> list[int]:
+    """Per layer, 1 where the MLP is the experts and 0 where it is a dense MLP (Qwen3-MoE's rule: sparse every
+    ``decoder_sparse_step``-th layer unless listed in ``mlp_only_layers``); all 0 for a dense model."""
+    num_layers = int(config_value(config, "num_hidden_layers"))
+    if not num_experts(config):
+        return [0] * num_layers
+    step = config_value(config, "decoder_sparse_step") or 1
+    dense = set(config_value(config, "mlp_only_layers") or ())
+    return [int(i not in dense and (i + 1) % step == 0) for i in range(num_layers)]
