@@ -134,11 +134,16 @@ def _write_data(root: Path) -> None:
     pq.write_table(pa.table({"messages": conversations}), root / "openhermes2_5.parquet")
 
 
-def main() -> int:
-    script, workdir = sys.argv[1], Path(sys.argv[2])
+def train_command(script: str, workdir: Path) -> tuple[list[str], dict[str, str]]:
+    """``slime train`` with the script's CPU argument list (inputs under ``workdir/root``, output in
+    ``workdir/out``) and its environment (no network)."""
     argv = prepare(script, workdir / "root")
     env = {**os.environ, "WANDB_MODE": "offline", "HF_HUB_OFFLINE": "1"}
-    command = [sys.executable, "-m", "slime.cli", "train", *argv, "--output-dir", str(workdir / "out")]
+    return [sys.executable, "-m", "slime.cli", "train", *argv, "--output-dir", str(workdir / "out")], env
+
+
+def main() -> int:
+    command, env = train_command(sys.argv[1], Path(sys.argv[2]))
     print(" ".join(command), flush=True)
     return subprocess.run(command, env=env).returncode
 

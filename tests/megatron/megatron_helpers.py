@@ -110,6 +110,22 @@ def train_rollouts(trainer, batch: TrainBatch, rollout_ids: range) -> list[dict[
     return [metrics for rollout_id in rollout_ids for metrics in trainer.train(rollout_id, batch)]
 
 
+def assert_log_probs_equal_hf(log_probs: list[torch.Tensor], hf_dir: Path, batch: TrainBatch) -> None:
+    """Each sample's response log-probs equal HF transformers' (fp32) on the same tokens, at make_args' rollout
+    temperature 0.8, within 1e-5."""
+    from transformers import AutoModelForCausalLM
+
+    from slime.rl.logprobs import log_probs_from_logits
+
+    reference = AutoModelForCausalLM.from_pretrained(hf_dir, dtype=torch.float32).eval()
+    for i, (tokens, response) in enumerate(zip(batch.tokens, batch.response_lengths, strict=True)):
+        with torch.no_grad():
+            logits = reference(torch.tensor(tokens, dtype=torch.long)[None]).logits[0]
+        positions = slice(len(tokens) - response - 1, len(tokens) - 1)
+        expected = log_probs_from_logits(logits[positions], torch.tensor(tokens[-response:], dtype=torch.long), 0.8)
+        assert (log_probs[i] - expected).abs().max().item() < 1e-5, i
+
+
 SPEC_CALLS: list[int] = []
 
 

@@ -5,34 +5,30 @@ balanced data, --colocate, a TP=2 engine) and the SFT script (--debug-train-only
 The dense GRPO scripts (run-qwen3-4B.sh, run-qwen3-32B.sh, run-glm4-9B.sh) run the same way by hand:
 docs/status.md has what they gave."""
 
-import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from launch_script_on_cpu import SCRIPT_MODELS, prepare
+from launch_script_on_cpu import SCRIPT_MODELS, train_command
 
-
-def read_metrics(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
+sys.path.insert(0, str(Path(__file__).parents[1] / "metrics"))  # the metric tests' sink readers
+from readers import read_jsonl  # noqa: E402
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("script", ["run-qwen3-30B-A3B.sh", "run-qwen3-4B-base-sft.sh"])
 def test_slime_script_runs_on_cpu_pointed_at_a_tiny_model(script, tmp_path):
-    root, out = tmp_path / "root", tmp_path / "out"
-    argv = prepare(script, root)
-    env = {**os.environ, "WANDB_MODE": "offline", "HF_HUB_OFFLINE": "1"}
-    command = [sys.executable, "-m", "slime.cli", "train", *argv, "--output-dir", str(out)]
+    command, env = train_command(script, tmp_path)
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
-    metrics = read_metrics(out / "metrics.jsonl")
+    metrics = read_jsonl(tmp_path / "out" / "metrics.jsonl")
     steps = [row for row in metrics if "train/loss" in row]
     assert [row["train/step"] for row in steps] == [0]
-    saved = root / f"{SCRIPT_MODELS[script][1]}_slime"  # the script's --save: the last rollout always saves
+    saved = (
+        tmp_path / "root" / f"{SCRIPT_MODELS[script][1]}_slime"
+    )  # the script's --save: the last rollout always saves
     assert (saved / "latest_checkpointed_iteration.txt").read_text().strip() == "0"
     if script == "run-qwen3-30B-A3B.sh":
         # Megatron at TP=2 x EP=2 with SP and recompute scores the TP=2 engine's samples as the engine did.

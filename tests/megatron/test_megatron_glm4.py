@@ -5,13 +5,19 @@ checked against config.json."""
 import pytest
 import torch
 from launch_scripts import MODELS, argv
-from megatron_helpers import make_args, make_batch, make_trainer, megatron_model, train_rollouts
+from megatron_helpers import (
+    assert_log_probs_equal_hf,
+    make_args,
+    make_batch,
+    make_trainer,
+    megatron_model,
+    train_rollouts,
+)
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
 from slime.config.arguments import parse_args
 from slime.errors import ConfigError
-from slime.rl.logprobs import log_probs_from_logits
 from slime_megatron.hf_config import HFModelConfig
 from slime_megatron.hf_mapping import Layout, gather_hf_state_dict, to_hf, to_megatron
 from slime_megatron.post_norms import PostNormTransformerLayer
@@ -72,13 +78,7 @@ def test_slime_glm4_spec_builds_hf_model_and_trains(world, tiny_glm4_model):
     batch = make_batch(hf.vocab_size)
     ids = list(range(len(batch)))
     before = trainer.compute_log_probs(batch, ids)
-    reference = AutoModelForCausalLM.from_pretrained(tiny_glm4_model, dtype=torch.float32).eval()
-    for i, (tokens, response) in enumerate(zip(batch.tokens, batch.response_lengths, strict=True)):
-        with torch.no_grad():
-            logits = reference(torch.tensor(tokens, dtype=torch.long)[None]).logits[0]
-        positions = slice(len(tokens) - response - 1, len(tokens) - 1)
-        expected = log_probs_from_logits(logits[positions], torch.tensor(tokens[-response:], dtype=torch.long), 0.8)
-        assert (before[i] - expected).abs().max().item() < 1e-5, i
+    assert_log_probs_equal_hf(before, tiny_glm4_model, batch)
     steps = train_rollouts(trainer, batch, range(1))
     assert len(steps) == 2 and all(step["grad_norm"] > 0 for step in steps)
     after = trainer.compute_log_probs(batch, ids)

@@ -4,11 +4,10 @@ import pytest
 import torch
 from megatron.core.transformer.dot_product_attention import DotProductAttention
 from megatron.core.transformer.enums import AttnMaskType
-from megatron_helpers import make_args, make_batch, make_trainer, megatron_model
+from megatron_helpers import assert_log_probs_equal_hf, make_args, make_batch, make_trainer, megatron_model
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
-from slime.rl.logprobs import log_probs_from_logits
 from slime_megatron import attention
 from slime_megatron.attention import SDPAttention
 from slime_megatron.hf_config import HFModelConfig
@@ -106,10 +105,4 @@ def test_trainer_log_probs_equal_hf_at_the_rollout_temperature(world, tiny_model
     trainer = make_trainer(args)
     batch = make_batch(trainer.hf.vocab_size)
     ours = trainer.compute_log_probs(batch, list(range(len(batch))))
-    reference = AutoModelForCausalLM.from_pretrained(tiny_models["qwen3"], dtype=torch.float32).eval()
-    for i, (tokens, response) in enumerate(zip(batch.tokens, batch.response_lengths, strict=True)):
-        with torch.no_grad():
-            logits = reference(torch.tensor(tokens, dtype=torch.long)[None]).logits[0]
-        positions = slice(len(tokens) - response - 1, len(tokens) - 1)
-        expected = log_probs_from_logits(logits[positions], torch.tensor(tokens[-response:], dtype=torch.long), 0.8)
-        assert (ours[i] - expected).abs().max().item() < 1e-5, i
+    assert_log_probs_equal_hf(ours, tiny_models["qwen3"], batch)

@@ -13,12 +13,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from slime.config.arguments import parse_args
-from slime_sglang import weight_updates
 from slime_testkit.tiny_model import build_tiny_moe_model
 
 sys.path.insert(0, str(Path(__file__).parent))
-from engine_checks import PROMPTS, check_engine_matches, perturbed  # noqa: E402
+from engine_checks import PROMPTS, check_engine_matches, one_cpu_engine, perturbed  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -33,25 +31,8 @@ def moe_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def moe_engine(moe_model: Path, tmp_path_factory: pytest.TempPathFactory):
-    from slime_sglang.engine import SGLangRolloutEngine
-
-    args = parse_args(
-        [
-            "--hf-checkpoint", str(moe_model),
-            "--rollout-num-gpus", "1", "--rollout-num-gpus-per-engine", "1",
-            "--output-dir", str(tmp_path_factory.mktemp("sglang-moe-run")),
-            "--sglang-device", "cpu", "--sglang-max-total-tokens", "2048", "--sglang-max-running-requests", "8",
-            "--sglang-server-start-timeout", "400",
-        ]
-    )  # fmt: skip
-    engine = SGLangRolloutEngine(args)
-    engine.start()
-    try:
+    with one_cpu_engine(moe_model, tmp_path_factory.mktemp("sglang-moe-run")) as engine:
         yield engine
-    finally:
-        while weight_updates._senders:  # one sender per transport (issue 20's engine placement)
-            weight_updates._senders.popitem()[1].close()
-        engine.shutdown()
 
 
 @pytest.fixture(scope="module")
