@@ -1,6 +1,7 @@
 """The data that flows between stages: ``Sample`` (data loading -> rollout -> reward -> filtering) and ``TrainBatch``
 (one rollout's samples as the trainer consumes them, per-token fields in ``RaggedArray``s)."""
 
+import base64
 from array import array
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, fields
@@ -48,6 +49,9 @@ class Sample:
     loss_mask: list[int] | None = None
     weight_versions: list[str] = field(default_factory=list)
     rollout_log_probs: list[float] | None = None
+    # The experts the engine's router chose (--use-rollout-routing-replay): int32 [len(tokens) - 1, layers x top-k],
+    # row t for token t (the last token is never fed to the model).
+    rollout_routed_experts: np.ndarray | None = None
     remove_sample: bool = False
     status: Status = Status.PENDING
     metadata: dict[str, Any] = field(default_factory=dict)
@@ -98,6 +102,8 @@ class Sample:
         self.rollout_log_probs.extend(log_probs if log_probs is not None else [0.0] * len(tokens))
         self.response += text
         if meta_info:
+            if meta_info.get("routed_experts") is not None:
+                self.rollout_routed_experts = routed_experts_of(meta_info["routed_experts"], len(self.tokens) - 1)
             if meta_info.get("weight_version") is not None:
                 self.weight_versions.append(str(meta_info["weight_version"]))
             if "finish_reason" in meta_info:
@@ -132,6 +138,8 @@ class Sample:
         # converting a 10k-sample rollout (bench/scale.py).
         data = {name: getattr(self, name) for name in _FIELD_NAMES}
         data["status"] = self.status.value
+        if self.rollout_routed_experts is not None:
+            data["rollout_routed_experts"] = self.rollout_routed_experts.tolist()
         return data
 
     @classmethod
@@ -142,7 +150,21 @@ class Sample:
         values = dict(data)
         if "status" in values:
             values["status"] = Status(values["status"])
+        if values.get("rollout_routed_experts") is not None:
+            values["rollout_routed_experts"] = np.asarray(values["rollout_routed_experts"], dtype=np.int32)
         return cls(**values)
+
+
+def routed_experts_of(encoded: str | list, num_rows: int) -> np.ndarray:
+    """SGLang's ``meta_info["routed_experts"]`` (base64 of int32, or nested lists) as ``[num_rows, layers x top-k]``:
+    one row per token the engine ran, the prompt's included."""
+    if isinstance(encoded, str):
+        values = np.frombuffer(base64.b64decode(encoded), dtype=np.int32)
+    else:
+        values = np.asarray(encoded, dtype=np.int32).reshape(-1)
+    if num_rows < 1 or values.size % num_rows:
+        raise ValueError(f"the engine's routed experts ({values.size} ids) do not split into {num_rows} token rows")
+    return values.reshape(num_rows, -1)
 
 
 _FIELD_NAMES = tuple(f.name for f in fields(Sample))
@@ -202,6 +224,8 @@ class TrainBatch:
     metadata: list[dict[str, Any]] = field(default_factory=list)
     # Per sample, the newest trainer weight version that generated it ("" if unknown, e.g. SGLang's "default").
     weight_versions: list[str] = field(default_factory=list)
+    # Per sample, the engine's experts per token (Sample.rollout_routed_experts), with --use-rollout-routing-replay.
+    rollout_routed_experts: list[np.ndarray] | None = None
 
     def __len__(self) -> int:
         return len(self.tokens)

@@ -101,6 +101,9 @@ def _check_model(args: argparse.Namespace) -> None:
 
 def _check_experts(args: argparse.Namespace) -> None:
     """Expert parallelism against the expert count (filled in from config.json) and the world."""
+    if args.use_routing_replay and args.num_experts is None:
+        flag = "--use-rollout-routing-replay" if args.use_rollout_routing_replay else "--use-routing-replay"
+        _fail(f"{flag} replays mixture-of-experts routing, and this model has no experts (--num-experts)")
     ep = args.expert_model_parallel_size
     if ep < 1:
         _fail(f"--expert-model-parallel-size must be >= 1, got {ep}")

@@ -9,6 +9,7 @@ forward-only passes; advantages from slime's estimator; then one ``train_step`` 
 """
 
 import argparse
+import contextlib
 import time
 from dataclasses import dataclass
 from functools import partial
@@ -50,6 +51,7 @@ from slime_megatron.model import build_model
 from slime_megatron.model_shape import load_hf_config
 from slime_megatron.optimizer import build_trainable
 from slime_megatron.parallel import init_parallel
+from slime_megatron.routing_replay import RECORD, REPLAY, ROUTE, RoutingReplay
 from slime_megatron.training import forward_only, train_step
 
 
@@ -97,6 +99,11 @@ class MegatronTrainer:
             refuse_gpu_only_features(args)
         self.margs, self.config, model = build_model(args, self.hf, world_size, on_cpu)
         self.ref_weights = self._reference_weights(model) if needs_reference(args) else None
+        self.replay = (
+            RoutingReplay(model, self.config.num_layers, self.config.moe_router_topk, self.config.sequence_parallel)
+            if args.use_routing_replay
+            else None
+        )
         load_hf_weights(model, self.hf, args.hf_checkpoint)
         total_steps = args.lr_decay_iters or (args.num_rollout or 0) * (args.num_steps_per_rollout or 1) or 1
         self.trainable = build_trainable(model, self.config, self.margs, total_steps)
@@ -153,11 +160,20 @@ class MegatronTrainer:
         multiple = self.config.tensor_model_parallel_size if self.config.sequence_parallel else 1
         return make_micro_batches(batch.tokens, batch.response_lengths, groups, pad_to_multiple=multiple)
 
-    def forward_log_probs(self, batch: TrainBatch, sample_ids: list[int]) -> dict[str, dict[int, torch.Tensor]]:
+    def _routing(self, mode: str, micro_batches: list[MicroBatch]) -> contextlib.AbstractContextManager:
+        """Routers in ``mode`` (routing_replay.py) for one run over ``micro_batches``, with routing replay on."""
+        if self.replay is None:
+            return contextlib.nullcontext(None)
+        return self.replay.routing(mode, micro_batches)
+
+    def forward_log_probs(
+        self, batch: TrainBatch, sample_ids: list[int], routing: str = ROUTE
+    ) -> dict[str, dict[int, torch.Tensor]]:
         """Response log-probs of the current weights for ``sample_ids`` (``"log_probs"``, and ``"entropy"`` with
-        ``--use-rollout-entropy``), each by sample id, on every pipeline stage."""
+        ``--use-rollout-entropy``), each by sample id, on every pipeline stage; MoE routers in ``routing`` mode."""
         micro_batches = self._micro_batches(batch, sample_ids, self.args.log_probs_max_tokens_per_gpu)
-        outputs = forward_only(self.trainable.model, micro_batches, self._log_probs_of, self.device)
+        with self._routing(routing, micro_batches) as before_forward:
+            outputs = forward_only(self.trainable.model, micro_batches, self._log_probs_of, self.device, before_forward)
         result: dict[str, dict[int, torch.Tensor]] = {}
         for micro_batch, output in zip(micro_batches, outputs, strict=True):
             for field, values in output.items():
@@ -170,12 +186,12 @@ class MegatronTrainer:
         return self._forward_with(self.ref_weights, batch, sample_ids)
 
     def _forward_with(
-        self, weights: dict[str, torch.Tensor], batch: TrainBatch, sample_ids: list[int]
+        self, weights: dict[str, torch.Tensor], batch: TrainBatch, sample_ids: list[int], routing: str = ROUTE
     ) -> dict[str, dict[int, torch.Tensor]]:
         actor = snapshot_weights(self.trainable.model)
         copy_weights(self.trainable.model, weights)
         try:
-            return self.forward_log_probs(batch, sample_ids)
+            return self.forward_log_probs(batch, sample_ids, routing)
         finally:
             copy_weights(self.trainable.model, actor)
 
@@ -185,7 +201,9 @@ class MegatronTrainer:
         if self.args.keep_old_actor:
             self.sent_weights[int(weight_version)] = snapshot_weights(self.trainable.model)
 
-    def _old_actor_forward(self, batch: TrainBatch, sample_ids: list[int]) -> dict[str, dict[int, torch.Tensor]]:
+    def _old_actor_forward(
+        self, batch: TrainBatch, sample_ids: list[int], routing: str
+    ) -> dict[str, dict[int, torch.Tensor]]:
         """``--keep-old-actor``: each sample's log-probs under the weights that generated it (by the weight version
         it carries), not the current ones (with ``--async`` or ``--update-weights-interval`` they differ)."""
         by_version: dict[int, list[int]] = {}
@@ -199,7 +217,7 @@ class MegatronTrainer:
             by_version.setdefault(int(version), []).append(i)
         result: dict[str, dict[int, torch.Tensor]] = {}
         for version, ids in sorted(by_version.items()):
-            for field, values in self._forward_with(self.sent_weights[version], batch, ids).items():
+            for field, values in self._forward_with(self.sent_weights[version], batch, ids, routing).items():
                 result.setdefault(field, {}).update(values)
         # Later rollouts are never generated with older weights than this one's (the staleness rule).
         for version in [v for v in self.sent_weights if v < min(by_version)]:
@@ -246,6 +264,15 @@ class MegatronTrainer:
         entropies: dict[str, dict[int, torch.Tensor] | None] = {}
         if batch.rollout_log_probs is not None:
             rollout_log_probs = {i: torch.tensor(batch.rollout_log_probs[i], device=device) for i in sample_ids}
+        # How the old-policy forward routes MoE tokens: as the engine did (R3), or recorded for the steps to replay.
+        old_routing = ROUTE
+        if self.replay is not None:
+            self.replay.routes.clear()
+            old_routing = REPLAY if args.use_rollout_routing_replay else RECORD
+            if args.use_rollout_routing_replay:
+                if batch.rollout_routed_experts is None:
+                    raise ValueError("--use-rollout-routing-replay: the rollout's batch carries no routed experts")
+                self.replay.set_rollout_routes(batch.tokens, batch.rollout_routed_experts, sample_ids)
         if self.ref_weights is not None:
             start = time.perf_counter()
             ref = self.forward_ref_log_probs(batch, sample_ids)
@@ -257,13 +284,14 @@ class MegatronTrainer:
             old_log_probs = rollout_log_probs
         elif args.keep_old_actor:
             start = time.perf_counter()
-            old = self._old_actor_forward(batch, sample_ids)
+            old = self._old_actor_forward(batch, sample_ids, old_routing)
             old_log_probs, entropies["entropy"] = old["log_probs"], old.get("entropy")
             self.timings["log_probs"] = time.perf_counter() - start
-        elif num_steps > 1 or args.kl_coef != 0:
+        elif num_steps > 1 or args.kl_coef != 0 or old_routing == RECORD:
             # With one step per rollout and no KL in the reward, old == current (detached): the loss reuses them.
+            # Recording routes for the steps to replay needs the pass in any case.
             start = time.perf_counter()
-            old = self.forward_log_probs(batch, sample_ids)
+            old = self.forward_log_probs(batch, sample_ids, old_routing)
             old_log_probs, entropies["entropy"] = old["log_probs"], old.get("entropy")
             self.timings["log_probs"] = time.perf_counter() - start
         if args.compute_advantages_and_returns:
@@ -415,8 +443,11 @@ class MegatronTrainer:
             )
             micro_batches = self._micro_batches(batch, sample_ids, self.args.max_tokens_per_gpu)
             loss_fn = partial(self._loss, data, global_batch, step_tokens)
-            metrics = train_step(self.trainable, micro_batches, loss_fn, self.device)
+            with self._routing(REPLAY, micro_batches) as before_forward:
+                metrics = train_step(self.trainable, micro_batches, loss_fn, self.device, before_forward)
             results.append(metrics)
+        if self.replay is not None:
+            self.replay.routes.clear()
         actor_time = time.perf_counter() - actor_start
         for name, field in ((_POLICY_LOG_PROBS, "log_probs"), (_POLICY_ENTROPY, "entropy")):
             if name in results[0]:

@@ -21,11 +21,22 @@ from slime_megatron.optimizer import Trainable
 LossFn = Callable[[MicroBatch, torch.Tensor], tuple[torch.Tensor, dict[str, Any]]]
 
 
+# Runs before each micro-batch's forward (routing replay queues the micro-batch's routes).
+BeforeForward = Callable[[MicroBatch], None] | None
+
+
 def _run_schedule(
-    model: torch.nn.Module, micro_batches: list[MicroBatch], loss_fn: LossFn, device: torch.device, forward_only: bool
+    model: torch.nn.Module,
+    micro_batches: list[MicroBatch],
+    loss_fn: LossFn,
+    device: torch.device,
+    forward_only: bool,
+    before_forward: BeforeForward = None,
 ) -> list[dict[str, Any]]:
     def forward_step(data_iterator, model):
         batch = next(data_iterator)
+        if before_forward is not None:
+            before_forward(batch)
         output = model(batch.tokens.to(device), batch.position_ids.to(device), None)
         return output, partial(loss_fn, batch)
 
@@ -60,6 +71,7 @@ def forward_only(
     micro_batches: list[MicroBatch],
     compute: Callable[[MicroBatch, torch.Tensor], dict[str, Any]],
     device: torch.device,
+    before_forward: BeforeForward = None,
 ) -> list[dict[str, Any]]:
     """``compute(micro_batch, logits)`` of every micro-batch, on every pipeline stage."""
 
@@ -68,7 +80,7 @@ def forward_only(
 
     model.eval()
     try:
-        outputs = _run_schedule(model, micro_batches, loss_fn, device, forward_only=True)
+        outputs = _run_schedule(model, micro_batches, loss_fn, device, forward_only=True, before_forward=before_forward)
     finally:
         model.train()
     return broadcast_from_last_stage(outputs if parallel_state.is_pipeline_last_stage() else None)
@@ -84,7 +96,11 @@ def _sum_over_data_parallel(metrics: dict[str, torch.Tensor]) -> dict[str, float
 
 
 def train_step(
-    trainable: Trainable, micro_batches: list[MicroBatch], loss_fn: LossFn, device: torch.device
+    trainable: Trainable,
+    micro_batches: list[MicroBatch],
+    loss_fn: LossFn,
+    device: torch.device,
+    before_forward: BeforeForward = None,
 ) -> dict[str, float]:
     """One optimizer step over this rank's micro-batches; the step's metrics, on every rank.
 
@@ -102,7 +118,9 @@ def train_step(
     model.train()
     model.zero_grad_buffer()
     optimizer.zero_grad()
-    outputs = _run_schedule(model, micro_batches, scaled_loss_fn, device, forward_only=False)
+    outputs = _run_schedule(
+        model, micro_batches, scaled_loss_fn, device, forward_only=False, before_forward=before_forward
+    )
     router_losses = step_losses(model.config, len(micro_batches))
     _, grad_norm, _ = optimizer.step()
     # The rates this step used; the scheduler then sets the next step's.

@@ -44,8 +44,10 @@ class GenerateClient:
         concurrency: int,
         retry_timeout: float = 600.0,
         check_engines: Callable[[], None] | None = None,
+        return_routed_experts: bool = False,
     ) -> None:
         self.router_url = router_url
+        self.return_routed_experts = return_routed_experts  # the experts each token went to (routing replay)
         self.concurrency = concurrency
         self.retry_timeout = retry_timeout
         # Called after a transient failure; raises when retrying is pointless (an engine died, no fault tolerance).
@@ -73,6 +75,8 @@ class GenerateClient:
                 sample.status = Status.TRUNCATED
                 return sample
         payload = {"input_ids": list(sample.tokens), "sampling_params": params, "return_logprob": True}
+        if self.return_routed_experts:
+            payload["return_routed_experts"] = True
         state = self._state()
         async with state.semaphore:
             if epoch != self.epoch:
@@ -154,7 +158,8 @@ class GenerateClient:
 
 
 def apply_output(sample: Sample, output: dict[str, Any]) -> None:
-    """Append one ``/generate`` answer (tokens, log-probs, text, weight version, finish reason) to ``sample``."""
+    """Append one ``/generate`` answer (tokens, log-probs, text, weight version, finish reason, routed experts) to
+    ``sample``."""
     meta = output["meta_info"]
     pairs = meta.get("output_token_logprobs") or []  # [log-prob, token id, token text or None] per new token
     tokens = [int(p[1]) for p in pairs]

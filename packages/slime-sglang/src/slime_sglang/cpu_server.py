@@ -19,6 +19,9 @@ Attention runs batched (``slime_sglang.cpu_attention``) instead of in SGLang's P
 The server (with its scheduler and detokenizer) ends when its parent dies (``slime_sglang.parent_watch``). A taken
 HTTP port ends it before the model loads.
 
+Host buffers (the routed-experts capturer's, ``--enable-return-routed-experts``) are pinned with cudaHostRegister,
+which needs a CUDA driver; on CPU they are plain memory.
+
 The patches run at import: SGLang's scheduler processes are spawned and re-import this module as their main.
 """
 
@@ -30,6 +33,7 @@ import sys
 from sglang.srt import server_args
 from sglang.srt.layers.attention.attention_registry import ATTENTION_BACKENDS
 from sglang.srt.managers.scheduler import Scheduler
+from sglang.srt.mem_cache.pool_host.common import ALLOC_MEMORY_FUNCS
 from sglang.srt.model_executor.model_runner import ModelRunner
 from sglang.srt.platforms.cpu import CpuDeviceMixin
 
@@ -41,6 +45,9 @@ if "torch_native" not in server_args.DETERMINISTIC_ATTENTION_BACKEND_CHOICES:
 ModelRunner.maybe_enable_batch_invariant_mode = lambda self: None
 CpuDeviceMixin.empty_cache = lambda self: None
 ATTENTION_BACKENDS["torch_native"] = BatchedAttnBackend
+ALLOC_MEMORY_FUNCS["cpu"] = lambda dims, dtype, device, pin_memory, allocator, **_: allocator.allocate(
+    dims, dtype=dtype, device=device
+)
 
 _record_paused_state = Scheduler._record_scheduler_state_for_paused_engine
 

@@ -98,7 +98,11 @@ class SGLangRolloutEngine:
             raise
         concurrency = args.sglang_server_concurrency * max(1, len(self.engine_urls))
         self.client = GenerateClient(
-            self.router.url, concurrency, args.sglang_request_retry_timeout, check_engines=self._check_engines
+            self.router.url,
+            concurrency,
+            args.sglang_request_retry_timeout,
+            check_engines=self._check_engines,
+            return_routed_experts=args.use_rollout_routing_replay,
         )
         if args.use_fault_tolerance:
             self.monitor = HealthMonitor(
@@ -121,6 +125,7 @@ class SGLangRolloutEngine:
             cpu=self.cpu,
             enable_memory_saver=bool(args.offload_rollout) and not self.cpu,
             sglang_args=list(args.sglang_server_args),
+            return_routed_experts=args.use_rollout_routing_replay,
         )
 
     def shutdown(self) -> None:

@@ -51,6 +51,7 @@ class ServerConfig:
     cpu: bool = False
     nccl_port: int | None = None
     enable_memory_saver: bool = False
+    return_routed_experts: bool = False  # --use-rollout-routing-replay
     gpu_ids: list[str] = field(default_factory=list)  # the devices Ray gave the engine; empty: leave them as they are
     sglang_args: list[str] = field(default_factory=list)  # raw tokens from the --sglang-* flags
 
@@ -68,6 +69,8 @@ def server_command(config: ServerConfig) -> list[str]:
         command += ["--nccl-port", str(config.nccl_port)]
     if config.enable_memory_saver:
         command += ["--enable-memory-saver"]
+    if config.return_routed_experts and "enable_return_routed_experts" not in given_dests(config.sglang_args):
+        command += ["--enable-return-routed-experts"]
     if config.gpu_ids:
         command += ["--base-gpu-id", "0"]  # the first of CUDA_VISIBLE_DEVICES (server_env)
     if config.cpu:

@@ -264,6 +264,16 @@ def _add_algorithm_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--use-rollout-logprobs", action="store_true", help="use the engine's log-probs as old policy")
     group.add_argument("--calculate-per-token-loss", action="store_true")
+    group.add_argument(
+        "--use-routing-replay",
+        action="store_true",
+        help="MoE: training replays the experts the old-policy forward chose for each token (arXiv 2507.18071)",
+    )
+    group.add_argument(
+        "--use-rollout-routing-replay",
+        action="store_true",
+        help="MoE (R3): training replays the experts the rollout engine chose for each token (arXiv 2510.11370)",
+    )
     group.add_argument("--num-critic-only-steps", type=int, default=0)
     group.add_argument(
         "--disable-compute-advantages-and-returns",
@@ -449,6 +459,8 @@ def validate_args(args: argparse.Namespace) -> None:
         args.rollout_num_gpus = args.actor_num_nodes * args.actor_num_gpus_per_node
     if args.load_debug_rollout_data:
         args.debug_train_only = True
+    if args.use_rollout_routing_replay:
+        args.use_routing_replay = True  # as in slime: replaying the engine's routes is a routing replay
     if args.debug_rollout_only and args.debug_train_only:
         both = "--load-debug-rollout-data" if args.load_debug_rollout_data else "--debug-train-only"
         _fail(f"--debug-rollout-only and {both} cannot be used together")

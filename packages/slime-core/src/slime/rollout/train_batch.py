@@ -71,7 +71,19 @@ def samples_to_train_batch(args: argparse.Namespace, samples: list[Sample]) -> T
         rollout_log_probs=None if any(lp is None for lp in log_probs) else RaggedArray.from_lists(log_probs, "f"),
         metadata=[sample.train_metadata or {} for sample in samples],
         weight_versions=[newest_weight_version(sample) for sample in samples],
+        rollout_routed_experts=routed_experts(samples) if args.use_rollout_routing_replay else None,
     )
+
+
+def routed_experts(samples: list[Sample]) -> list[np.ndarray]:
+    """Each sample's engine routes (``--use-rollout-routing-replay``); a sample without them is an error."""
+    missing = [sample.index for sample in samples if sample.rollout_routed_experts is None]
+    if missing:
+        raise ValueError(
+            f"--use-rollout-routing-replay: samples {missing[:5]} carry no routed experts (a generate function must "
+            'send "return_routed_experts": true and pass the meta_info to Sample.append_response_tokens)'
+        )
+    return [sample.rollout_routed_experts for sample in samples]
 
 
 def newest_weight_version(sample: Sample) -> str:
