@@ -1,6 +1,10 @@
+import base64
+import json
+
+import numpy as np
 import pytest
 
-from slime.types import Sample, Status
+from slime.types import Sample, Status, routed_experts_of
 
 
 def test_append_response_tokens_keeps_tokens_mask_and_log_probs_aligned():
@@ -96,3 +100,20 @@ def test_slime_spelling_of_sample_status_append_and_reward():
     sample.append_response_tokens(None, tokens=[9], trainable=False)  # a tool's token: no log-prob, mask 0
     assert sample.loss_mask == [1, 1, 0] and sample.rollout_log_probs == [-0.1, -0.2, 0.0]
     assert sample.get_reward_value(Namespace(reward_key="score")) == 0.5  # slime passes args
+
+
+def test_routed_experts_from_the_engine_are_one_row_per_token_the_engine_ran():
+    # SGLang's meta_info["routed_experts"]: base64 of int32 ids, token by token, layers x top-k each (here 2 x 2).
+    ids = np.arange(5 * 4, dtype=np.int32) % 8
+    sample = Sample(tokens=[1, 2, 3])
+    encoded = base64.b64encode(ids.tobytes()).decode()
+    sample.append_response_tokens(tokens=[4, 5, 6], log_probs=[-0.1] * 3, meta_info={"routed_experts": encoded})
+    assert sample.rollout_routed_experts.shape == (5, 4)  # 6 tokens: the last is never fed to the model
+    assert sample.rollout_routed_experts.tolist() == ids.reshape(5, 4).tolist()
+
+    back = Sample.from_dict(json.loads(json.dumps(sample.to_dict())))
+    assert back.rollout_routed_experts.dtype == np.int32
+    assert np.array_equal(back.rollout_routed_experts, sample.rollout_routed_experts)
+
+    with pytest.raises(ValueError, match="20 ids\\) do not split into 3 token rows"):
+        routed_experts_of(encoded, 3)

@@ -11,6 +11,7 @@ What changes, and nothing else:
   tokens.
 
 Usage (what the test runs; by hand for the other scripts): python tests/megatron/launch_script_on_cpu.py SCRIPT DIR
+[EXTRA FLAGS...]
 """
 
 import json
@@ -134,16 +135,16 @@ def _write_data(root: Path) -> None:
     pq.write_table(pa.table({"messages": conversations}), root / "openhermes2_5.parquet")
 
 
-def train_command(script: str, workdir: Path) -> tuple[list[str], dict[str, str]]:
+def train_command(script: str, workdir: Path, *extra: str) -> tuple[list[str], dict[str, str]]:
     """``slime train`` with the script's CPU argument list (inputs under ``workdir/root``, output in
-    ``workdir/out``) and its environment (no network)."""
+    ``workdir/out``), then ``extra`` flags, and its environment (no network)."""
     argv = prepare(script, workdir / "root")
     env = {**os.environ, "WANDB_MODE": "offline", "HF_HUB_OFFLINE": "1"}
-    return [sys.executable, "-m", "slime.cli", "train", *argv, "--output-dir", str(workdir / "out")], env
+    return [sys.executable, "-m", "slime.cli", "train", *argv, "--output-dir", str(workdir / "out"), *extra], env
 
 
 def main() -> int:
-    command, env = train_command(sys.argv[1], Path(sys.argv[2]))
+    command, env = train_command(sys.argv[1], Path(sys.argv[2]), *sys.argv[3:])
     print(" ".join(command), flush=True)
     return subprocess.run(command, env=env).returncode
 

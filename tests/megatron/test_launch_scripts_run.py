@@ -1,7 +1,7 @@
 """slime's own launch scripts run on CPU with the real stack (Ray, Megatron, SGLang), pointed at a tiny model of
 their architecture (launch_script_on_cpu.py says exactly what changes): run-qwen3-30B-A3B.sh (GRPO on a Qwen3-MoE
 with TP=2 and expert parallelism 2 on the same two ranks, sequence parallelism, full recompute, dynamic batches,
-balanced data, --colocate, a TP=2 engine) and the SFT script (--debug-train-only, slime's SFT rollout function).
+balanced data, --colocate, a TP=2 engine; with routing replay of the engine's routes) and the SFT script (--debug-train-only, slime's SFT rollout function).
 The dense GRPO scripts (run-qwen3-4B.sh, run-qwen3-32B.sh, run-glm4-9B.sh) run the same way by hand:
 docs/status.md has what they gave."""
 
@@ -19,7 +19,10 @@ from readers import read_jsonl  # noqa: E402
 @pytest.mark.slow
 @pytest.mark.parametrize("script", ["run-qwen3-30B-A3B.sh", "run-qwen3-4B-base-sft.sh"])
 def test_slime_script_runs_on_cpu_pointed_at_a_tiny_model(script, tmp_path):
-    command, env = train_command(script, tmp_path)
+    # The MoE run also replays the engine's routes (R3), as slime's own R3 test does with this script: the routes go
+    # from the TP=2 engine through the rollout manager to the TP=2 x EP=2 trainer with SP and recompute.
+    extra = ("--use-rollout-routing-replay",) if script == "run-qwen3-30B-A3B.sh" else ()
+    command, env = train_command(script, tmp_path, *extra)
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 

@@ -1,6 +1,11 @@
 """Routing replay on the megatron backend (one process, a tiny Qwen3-MoE): replayed routes decide the experts,
-recorded routes replay to the same log-probs, and training under replay (activation recomputation included) equals
-training with the router's own choices when the routes are the router's own."""
+recorded routes replay to the same log-probs, training under replay (activation recomputation included) equals
+training with the router's own choices when the routes are the router's own, and a real engine's routes bring the
+trainer's log-probs closer to the engine's."""
+
+import asyncio
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,7 +14,11 @@ from megatron_helpers import make_args, make_batch, make_trainer
 
 from slime.config.arguments import parse_args
 from slime.errors import ConfigError
+from slime.types import RaggedArray, Sample, TrainBatch
 from slime_megatron.routing_replay import RECORD, REPLAY
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "sglang"))
+from engine_checks import one_cpu_engine  # noqa: E402
 
 RECOMPUTE = ("--recompute-granularity", "full", "--recompute-method", "uniform", "--recompute-num-layers", "1")
 
@@ -87,3 +96,52 @@ def test_routing_replay_needs_experts_and_the_engines_routes(tiny_models, tiny_m
             f"{flag} replays mixture-of-experts routing, and this model has no experts (--num-experts)"
         )
     assert parse_args(["--hf-checkpoint", str(tiny_moe_model), "--use-rollout-routing-replay"]).use_routing_replay
+
+
+@pytest.mark.slow
+def test_the_engines_routes_bring_the_trainers_log_probs_closer_to_the_engines(
+    ray_runtime, world, tiny_moe_model, tmp_path
+):
+    """R3's purpose, measured: an engine in bf16 (as on GPUs) routes some tokens to other experts than the fp32
+    trainer does; replaying the engine's routes removes those tokens' large log-prob gaps."""
+    generator = torch.Generator().manual_seed(0)
+    prompts = [torch.randint(3, 600, (4 + i % 5,), generator=generator).tolist() for i in range(16)]
+    params = {"temperature": 1.0, "max_new_tokens": 24, "ignore_eos": True}
+    flags = ("--use-rollout-routing-replay", "--sglang-dtype", "bfloat16", "--sglang-enable-deterministic-inference")
+    with one_cpu_engine(tiny_moe_model, tmp_path, *flags) as engine:
+
+        async def rollout() -> list[Sample]:
+            return await asyncio.gather(
+                *(engine.generate(Sample(tokens=p, index=i), params) for i, p in enumerate(prompts))
+            )
+
+        samples = asyncio.run(rollout())
+    batch = TrainBatch(
+        tokens=RaggedArray.from_lists([s.tokens for s in samples], "i"),
+        response_lengths=[s.response_length for s in samples],
+        loss_masks=RaggedArray.from_lists([[1] * s.response_length for s in samples], "b"),
+        rewards=[0.0] * len(samples),
+        raw_rewards=[0.0] * len(samples),
+        truncated=[False] * len(samples),
+        sample_indices=list(range(len(samples))),
+    )
+    ids = list(range(len(samples)))
+    trainer = make_trainer(make_args(tiny_moe_model, "--use-rollout-routing-replay", "--rollout-temperature", "1.0"))
+    own = trainer.forward_log_probs(batch, ids, RECORD)["log_probs"]
+    flipped = 0  # tokens the trainer's routers send to other experts than the engine's did
+    for i, sample in enumerate(samples):
+        own_rows = trainer.replay.routes[i][:-1].numpy()  # [tokens, layers, top-k]
+        engine_rows = sample.rollout_routed_experts.reshape(own_rows.shape)
+        flipped += int((np.sort(own_rows, -1) != np.sort(engine_rows, -1)).any(axis=(1, 2)).sum())
+    trainer.replay.set_rollout_routes(batch.tokens, [s.rollout_routed_experts for s in samples], ids)
+    replayed = trainer.forward_log_probs(batch, ids, REPLAY)["log_probs"]
+
+    def gaps(log_probs: dict[int, torch.Tensor]) -> torch.Tensor:
+        return torch.cat([(log_probs[i] - torch.tensor(s.rollout_log_probs)).abs() for i, s in enumerate(samples)])
+
+    own_gaps, replayed_gaps = gaps(own), gaps(replayed)
+    print(f"routing flips {flipped}; gap without replay mean {own_gaps.mean():.4f} max {own_gaps.max():.4f}, "
+          f"with replay mean {replayed_gaps.mean():.4f} max {replayed_gaps.max():.4f}")  # fmt: skip
+    assert flipped > 0  # bf16 moved some tokens to other experts
+    assert replayed_gaps.mean() < own_gaps.mean()
+    assert replayed_gaps.max() < 0.5 * own_gaps.max()  # the flipped tokens' gaps are gone

@@ -19,9 +19,9 @@ PARAMS = {"temperature": 0.0, "max_new_tokens": 8, "ignore_eos": True}
 
 
 @contextlib.contextmanager
-def one_cpu_engine(model: Path, output_dir: Path) -> Iterator:
+def one_cpu_engine(model: Path, output_dir: Path, *extra: str) -> Iterator:
     """A real SGLang CPU engine of its own serving ``model`` (for a model the shared deployment does not serve),
-    shut down with its weight senders at the end."""
+    shut down with its weight senders at the end; ``extra``: more slime flags."""
     from slime_sglang import weight_updates
     from slime_sglang.engine import SGLangRolloutEngine
 
@@ -32,6 +32,7 @@ def one_cpu_engine(model: Path, output_dir: Path) -> Iterator:
             "--output-dir", str(output_dir),
             "--sglang-device", "cpu", "--sglang-max-total-tokens", "2048", "--sglang-max-running-requests", "8",
             "--sglang-server-start-timeout", "400",
+            *extra,
         ]
     )  # fmt: skip
     engine = SGLangRolloutEngine(args)

@@ -112,3 +112,16 @@ def test_slime_custom_conversion_replaces_ours() -> None:
     args.custom_convert_samples_to_train_data_path = f"{__name__}.incomplete_convert"
     with pytest.raises(PluginError, match="returned train data without response_lengths, rewards, loss_masks"):
         convert_samples_to_train_batch(args, samples)
+
+
+def test_routing_replay_needs_every_samples_routes() -> None:
+    args = parse_args(ARGS)
+    args.use_rollout_routing_replay = True  # the flag itself needs an MoE model (the megatron backend checks it)
+    routes = np.zeros((3, 4), dtype=np.int32)
+    samples = [sample(0, [5, 6], [7, 8], reward=1.0, rollout_routed_experts=routes), sample(1, [5], [9], reward=0.0)]
+    with pytest.raises(ValueError, match=r"samples \[1\] carry no routed experts .* not the router"):
+        samples_to_train_batch(args, samples)
+    samples[1].rollout_routed_experts = routes[:1]
+    batch = pickle.loads(pickle.dumps(samples_to_train_batch(args, samples)))
+    assert [r.shape for r in batch.rollout_routed_experts] == [(3, 4), (1, 4)]
+    assert samples_to_train_batch(parse_args(ARGS), samples).rollout_routed_experts is None  # only when replaying

@@ -36,7 +36,13 @@ class _LoopState:
 
 
 class GenerateClient:
-    """Sends ``/generate`` requests through the router, at most ``concurrency`` at a time."""
+    """Sends ``/generate`` requests through the router, at most ``concurrency`` at a time.
+
+    Requests for routed experts (``return_routed_experts``, routing replay) go to the router's workers directly,
+    each to the one with the fewest of this client's requests in flight: sglang-router 0.3.2 (PyPI's newest) drops
+    request fields it does not know, ``return_routed_experts`` among them, so through it no routes came back
+    (measured).
+    """
 
     def __init__(
         self,
@@ -56,6 +62,8 @@ class GenerateClient:
         # abort() bumps the epoch: a request of an older epoch that has not been answered yet becomes ABORTED.
         self.epoch = 0
         self.in_flight: dict[int, int] = {}  # epoch -> requests sent and not yet answered
+        self.in_flight_per_worker: dict[str, int] = {}  # direct requests only
+        self._workers: tuple[float, list[str]] = (0.0, [])  # when fetched, the router's worker URLs
 
     def _state(self) -> _LoopState:
         loop = asyncio.get_running_loop()
@@ -94,28 +102,47 @@ class GenerateClient:
         delay = 0.5
         while True:
             self.in_flight[epoch] = self.in_flight.get(epoch, 0) + 1
+            url = await self._target(state)
+            self.in_flight_per_worker[url] = self.in_flight_per_worker.get(url, 0) + 1
             try:
-                async with state.http.post(self.router_url + "/generate", json=payload) as response:
+                async with state.http.post(url + "/generate", json=payload) as response:
                     if response.status == 200:
                         return await response.json()
                     error = f"HTTP {response.status}: {(await response.text())[:300]}"
                 if response.status not in TRANSIENT_STATUS:
-                    raise RequestError(f"/generate via {self.router_url} failed: {error}")
+                    raise RequestError(f"/generate via {url} failed: {error}")
             except aiohttp.ClientError as exc:  # refused, reset, disconnected: the engine may be restarting
                 error = f"{type(exc).__name__}: {exc}"
             finally:
                 self.in_flight[epoch] -= 1
+                self.in_flight_per_worker[url] -= 1
             if self.check_engines is not None:
                 self.check_engines()
             deadline = deadline or time.monotonic() + self.retry_timeout
             if time.monotonic() > deadline:
                 raise RequestError(
-                    f"/generate via {self.router_url} kept failing for {self.retry_timeout:.0f} s; last error {error}"
+                    f"/generate via {url} kept failing for {self.retry_timeout:.0f} s; last error {error}"
                 )
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
             if epoch != self.epoch:
                 return None
+
+    async def _target(self, state: _LoopState) -> str:
+        """Where the next ``/generate`` goes: the router, or for routed experts the least busy of its workers (the
+        router's list, fetched at most once a second: engines come and go under fault tolerance)."""
+        if not self.return_routed_experts:
+            return self.router_url
+        fetched, workers = self._workers
+        if time.monotonic() - fetched > 1.0 or not workers:
+            try:
+                async with state.http.get(self.router_url + "/workers", timeout=aiohttp.ClientTimeout(30)) as response:
+                    workers = [w["url"] for w in (await response.json())["workers"]]
+            except (aiohttp.ClientError, TimeoutError, ValueError, KeyError):
+                pass  # keep the last list; with none, the router: the retry loop reports what is wrong there
+            workers = workers or [self.router_url]
+            self._workers = (time.monotonic(), workers)
+        return min(workers, key=lambda url: self.in_flight_per_worker.get(url, 0))
 
     async def abort(self, worker_urls: list[str], timeout: float = 120.0) -> None:
         """Abort everything in flight on every worker; return once they are idle and our requests have returned.

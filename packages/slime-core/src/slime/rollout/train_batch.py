@@ -81,7 +81,8 @@ def routed_experts(samples: list[Sample]) -> list[np.ndarray]:
     if missing:
         raise ValueError(
             f"--use-rollout-routing-replay: samples {missing[:5]} carry no routed experts (a generate function must "
-            'send "return_routed_experts": true and pass the meta_info to Sample.append_response_tokens)'
+            'send "return_routed_experts": true to an engine, not the router (sglang-router 0.3.2 drops the field), '
+            "and pass the meta_info to Sample.append_response_tokens)"
         )
     return [sample.rollout_routed_experts for sample in samples]
 
