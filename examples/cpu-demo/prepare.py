@@ -1,4 +1,5 @@
-"""Build the CPU demo's inputs: a tiny Qwen2-style model, its locally trained tokenizer, and the arithmetic task.
+"""Build the CPU demo's inputs: a tiny Qwen2-style model (or with ``--arch qwen3_moe`` a tiny Qwen3-MoE), its locally
+trained tokenizer, and the arithmetic task.
 
     uv run python examples/cpu-demo/prepare.py --out outputs/cpu-demo
 
@@ -13,7 +14,7 @@ import json
 import random
 from pathlib import Path
 
-from slime_testkit.tiny_model import build_tiny_model
+from slime_testkit.tiny_model import build_tiny_model, build_tiny_moe_model
 from slime_testkit.tokenizer import ENDOFTEXT, IM_END, IM_START
 
 EVAL_FRACTION = 0.2  # of the 100 problems a + b (a, b in 0..9)
@@ -75,17 +76,24 @@ def main() -> None:
     parser.add_argument("--hidden-size", type=int, default=128)
     parser.add_argument("--num-layers", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--arch", choices=["qwen2", "qwen3_moe"], default="qwen2")
     args = parser.parse_args()
 
-    model = build_tiny_model(
-        args.out / "model",
-        hidden_size=args.hidden_size,
-        num_layers=args.num_layers,
-        num_heads=4,
-        num_kv_heads=2,
-        seed=args.seed,
-        corpus=tokenizer_corpus(),
-    )
+    shape = {"hidden_size": args.hidden_size, "num_layers": args.num_layers, "num_heads": 4, "num_kv_heads": 2}
+    if args.arch == "qwen3_moe":
+        # 4 experts, 2 per token, each half the dense MLP: a token's MLP compute is the dense model's. Untied and
+        # every layer sparse, as Qwen3-30B-A3B is (and as SGLang 0.5.23 serves Qwen3-MoE).
+        model = build_tiny_moe_model(
+            args.out / "model",
+            **shape,
+            moe_intermediate_size=2 * args.hidden_size,
+            mlp_only_layers=(),
+            tie_word_embeddings=False,
+            seed=args.seed,
+            corpus=tokenizer_corpus(),
+        )
+    else:
+        model = build_tiny_model(args.out / "model", **shape, seed=args.seed, corpus=tokenizer_corpus())
     train, held_out = split_problems(args.seed)
     write_jsonl(args.out / "data" / "train.jsonl", [row(a, b) for a, b in train])
     write_jsonl(args.out / "data" / "eval.jsonl", [row(a, b) for a, b in held_out])

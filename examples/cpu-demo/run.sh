@@ -4,12 +4,15 @@
 #     bash examples/cpu-demo/run.sh
 #
 # OUT=dir picks the output directory (default outputs/cpu-demo; it is rebuilt from scratch). SMOKE=1 runs every
-# stage at a tiny size (1-2 rollouts each) to check the wiring in a few minutes; it does not learn.
+# stage at a tiny size (1-2 rollouts each) to check the wiring in a few minutes; it does not learn. MODEL=moe runs
+# the same task with a tiny Qwen3-MoE: two train ranks with expert parallelism 2, and GRPO replays the engine's
+# routes (--use-rollout-routing-replay).
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 OUT="${OUT:-outputs/cpu-demo}"
 SMOKE="${SMOKE:-0}"
+MODEL="${MODEL:-dense}"
 
 # Flags that shrink each stage for SMOKE=1 (the command line wins over the YAML configs).
 SFT_SIZE=()
@@ -19,9 +22,21 @@ if [[ "$SMOKE" == "1" ]]; then
   GRPO_SIZE=(--num-rollout 2 --rollout-batch-size 4 --n-samples-per-prompt 4 --global-batch-size 16 --eval-interval 1)
 fi
 
+PREPARE_ARCH=()
+SFT_MODEL=()
+GRPO_MODEL=()
+if [[ "$MODEL" == "moe" ]]; then
+  PREPARE_ARCH=(--arch qwen3_moe)
+  SFT_MODEL=(--actor-num-gpus-per-node 2 --expert-model-parallel-size 2)
+  GRPO_MODEL=("${SFT_MODEL[@]}" --use-rollout-routing-replay)
+elif [[ "$MODEL" != "dense" ]]; then
+  echo "run.sh: MODEL must be dense or moe, not '$MODEL'" >&2
+  exit 2
+fi
+
 source "$HERE/../common.sh"  # environment, fresh $OUT, stage()
 
-stage prepare uv run python "$HERE/prepare.py" --out "$OUT"
+stage prepare uv run python "$HERE/prepare.py" --out "$OUT" "${PREPARE_ARCH[@]}"
 
 # Stage 1: supervised warm start; the final weights are exported as an HF directory for stage 2.
 stage sft uv run slime train --config "$HERE/sft.yaml" \
@@ -29,7 +44,7 @@ stage sft uv run slime train --config "$HERE/sft.yaml" \
   --prompt-data "$OUT/data/sft.jsonl" \
   --eval-prompt-data arith "$OUT/data/eval.jsonl" \
   --save "$OUT/sft/checkpoints" --save-hf "$OUT/sft/hf" \
-  --output-dir "$OUT/sft" "${SFT_SIZE[@]}"
+  --output-dir "$OUT/sft" "${SFT_MODEL[@]}" "${SFT_SIZE[@]}"
 
 # Stage 2: GRPO, starting from the SFT export.
 stage grpo uv run slime train --config "$HERE/grpo.yaml" \
@@ -37,7 +52,7 @@ stage grpo uv run slime train --config "$HERE/grpo.yaml" \
   --prompt-data "$OUT/data/train.jsonl" \
   --eval-prompt-data arith "$OUT/data/eval.jsonl" \
   --save-debug-rollout-data "$OUT/grpo/rollouts/rollout_{rollout_id}.json" \
-  --output-dir "$OUT/grpo" "${GRPO_SIZE[@]}"
+  --output-dir "$OUT/grpo" "${GRPO_MODEL[@]}" "${GRPO_SIZE[@]}"
 
 stage report-sft uv run slime report "$OUT/sft"
 stage report-grpo uv run slime report "$OUT/grpo"
