@@ -52,6 +52,8 @@ class Sample:
     # The experts the engine's router chose (--use-rollout-routing-replay): int32 [len(tokens) - 1, layers x top-k],
     # row t for token t (the last token is never fed to the model).
     rollout_routed_experts: np.ndarray | None = None
+    # On-policy distillation with an SGLang teacher: the teacher's log-prob of each response token.
+    teacher_log_probs: list[float] | None = None
     remove_sample: bool = False
     status: Status = Status.PENDING
     metadata: dict[str, Any] = field(default_factory=dict)
@@ -226,6 +228,8 @@ class TrainBatch:
     weight_versions: list[str] = field(default_factory=list)
     # Per sample, the engine's experts per token (Sample.rollout_routed_experts), with --use-rollout-routing-replay.
     rollout_routed_experts: list[np.ndarray] | None = None
+    # Per sample, an SGLang teacher's log-probs of the response tokens (--use-opd --opd-type sglang).
+    teacher_log_probs: Sequence[Sequence[float]] | None = None
 
     def __len__(self) -> int:
         return len(self.tokens)

@@ -235,11 +235,15 @@ def load_checkpoint(
     return iteration
 
 
-def load_model_weights(root: str | Path, model: torch.nn.Module) -> int:
-    """Load only the model weights of the newest checkpoint under ``root`` (a reference model); its iteration."""
-    iteration = latest_iteration(root)
+def load_model_weights(root: str | Path, model: torch.nn.Module, iteration: int | None = None) -> int:
+    """Load only the model weights of a checkpoint under ``root`` (a reference or teacher model): ``iteration``'s, or
+    the newest; return the iteration loaded."""
     if iteration is None:
-        raise FileNotFoundError(f"{root} has no {POINTER}: not a megatron checkpoint directory")
+        iteration = latest_iteration(root)
+        if iteration is None:
+            raise FileNotFoundError(f"{root} has no {POINTER}: not a megatron checkpoint directory")
+    elif not iteration_dir(root, iteration).is_dir():
+        raise FileNotFoundError(f"{root} has no iteration {iteration} ({iteration_dir(root, iteration)})")
     with torch.no_grad():
         model = unwrap_model(model)
         loaded = dist_checkpointing.load({"model": model.sharded_state_dict()}, str(iteration_dir(root, iteration)))

@@ -24,6 +24,7 @@ from slime.metrics.perf import decoder_fwd_flops, train_perf_metrics
 from slime.metrics.rollout import train_data_means
 from slime.rl.advantages import AdvantageBatch, compute_advantages_and_returns
 from slime.rl.losses import LossBatch, compute_loss
+from slime.rl.opd import reverse_kl
 from slime.rl.reduction import make_reducer
 from slime.rl.rollout_data import postprocess_rollout_data
 from slime.types import TrainBatch
@@ -76,6 +77,10 @@ def needs_reference(args: argparse.Namespace) -> bool:
     return bool(args.use_kl_loss or args.kl_coef != 0)
 
 
+def has_megatron_teacher(args: argparse.Namespace) -> bool:
+    return bool(args.use_opd and args.opd_type == "megatron")
+
+
 class MegatronTrainer:
     """Builds the model from ``--hf-checkpoint``, resumes ``--load``; every method is collective over all ranks."""
 
@@ -99,6 +104,9 @@ class MegatronTrainer:
             refuse_gpu_only_features(args)
         self.margs, self.config, model = build_model(args, self.hf, world_size, on_cpu)
         self.ref_weights = self._reference_weights(model) if needs_reference(args) else None
+        # --use-opd --opd-type megatron: the teacher is the same architecture with other weights, run as the
+        # reference is (swapped in for a forward-only pass).
+        self.teacher_weights = self._teacher_weights(model) if has_megatron_teacher(args) else None
         self.replay = (
             RoutingReplay(model, self.config.num_layers, self.config.moe_router_topk, self.config.sequence_parallel)
             if args.use_routing_replay
@@ -127,6 +135,12 @@ class MegatronTrainer:
             checkpoint.load_model_weights(ref, model)
             return snapshot_weights(model)
         return hf_shards(model, self.hf, ref or self.args.hf_checkpoint)
+
+    def _teacher_weights(self, model: torch.nn.Module) -> dict[str, torch.Tensor]:
+        """This rank's teacher weights on CPU, from the megatron checkpoint ``--opd-teacher-load`` (its newest
+        iteration, or ``--opd-teacher-ckpt-step``)."""
+        checkpoint.load_model_weights(self.args.opd_teacher_load, model, self.args.opd_teacher_ckpt_step)
+        return snapshot_weights(model)
 
     # -- log-probs -------------------------------------------------------------------------------------------------
 
@@ -278,6 +292,7 @@ class MegatronTrainer:
             ref = self.forward_ref_log_probs(batch, sample_ids)
             ref_log_probs, entropies["ref_entropy"] = ref["log_probs"], ref.get("entropy")
             self.timings["ref_log_probs"] = time.perf_counter() - start
+        teacher_log_probs = self._teacher_log_probs(batch, sample_ids) if args.use_opd else None
         if args.use_rollout_logprobs:
             if rollout_log_probs is None:
                 raise ValueError("--use-rollout-logprobs needs the rollout engine's log-probs in the batch")
@@ -287,9 +302,9 @@ class MegatronTrainer:
             old = self._old_actor_forward(batch, sample_ids, old_routing)
             old_log_probs, entropies["entropy"] = old["log_probs"], old.get("entropy")
             self.timings["log_probs"] = time.perf_counter() - start
-        elif num_steps > 1 or args.kl_coef != 0 or old_routing == RECORD:
+        elif num_steps > 1 or args.kl_coef != 0 or args.use_opd or old_routing == RECORD:
             # With one step per rollout and no KL in the reward, old == current (detached): the loss reuses them.
-            # Recording routes for the steps to replay needs the pass in any case.
+            # Recording routes for the steps to replay, or OPD's reverse KL, needs the pass in any case.
             start = time.perf_counter()
             old = self.forward_log_probs(batch, sample_ids, old_routing)
             old_log_probs, entropies["entropy"] = old["log_probs"], old.get("entropy")
@@ -302,6 +317,7 @@ class MegatronTrainer:
                     loss_masks=[loss_masks[i] for i in sample_ids],
                     log_probs=[old_log_probs[i] for i in sample_ids] if old_log_probs else None,
                     ref_log_probs=[ref_log_probs[i] for i in sample_ids] if ref_log_probs else None,
+                    teacher_log_probs=[teacher_log_probs[i] for i in sample_ids] if teacher_log_probs else None,
                 ),
                 group=parallel_state.get_data_parallel_group(),
             )
@@ -324,12 +340,28 @@ class MegatronTrainer:
                 "rollout_log_probs": rollout_log_probs,
                 "advantages": data.advantages,
                 "returns": dict(zip(sample_ids, returns, strict=True)),
+                "teacher_log_probs": teacher_log_probs,
+                "opd_reverse_kl": None
+                if teacher_log_probs is None
+                else {i: reverse_kl(old_log_probs[i], teacher_log_probs[i]) for i in sample_ids},
                 **entropies,
             },
             loss_masks,
             sample_ids,
         )
         return data
+
+    def _teacher_log_probs(self, batch: TrainBatch, sample_ids: list[int]) -> dict[int, torch.Tensor]:
+        """OPD's teacher log-probs of the sampled tokens: the megatron teacher's forward, or what an SGLang teacher
+        gave the samples during the rollout (``Sample.teacher_log_probs``)."""
+        if self.teacher_weights is not None:
+            start = time.perf_counter()
+            teacher = self._forward_with(self.teacher_weights, batch, sample_ids)["log_probs"]
+            self.timings["teacher_log_probs"] = time.perf_counter() - start
+            return teacher
+        if batch.teacher_log_probs is None:
+            raise ValueError("--use-opd --opd-type sglang: the rollout's batch carries no teacher log-probs")
+        return {i: torch.tensor(batch.teacher_log_probs[i], device=self.device) for i in sample_ids}
 
     def _postprocess(
         self,

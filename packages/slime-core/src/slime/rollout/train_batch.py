@@ -72,7 +72,21 @@ def samples_to_train_batch(args: argparse.Namespace, samples: list[Sample]) -> T
         metadata=[sample.train_metadata or {} for sample in samples],
         weight_versions=[newest_weight_version(sample) for sample in samples],
         rollout_routed_experts=routed_experts(samples) if args.use_rollout_routing_replay else None,
+        teacher_log_probs=teacher_log_probs(samples) if args.use_opd and args.opd_type == "sglang" else None,
     )
+
+
+def teacher_log_probs(samples: list[Sample]) -> RaggedArray:
+    """Each sample's teacher log-probs (``--use-opd --opd-type sglang``), one per response token."""
+    for sample in samples:
+        if sample.teacher_log_probs is None or len(sample.teacher_log_probs) != sample.response_length:
+            found = "none" if sample.teacher_log_probs is None else f"{len(sample.teacher_log_probs)} of them"
+            raise ValueError(
+                f"--use-opd --opd-type sglang: sample {sample.index} needs one teacher log-prob per response token "
+                f"({sample.response_length}), found {found} (slime.rollout.on_policy_distillation's reward_func and "
+                "post_process_rewards set them)"
+            )
+    return RaggedArray.from_lists((np.asarray(s.teacher_log_probs, dtype=np.float32).tolist() for s in samples), "f")
 
 
 def routed_experts(samples: list[Sample]) -> list[np.ndarray]:
