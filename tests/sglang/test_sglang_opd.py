@@ -37,15 +37,20 @@ def test_an_sglang_teacher_scores_the_students_response_tokens(engine, tiny_mode
         return samples
 
     samples = asyncio.run(rollout())
-    raw, rewards = post_process_rewards(args, samples)
+    raw, rewards = post_process_rewards(args, samples)  # samples_to_train_batch runs it too (the flag)
     assert raw == rewards == [0.0] * len(samples)  # pure distillation, as in slime
     for sample in samples:
         assert len(sample.teacher_log_probs) == sample.response_length == 6
         assert sample.teacher_log_probs == pytest.approx(sample.rollout_log_probs, abs=1e-4)
 
     batch = samples_to_train_batch(args, samples)
-    assert [t.tolist() for t in batch.teacher_log_probs] == pytest.approx([s.teacher_log_probs for s in samples])
+    for carried, sample in zip(batch.teacher_log_probs, samples, strict=True):
+        assert carried.tolist() == pytest.approx(sample.teacher_log_probs)
 
+    # Without the post-process (which sets them from the teacher's answers), a sample without them is named.
+    args.custom_reward_post_process_path = None
+    for sample in samples:
+        sample.reward = 0.0
     samples[1].teacher_log_probs = None
     with pytest.raises(ValueError, match="sample 1 needs one teacher log-prob per response token"):
         samples_to_train_batch(args, samples)
