@@ -23,7 +23,7 @@ stage student uv run slime train --config "$DEMO/sft.yaml" \
 stage teacher uv run slime train --config "$DEMO/grpo.yaml" \
   --hf-checkpoint "$OUT/student/hf" --prompt-data "$OUT/data/train.jsonl" \
   --eval-prompt-data arith "$OUT/data/eval.jsonl" \
-  --save "$OUT/teacher/checkpoints" --save-hf "$OUT/teacher/hf" --output-dir "$OUT/teacher"
+  --save "$OUT/teacher/checkpoints" --save-interval 1000 --save-hf "$OUT/teacher/hf" --output-dir "$OUT/teacher"
 stage convert uv run slime convert hf-to-megatron "$OUT/teacher/hf" "$OUT/teacher/megatron"
 # Eval scores the student's greedy answers with the demo's reward (boxed sums), not the training reward (none).
 cat >"$OUT/eval.yaml" <<YAML
