@@ -1,0 +1,155 @@
+"""GLM-4.5 (glm4_moe) on the megatron backend: HF's logits, a bit-exact weight round trip (router biases included),
+a training step, and GLM-4.5's MoE flags filled from and checked against config.json.
+
+The tiny model has what GLM-4.5 has beyond Qwen3-MoE: a dense first layer (first_k_dense_replace), a shared expert,
+a sigmoid router whose choice adds a per-expert bias (e_score_correction_bias, megatron's expert_bias buffer), grouped
+top-k (2 of 8 experts from the best 1 of 2 groups), a routed scaling factor, q/k norms and non-interleaved half rotary.
+"""
+
+import json
+import math
+
+import pytest
+import torch
+from megatron_helpers import (
+    assert_log_probs_equal_hf,
+    build_random_model,
+    make_args,
+    make_batch,
+    make_trainer,
+    megatron_model,
+    train_rollouts,
+)
+from safetensors.torch import load_file
+from transformers import AutoModelForCausalLM
+
+from slime import plugins
+from slime.config.arguments import parse_args
+from slime.errors import ConfigError
+from slime.metrics.perf import decoder_fwd_flops
+from slime_megatron.hf_config import HFModelConfig
+from slime_megatron.hf_mapping import gather_hf_state_dict, mapped_tensors
+
+
+@pytest.fixture(scope="module")
+def glm4_moe_model(tmp_path_factory):
+    return build_random_model(tmp_path_factory.mktemp("models") / "glm4_moe", "glm4_moe")
+
+
+def test_config_json_is_read_as_glm_4_5(glm4_moe_model):
+    hf = HFModelConfig.load(glm4_moe_model)
+    assert (hf.num_experts, hf.moe_topk, hf.moe_layers, hf.shared_expert_intermediate_size) == (8, 2, (0, 1, 1), 32)
+    assert (hf.router_score_function, hf.expert_bias, hf.router_num_groups, hf.router_group_topk) == (
+        "sigmoid", True, 2, 1
+    )  # fmt: skip
+    assert (hf.router_scaling_factor, hf.qk_norm, hf.qkv_bias, hf.glm, hf.partial_rotary_factor) == (
+        2.5, True, True, False, 0.5
+    )  # fmt: skip
+    # The FLOPs count: a dense first layer, then 2 routed experts and the shared expert per token.
+    one_token = decoder_fwd_flops(hf.raw, [1])
+    dense = decoder_fwd_flops({**hf.raw, "first_k_dense_replace": 3}, [1])
+    assert dense - one_token == 2 * 3 * 2 * hf.hidden_size * (hf.intermediate_size - 3 * hf.moe_intermediate_size)
+
+
+def test_logits_equal_hf_transformers(world, glm4_moe_model):
+    hf, model = megatron_model(glm4_moe_model)
+    reference = AutoModelForCausalLM.from_pretrained(glm4_moe_model, dtype=torch.float32).eval()
+    assert type(reference).__name__ == "Glm4MoeForCausalLM"
+    bias = reference.model.layers[1].mlp.gate.e_score_correction_bias
+    assert bias.abs().min() > 0 and torch.equal(model.decoder.layers[1].mlp.router.expert_bias, bias)
+    tokens = torch.randint(0, hf.vocab_size, (3, 11), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        ours = model(tokens, torch.arange(11).expand(3, 11), None)
+        theirs = reference(tokens).logits
+    diff = (ours[..., : hf.vocab_size] - theirs).abs().max().item()
+    assert diff < 1e-4, f"max |megatron - HF| = {diff}"
+
+
+def test_hf_to_megatron_to_hf_round_trips_bit_exactly(world, glm4_moe_model):
+    hf, model = megatron_model(glm4_moe_model)
+    original = load_file(glm4_moe_model / "model.safetensors")
+    exported = gather_hf_state_dict(model, hf)
+    assert {
+        "model.layers.0.mlp.gate_proj.weight",
+        "model.layers.1.mlp.experts.7.down_proj.weight",
+        "model.layers.1.mlp.shared_experts.gate_proj.weight",
+        "model.layers.2.mlp.gate.e_score_correction_bias",
+    } <= set(exported)
+    assert sorted(exported) == sorted(original)
+    for name, tensor in original.items():
+        assert torch.equal(exported[name], tensor), name
+
+
+def test_slime_convert_round_trips_bit_exactly(world, glm4_moe_model, tmp_path):
+    """Through a megatron checkpoint, where the router biases are buffers (saved with the parameters)."""
+    convert = plugins.registry("commands").get("convert")
+    assert convert(["hf-to-megatron", str(glm4_moe_model), str(tmp_path / "megatron")]) == 0
+    assert convert(["megatron-to-hf", str(tmp_path / "megatron"), str(glm4_moe_model), str(tmp_path / "hf")]) == 0
+    original = load_file(glm4_moe_model / "model.safetensors")
+    converted = load_file(tmp_path / "hf" / "model.safetensors")
+    assert sorted(converted) == sorted(original)
+    assert all(torch.equal(converted[name], original[name]) for name in original)
+    config = json.loads((tmp_path / "hf" / "config.json").read_text())
+    assert config == json.loads((glm4_moe_model / "config.json").read_text())
+
+
+def test_one_training_step_moves_weights_and_router_biases(world, glm4_moe_model):
+    args = make_args(glm4_moe_model)
+    trainer = make_trainer(args)
+    batch = make_batch(600)
+    ids = list(range(len(batch)))
+    before = trainer.compute_log_probs(batch, ids)
+    assert_log_probs_equal_hf(before, glm4_moe_model, batch)
+    weights = {name: t.detach().clone() for name, t in mapped_tensors(trainer.trainable.model).items()}
+    steps = train_rollouts(trainer, batch, range(1))
+    assert len(steps) == 2 and all(step["grad_norm"] > 0 and math.isfinite(step["loss"]) for step in steps)
+    after = mapped_tensors(trainer.trainable.model)
+    moved = {name for name, t in weights.items() if not torch.equal(after[name], t)}
+    # Every expert a token was routed to, the shared expert and the routers (weights by gradient, biases by
+    # megatron's aux-loss-free balancing at --moe-router-bias-update-rate's default) moved.
+    for name in ("decoder.layers.1.mlp.shared_experts.linear_fc1.weight", "decoder.layers.2.mlp.router.weight",
+                 "decoder.layers.2.mlp.router.expert_bias", "decoder.layers.0.mlp.linear_fc1.weight"):  # fmt: skip
+        assert name in moved, name
+    later = trainer.compute_log_probs(batch, ids)
+    assert any((later[i] - before[i]).abs().max().item() > 1e-4 for i in ids)
+
+
+def test_glm4_moe_flags_are_checked_against_config_json(glm4_moe_model):
+    config = glm4_moe_model / "config.json"
+    base = ["--hf-checkpoint", str(glm4_moe_model)]
+    cases = {
+        ("--moe-router-group-topk", "2"): f"--moe-router-group-topk (2) disagrees with {config}: topk_group is 1",
+        ("--moe-shared-expert-intermediate-size", "64"): "--moe-shared-expert-intermediate-size (64) disagrees with "
+        f"{config}: n_shared_experts is 1",
+        ("--moe-router-topk-scaling-factor", "1.0"): "--moe-router-topk-scaling-factor (1.0) disagrees with "
+        f"{config}: routed_scaling_factor is 2.5",
+        ("--moe-router-num-groups", "4"): f"--moe-router-num-groups (4) disagrees with {config}: n_group is 2",
+        ("--moe-layer-freq", "[1,1,1]"): f"--moe-layer-freq ([1,1,1]) disagrees with {config}: first_k_dense_replace "
+        "makes the MoE layers [0, 1, 1]",
+    }
+    for flags, message in cases.items():
+        with pytest.raises(ConfigError) as error:
+            parse_args([*base, *flags])
+        assert str(error.value) == message
+    args = parse_args(base)  # filled in from config.json
+    assert (args.num_experts, args.moe_router_topk, args.moe_ffn_hidden_size, args.moe_layer_freq) == (
+        8,
+        2,
+        32,
+        [0, 1, 1],
+    )
+    assert (args.moe_router_score_function, args.moe_router_enable_expert_bias) == ("sigmoid", True)
+    assert (args.moe_router_num_groups, args.moe_router_group_topk, args.moe_router_topk_scaling_factor) == (2, 1, 2.5)
+    assert (args.moe_shared_expert_intermediate_size, args.qk_layernorm, args.rotary_interleaved) == (32, True, False)
+    assert (args.rotary_percent, args.add_qkv_bias, args.post_mlp_layernorm) == (0.5, True, False)
+
+
+def test_routing_megatron_cannot_follow_is_one_line(tmp_path):
+    config = {"model_type": "glm4_moe", "vocab_size": 8, "hidden_size": 8, "intermediate_size": 8,
+              "num_hidden_layers": 2, "num_attention_heads": 2, "n_routed_experts": 8, "num_experts_per_tok": 4,
+              "n_group": 4, "topk_group": 1}  # fmt: skip
+    with pytest.raises(ValueError, match=r"megatron-core scores a group by its best num_experts_per_tok // "):
+        HFModelConfig.from_dict(config)
+    assert HFModelConfig.from_dict({**config, "topk_group": 2}).router_group_topk == 2
+    with pytest.raises(ValueError, match=r"^glm4_moe with norm_topk_prob=False and num_experts_per_tok 4 "):
+        HFModelConfig.from_dict({**config, "topk_group": 2, "norm_topk_prob": False})
