@@ -148,7 +148,8 @@ WORKER = Path(__file__).parent / "parallel_worker.py"
 
 
 def run_two_ranks(hf_dir: Path, tmp_path: Path, *worker_args: str) -> dict:
-    """parallel_worker.py's results from two gloo processes (``worker_args``: ``moe`` for its MoE layouts)."""
+    """parallel_worker.py's results from two gloo processes (``worker_args``: ``moe`` or ``glm4_moe`` for its MoE
+    layouts)."""
     results, port = tmp_path / "results.json", str(free_port())
     procs = [
         subprocess.Popen(

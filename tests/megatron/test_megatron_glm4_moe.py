@@ -13,11 +13,13 @@ import pytest
 import torch
 from megatron_helpers import (
     assert_log_probs_equal_hf,
+    assert_same_steps,
     build_random_model,
     make_args,
     make_batch,
     make_trainer,
     megatron_model,
+    run_two_ranks,
     train_rollouts,
 )
 from safetensors.torch import load_file
@@ -112,6 +114,27 @@ def test_one_training_step_moves_weights_and_router_biases(world, glm4_moe_model
         assert name in moved, name
     later = trainer.compute_log_probs(batch, ids)
     assert any((later[i] - before[i]).abs().max().item() > 1e-4 for i in ids)
+
+
+@pytest.mark.slow
+def test_tensor_and_expert_parallel_2_train_like_one_process(world, glm4_moe_model, tmp_path):
+    """TP=2 with sequence parallelism and EP=2 on the same two ranks; SGD with lr 1 from the same weights, so the
+    weights' change is the (clipped) gradient of every parameter. (Without the balancing update of the router biases:
+    it counts sequence parallelism's padding tokens, see parallel_worker.py.)"""
+    results = run_two_ranks(glm4_moe_model, tmp_path, "glm4_moe")
+    assert results["exports"] == {"tp2_ep2_sgd": True}  # gathered over TP and EP: bit-exact
+    flags = ("--moe-router-bias-update-rate", "0", "--optimizer", "sgd", "--lr", "1.0")
+    single = make_trainer(make_args(glm4_moe_model, *flags))
+    steps = train_rollouts(single, make_batch(600), range(2))
+    parallel = results["steps"]["tp2_ep2_sgd"]
+    for step in parallel:  # EP > 1: the experts' own optimizer group, at the same rate
+        assert step.pop("lr-pg_2") == step["lr-pg_0"]
+    assert_same_steps(parallel, steps, "tp2_ep2_sgd")
+    expected, got = single.hf_state_dict(), results["weights"]["tp2_ep2_sgd"]
+    assert sorted(got) == sorted(expected)
+    for name, tensor in expected.items():
+        diff = (torch.tensor(got[name]) - tensor).abs().max().item()
+        assert diff < 1e-5, f"{name}: {diff}"
 
 
 def test_glm4_moe_flags_are_checked_against_config_json(glm4_moe_model):
