@@ -116,6 +116,43 @@ def test_one_training_step_moves_weights_and_router_biases(world, glm4_moe_model
     assert any((later[i] - before[i]).abs().max().item() > 1e-4 for i in ids)
 
 
+# MODEL_ARGS of slime's scripts/models/glm4.5-355B-A32B.sh, as the script passes them ($N_DENSE_LAYERS 3,
+# $N_MOE_LAYERS 89), with the tiny model's sizes for GLM-4.5's.
+GLM45_355B = """--disable-bias-linear --qk-layernorm --group-query-attention --num-attention-heads 96 --num-query-groups 8
+    --kv-channels 128 --num-layers 92 --hidden-size 5120 --ffn-hidden-size 12288 --add-qkv-bias --normalization RMSNorm
+    --position-embedding-type rope --rotary-percent 0.5 --swiglu --untie-embeddings-and-output-weights
+    --vocab-size 151552 --rotary-base 1000000 --moe-ffn-hidden-size 1536 --moe-shared-expert-intermediate-size 1536
+    --moe-router-pre-softmax --moe-router-score-function sigmoid --moe-router-enable-expert-bias
+    --moe-router-bias-update-rate 0 --moe-router-load-balancing-type seq_aux_loss --moe-token-dispatcher-type alltoall
+    --moe-router-topk 8 --moe-router-topk-scaling-factor 2.5 --moe-layer-freq [0]*3+[1]*89 --num-experts 160
+    --moe-grouped-gemm --moe-router-dtype fp32 --moe-permute-fusion --moe-aux-loss-coeff 0"""
+TINY = {
+    "--num-attention-heads": "4", "--num-query-groups": "2", "--kv-channels": "16", "--num-layers": "3",
+    "--hidden-size": "64", "--ffn-hidden-size": "256", "--vocab-size": "600", "--rotary-base": "10000",
+    "--moe-ffn-hidden-size": "32", "--moe-shared-expert-intermediate-size": "32", "--moe-router-topk": "2",
+    "--moe-layer-freq": "[0]*1+[1]*2", "--num-experts": "8",
+}  # fmt: skip
+
+
+def test_slime_glm45_script_flags_give_hf_log_probs_and_train(world, glm4_moe_model):
+    """The script's flags as they are (a sigmoid router with --moe-router-pre-softmax, which Megatron ignores there;
+    the layer pattern as an expression), only the sizes the tiny model's."""
+    flags = GLM45_355B.split()
+    for flag, value in TINY.items():
+        flags[flags.index(flag) + 1] = value
+    trainer = make_trainer(make_args(glm4_moe_model, *flags))
+    batch = make_batch(600)
+    ids = list(range(len(batch)))
+    before = trainer.compute_log_probs(batch, ids)
+    assert_log_probs_equal_hf(before, glm4_moe_model, batch)
+    bias = mapped_tensors(trainer.trainable.model)["decoder.layers.1.mlp.router.expert_bias"].clone()
+    steps = train_rollouts(trainer, batch, range(1))
+    assert len(steps) == 2 and all(step["grad_norm"] > 0 for step in steps)
+    assert torch.equal(mapped_tensors(trainer.trainable.model)["decoder.layers.1.mlp.router.expert_bias"], bias)
+    with pytest.raises(ConfigError, match=r"^--num-layers \(92\) disagrees with .*: num_hidden_layers is 3$"):
+        parse_args(["--hf-checkpoint", str(glm4_moe_model), *GLM45_355B.split()])
+
+
 @pytest.mark.slow
 def test_tensor_and_expert_parallel_2_train_like_one_process(world, glm4_moe_model, tmp_path):
     """TP=2 with sequence parallelism and EP=2 on the same two ranks; SGD with lr 1 from the same weights, so the

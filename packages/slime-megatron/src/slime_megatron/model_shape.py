@@ -16,6 +16,9 @@ from slime.errors import ConfigError
 from slime_megatron.hf_config import HFModelConfig
 from slime_megatron.megatron_flags import default_of
 
+# A flag config.json does not decide for this model (Megatron's code ignores it): neither checked nor filled.
+AS_GIVEN = object()
+
 # (Megatron dest, its flag, the config.json field it mirrors, that field's value as Megatron states it)
 SHAPE_FLAGS: list[tuple[str, str, str, Callable[[HFModelConfig], Any]]] = [
     ("num_layers", "--num-layers", "num_hidden_layers", lambda hf: hf.num_layers),
@@ -59,9 +62,14 @@ MOE_SHAPE_FLAGS: list[tuple[str, str, str, Callable[[HFModelConfig], Any]]] = [
         "model_type (router)",
         lambda hf: hf.router_score_function,
     ),
-    # Softmax over the top-k logits is the renormalised top-k of HF's softmax; pre-softmax keeps the raw top-k.
-    # (A sigmoid router ignores it: hf_config refuses GLM-4.5 configs whose renormalisation megatron cannot follow.)
-    ("moe_router_pre_softmax", "--moe-router-pre-softmax", "norm_topk_prob", lambda hf: not hf.norm_topk_prob),
+    # Softmax over the top-k logits is the renormalised top-k of HF's softmax; pre-softmax keeps the raw top-k. A
+    # sigmoid router ignores it (slime's GLM-4.5 scripts give it), so it is left as given there.
+    (
+        "moe_router_pre_softmax",
+        "--moe-router-pre-softmax",
+        "norm_topk_prob",
+        lambda hf: not hf.norm_topk_prob if hf.router_score_function == "softmax" else AS_GIVEN,
+    ),
     (
         "moe_shared_expert_intermediate_size",
         "--moe-shared-expert-intermediate-size",
@@ -135,6 +143,8 @@ def check_and_fill_shape(args: argparse.Namespace, hf: HFModelConfig, hf_path: s
         args.position_embedding_type = "rope"
     for dest, flag, hf_field, expected_of in SHAPE_FLAGS + (MOE_SHAPE_FLAGS if hf.num_experts else []):
         expected = expected_of(hf)
+        if expected is AS_GIVEN:
+            continue
         given = getattr(args, dest)
         if given != default_of(dest) and not _same(given, expected):
             if dest == "num_query_groups" and not args.group_query_attention:
