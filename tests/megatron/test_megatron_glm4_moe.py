@@ -31,6 +31,7 @@ from slime.errors import ConfigError
 from slime.metrics.perf import decoder_fwd_flops
 from slime_megatron.hf_config import HFModelConfig
 from slime_megatron.hf_mapping import gather_hf_state_dict, mapped_tensors
+from slime_megatron.routing_replay import RECORD, REPLAY
 
 
 @pytest.fixture(scope="module")
@@ -172,6 +173,25 @@ def test_tensor_and_expert_parallel_2_train_like_one_process(world, glm4_moe_mod
     for name, tensor in expected.items():
         diff = (torch.tensor(got[name]) - tensor).abs().max().item()
         assert diff < 1e-5, f"{name}: {diff}"
+
+
+def test_routing_replay_decides_the_experts(world, glm4_moe_model):
+    """Replayed routes go through the sigmoid router's biased, grouped choice (test_routing_replay.py, on GLM-4.5)."""
+    trainer = make_trainer(make_args(glm4_moe_model, "--use-routing-replay"))
+    batch = make_batch(600)
+    ids = list(range(len(batch)))
+
+    def gap(mode: str) -> float:
+        got = trainer.forward_log_probs(batch, ids, mode)["log_probs"]
+        return max((got[i] - routed[i]).abs().max().item() for i in ids)
+
+    routed = trainer.forward_log_probs(batch, ids)["log_probs"]
+    assert gap(RECORD) == 0
+    routes = dict(trainer.replay.routes)
+    assert routes[0].shape == (len(batch.tokens[0]), 2, 2)  # every token, 2 MoE layers (not the dense one), top-2
+    assert gap(REPLAY) < 1e-5
+    trainer.replay.routes = {i: (r + 1) % 8 for i, r in routes.items()}
+    assert gap(REPLAY) > 1e-2
 
 
 def test_glm4_moe_flags_are_checked_against_config_json(glm4_moe_model):
