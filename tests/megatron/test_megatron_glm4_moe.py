@@ -6,9 +6,13 @@ a sigmoid router whose choice adds a per-expert bias (e_score_correction_bias, m
 top-k (2 of 8 experts from the best 1 of 2 groups), a routed scaling factor, q/k norms and non-interleaved half rotary.
 """
 
+import asyncio
 import json
 import math
+import sys
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from megatron_helpers import (
@@ -29,9 +33,13 @@ from slime import plugins
 from slime.config.arguments import parse_args
 from slime.errors import ConfigError
 from slime.metrics.perf import decoder_fwd_flops
+from slime.types import RaggedArray, Sample, TrainBatch
 from slime_megatron.hf_config import HFModelConfig
 from slime_megatron.hf_mapping import gather_hf_state_dict, mapped_tensors
 from slime_megatron.routing_replay import RECORD, REPLAY
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "sglang"))
+from engine_checks import one_cpu_engine  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -192,6 +200,47 @@ def test_routing_replay_decides_the_experts(world, glm4_moe_model):
     assert gap(REPLAY) < 1e-5
     trainer.replay.routes = {i: (r + 1) % 8 for i, r in routes.items()}
     assert gap(REPLAY) > 1e-2
+
+
+@pytest.mark.slow
+def test_an_engines_routes_and_log_probs_are_the_trainers(ray_runtime, world, glm4_moe_model, tmp_path):
+    """R3 with a real SGLang CPU engine (fp32, as the trainer): SGLang reports every layer's routes (the dense first
+    layer's row too), the trainer replays its MoE layers' and finds them its own, and the log-probs agree."""
+    generator = torch.Generator().manual_seed(0)
+    prompts = [torch.randint(3, 600, (4 + i % 5,), generator=generator).tolist() for i in range(8)]
+    params = {"temperature": 1.0, "max_new_tokens": 16, "ignore_eos": True}
+    with one_cpu_engine(glm4_moe_model, tmp_path, "--use-rollout-routing-replay") as engine:
+
+        async def rollout() -> list[Sample]:
+            return await asyncio.gather(
+                *(engine.generate(Sample(tokens=p, index=i), params) for i, p in enumerate(prompts))
+            )
+
+        samples = asyncio.run(rollout())
+    batch = TrainBatch(
+        tokens=RaggedArray.from_lists([s.tokens for s in samples], "i"),
+        response_lengths=[s.response_length for s in samples],
+        loss_masks=RaggedArray.from_lists([[1] * s.response_length for s in samples], "b"),
+        rewards=[0.0] * len(samples),
+        raw_rewards=[0.0] * len(samples),
+        truncated=[False] * len(samples),
+        sample_indices=list(range(len(samples))),
+    )
+    ids = list(range(len(samples)))
+    trainer = make_trainer(make_args(glm4_moe_model, "--use-rollout-routing-replay", "--rollout-temperature", "1.0"))
+    own = trainer.forward_log_probs(batch, ids, RECORD)["log_probs"]
+    for i, sample in enumerate(samples):
+        own_rows = trainer.replay.routes[i][:-1].numpy()  # [tokens, 2 MoE layers, top-2]
+        engine_rows = sample.rollout_routed_experts.reshape(len(own_rows), 3, 2)[:, 1:]  # all 3 layers
+        assert (np.sort(own_rows, -1) == np.sort(engine_rows, -1)).all(), i
+    trainer.replay.set_rollout_routes(batch.tokens, [s.rollout_routed_experts for s in samples], ids)
+    replayed = trainer.forward_log_probs(batch, ids, REPLAY)["log_probs"]
+    gaps = [
+        max((log_probs[i] - torch.tensor(s.rollout_log_probs)).abs().max().item() for i, s in enumerate(samples))
+        for log_probs in (own, replayed)
+    ]
+    print(f"trainer-vs-engine log-prob gap: own routes {gaps[0]:.2e}, the engine's {gaps[1]:.2e}")
+    assert max(gaps) < 1e-4, gaps
 
 
 def test_glm4_moe_flags_are_checked_against_config_json(glm4_moe_model):
