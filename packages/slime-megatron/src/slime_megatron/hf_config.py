@@ -86,7 +86,8 @@ class HFModelConfig:
     router_num_groups: int | None = None
     router_group_topk: int | None = None
     router_scaling_factor: float | None = None
-    # Per layer: 1 where the MLP is the experts, 0 where it is a dense MLP (decoder_sparse_step, mlp_only_layers).
+    # Per layer: 1 where the MLP is the experts, 0 where it is a dense MLP (decoder_sparse_step, mlp_only_layers;
+    # first_k_dense_replace).
     moe_layers: tuple[int, ...] = ()
     # The config.json as read, under HF's names, for slime-core's helpers that take an HF config (the FLOPs count).
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
