@@ -47,6 +47,14 @@ def glm4_moe_model(tmp_path_factory):
     return build_random_model(tmp_path_factory.mktemp("models") / "glm4_moe", "glm4_moe")
 
 
+@pytest.fixture(scope="module")
+def glm45_air_like(tmp_path_factory):
+    """GLM-4.5-Air's other choices: no q/k norms, one expert group, no scaling; and two shared experts' worth."""
+    path = tmp_path_factory.mktemp("models") / "glm45_air_like"
+    extra = {"use_qk_norm": False, "n_shared_experts": 2}
+    return build_random_model(path, "glm4_moe", n_group=1, routed_scaling_factor=1.0, config_extra=extra)
+
+
 def test_config_json_is_read_as_glm_4_5(glm4_moe_model):
     hf = HFModelConfig.load(glm4_moe_model)
     assert (hf.num_experts, hf.moe_topk, hf.moe_layers, hf.shared_expert_intermediate_size) == (8, 2, (0, 1, 1), 32)
@@ -62,33 +70,39 @@ def test_config_json_is_read_as_glm_4_5(glm4_moe_model):
     assert dense - one_token == 2 * 3 * 2 * hf.hidden_size * (hf.intermediate_size - 3 * hf.moe_intermediate_size)
 
 
-def test_logits_equal_hf_transformers(world, glm4_moe_model):
-    hf, model = megatron_model(glm4_moe_model)
-    reference = AutoModelForCausalLM.from_pretrained(glm4_moe_model, dtype=torch.float32).eval()
-    assert type(reference).__name__ == "Glm4MoeForCausalLM"
-    bias = reference.model.layers[1].mlp.gate.e_score_correction_bias
-    assert bias.abs().min() > 0 and torch.equal(model.decoder.layers[1].mlp.router.expert_bias, bias)
-    tokens = torch.randint(0, hf.vocab_size, (3, 11), generator=torch.Generator().manual_seed(0))
-    with torch.no_grad():
-        ours = model(tokens, torch.arange(11).expand(3, 11), None)
-        theirs = reference(tokens).logits
-    diff = (ours[..., : hf.vocab_size] - theirs).abs().max().item()
-    assert diff < 1e-4, f"max |megatron - HF| = {diff}"
+def test_logits_equal_hf_transformers(world, glm4_moe_model, glm45_air_like):
+    air = HFModelConfig.load(glm45_air_like)
+    assert (air.qk_norm, air.router_num_groups, air.router_scaling_factor, air.shared_expert_intermediate_size) == (
+        False, 1, 1.0, 64
+    )  # fmt: skip
+    for hf_dir in (glm4_moe_model, glm45_air_like):
+        hf, model = megatron_model(hf_dir)
+        reference = AutoModelForCausalLM.from_pretrained(hf_dir, dtype=torch.float32).eval()
+        assert type(reference).__name__ == "Glm4MoeForCausalLM"
+        bias = reference.model.layers[1].mlp.gate.e_score_correction_bias
+        assert bias.abs().min() > 0 and torch.equal(model.decoder.layers[1].mlp.router.expert_bias, bias)
+        tokens = torch.randint(0, hf.vocab_size, (3, 11), generator=torch.Generator().manual_seed(0))
+        with torch.no_grad():
+            ours = model(tokens, torch.arange(11).expand(3, 11), None)
+            theirs = reference(tokens).logits
+        diff = (ours[..., : hf.vocab_size] - theirs).abs().max().item()
+        assert diff < 1e-4, f"{hf_dir.name}: max |megatron - HF| = {diff}"
 
 
-def test_hf_to_megatron_to_hf_round_trips_bit_exactly(world, glm4_moe_model):
-    hf, model = megatron_model(glm4_moe_model)
-    original = load_file(glm4_moe_model / "model.safetensors")
-    exported = gather_hf_state_dict(model, hf)
-    assert {
-        "model.layers.0.mlp.gate_proj.weight",
-        "model.layers.1.mlp.experts.7.down_proj.weight",
-        "model.layers.1.mlp.shared_experts.gate_proj.weight",
-        "model.layers.2.mlp.gate.e_score_correction_bias",
-    } <= set(exported)
-    assert sorted(exported) == sorted(original)
-    for name, tensor in original.items():
-        assert torch.equal(exported[name], tensor), name
+def test_hf_to_megatron_to_hf_round_trips_bit_exactly(world, glm4_moe_model, glm45_air_like):
+    for hf_dir in (glm4_moe_model, glm45_air_like):
+        hf, model = megatron_model(hf_dir)
+        original = load_file(hf_dir / "model.safetensors")
+        exported = gather_hf_state_dict(model, hf)
+        assert {
+            "model.layers.0.mlp.gate_proj.weight",
+            "model.layers.1.mlp.experts.7.down_proj.weight",
+            "model.layers.1.mlp.shared_experts.gate_proj.weight",
+            "model.layers.2.mlp.gate.e_score_correction_bias",
+        } <= set(exported)
+        assert sorted(exported) == sorted(original)
+        for name, tensor in original.items():
+            assert torch.equal(exported[name], tensor), name
 
 
 def test_slime_convert_round_trips_bit_exactly(world, glm4_moe_model, tmp_path):
