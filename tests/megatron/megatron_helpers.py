@@ -15,7 +15,12 @@ from safetensors.torch import load_file, save_file
 
 from slime.config.arguments import parse_args
 from slime.types import RaggedArray, TrainBatch
-from slime_testkit.tiny_model import build_tiny_glm4_model, build_tiny_model, build_tiny_moe_model
+from slime_testkit.tiny_model import (
+    build_tiny_glm4_model,
+    build_tiny_glm4_moe_model,
+    build_tiny_model,
+    build_tiny_moe_model,
+)
 
 
 def free_port() -> int:
@@ -40,10 +45,12 @@ def build_random_model(out_dir: Path, arch: str, vocab_size: int | None = 600, *
 
     (Freshly initialised norms are all ones and biases all zeros: swapping them would go unnoticed.) The default
     vocabulary, 600, is not a multiple of 128, so megatron's vocabulary padding is exercised. ``moe``: arguments of
-    ``build_tiny_moe_model`` for arch qwen3_moe.
+    ``build_tiny_moe_model`` for arch qwen3_moe, of ``build_tiny_glm4_moe_model`` for glm4_moe.
     """
     if arch == "qwen3_moe":  # untied, as Qwen3-30B-A3B
         build_tiny_moe_model(out_dir, tie_word_embeddings=False, vocab_size=vocab_size, seed=0, **moe)
+    elif arch == "glm4_moe":  # untied, as GLM-4.5
+        build_tiny_glm4_moe_model(out_dir, vocab_size=vocab_size, seed=0, **moe)
     elif arch == "glm4":  # untied, as GLM-4-9B
         build_tiny_glm4_model(out_dir, vocab_size=vocab_size, seed=0)
     else:
@@ -141,7 +148,8 @@ WORKER = Path(__file__).parent / "parallel_worker.py"
 
 
 def run_two_ranks(hf_dir: Path, tmp_path: Path, *worker_args: str) -> dict:
-    """parallel_worker.py's results from two gloo processes (``worker_args``: ``moe`` for its MoE layouts)."""
+    """parallel_worker.py's results from two gloo processes (``worker_args``: ``moe`` or ``glm4_moe`` for its MoE
+    layouts)."""
     results, port = tmp_path / "results.json", str(free_port())
     procs = [
         subprocess.Popen(

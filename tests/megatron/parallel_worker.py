@@ -1,7 +1,7 @@
 """One rank of test_megatron_parallel.py's two-process run (``RANK``, ``MASTER_PORT`` set by the test).
 
-Usage: parallel_worker.py HF_DIR CHECKPOINT_DIR RESULTS_JSON [moe]. In one process group of two it trains the same
-two rollouts under each layout of ``LAYOUTS`` (``MOE_LAYOUTS`` with ``moe``) in turn, saves the TP=2 run after its
+Usage: parallel_worker.py HF_DIR CHECKPOINT_DIR RESULTS_JSON [moe|glm4_moe]. In one process group of two it trains
+the same two rollouts under each layout of ``LAYOUTS`` (``MOE_LAYOUTS`` with ``moe``, ...) in turn, saves the TP=2 run after its
 first rollout, and rank 0 writes every step's metrics, the first rollout's ``rollout/*`` means and the weights after
 the last rollout of the ``*_sgd`` layouts to RESULTS_JSON.
 """
@@ -48,11 +48,21 @@ MOE_LAYOUTS = {
     "ep2_token_budget": [*EP2, "--use-dynamic-batch-size", "--max-tokens-per-gpu", "18"],
     "ep2_sgd": [*EP2, "--optimizer", "sgd", "--lr", "1.0"],
 }  # fmt: skip
+# GLM-4.5: tensor and expert parallelism 2 on the same two ranks (the shared expert split over TP like a dense MLP,
+# each routed expert whole on its EP rank, the router biases replicated). Routing statistics count the padding
+# sequence parallelism adds (slime passes megatron-core no padding mask), so the load-balancing loss and the
+# expert-bias update would differ from one process: both off here.
+GLM4_MOE_LAYOUTS = {
+    "tp2_ep2_sgd": [
+        "--expert-model-parallel-size", "2", "--expert-tensor-parallel-size", "1", "--tensor-model-parallel-size", "2",
+        "--sequence-parallel", "--moe-router-bias-update-rate", "0", "--optimizer", "sgd", "--lr", "1.0",
+    ],
+}  # fmt: skip
 
 
 def main() -> None:
     hf_dir, checkpoint_dir, results_path = sys.argv[1:4]
-    layouts = MOE_LAYOUTS if sys.argv[4:] == ["moe"] else LAYOUTS
+    layouts = {"moe": MOE_LAYOUTS, "glm4_moe": GLM4_MOE_LAYOUTS}[sys.argv[4]] if sys.argv[4:] else LAYOUTS
     cpu_compat.enable()
     import megatron_helpers as helpers  # after enable(): it imports megatron-core model modules
 

@@ -227,7 +227,7 @@ CASES = [
     Case("model: missing directory", flags("--hf-checkpoint", "/nonexistent/model"), "--hf-checkpoint /nonexistent/model: no such directory"),
     Case("model: directory without config.json", empty_dir, "--hf-checkpoint {dir}/model: no config.json"),
     Case("model: config.json cut short", bad_model_config, "{dir}/model/config.json: not valid JSON"),
-    Case("megatron: unsupported model type", megatron_model(model_type="mixtral"), "--hf-checkpoint {dir}/model: model type mixtral is not supported yet (supported: qwen2, qwen3, qwen3_moe, llama, glm4)"),
+    Case("megatron: unsupported model type", megatron_model(model_type="mixtral"), "--hf-checkpoint {dir}/model: model type mixtral is not supported yet (supported: qwen2, qwen3, qwen3_moe, llama, glm4, glm4_moe)"),
     Case("megatron: config.json without a shape field", megatron_model(num_attention_heads=None), "--hf-checkpoint {dir}/model: config.json has no num_attention_heads (the model's shape needs it)"),
     Case("megatron: GLM4's norm flag on a model without it", megatron_model("--post-mlp-layernorm"), "--post-mlp-layernorm (True) disagrees with {dir}/model/config.json: model_type is qwen2"),
     Case("megatron: expert parallelism not dividing the experts", megatron_model("--expert-model-parallel-size", "3", "--actor-num-gpus-per-node", "3", **MOE), "--expert-model-parallel-size 3 does not divide the model's 4 experts"),

@@ -1,4 +1,5 @@
-"""A tiny randomly initialised causal LM (Qwen2, Qwen3, Qwen3-MoE, Llama or GLM4 layout) saved as an HF model directory.
+"""A tiny randomly initialised causal LM (Qwen2, Qwen3, Qwen3-MoE, Llama, GLM4 or GLM-4.5 layout) saved as an HF
+model directory.
 
 slime_testkit holds builders like this one because nothing can be downloaded in tests or CI: every model a test, a
 backend's CPU mode or the CPU demo needs is built on the spot, from an HF config and a tokenizer trained locally
@@ -12,13 +13,14 @@ Usage::
     path = build_tiny_model(tmp_path / "model")  # then AutoModelForCausalLM.from_pretrained(path)
     moe = build_tiny_moe_model(tmp_path / "moe")  # Qwen3-MoE: 4 experts, top-2, one dense layer among three
     glm4 = build_tiny_glm4_model(tmp_path / "glm4")  # GLM4: GLM-4-9B's layout (sandwich norms, half rotary)
+    glm45 = build_tiny_glm4_moe_model(tmp_path / "glm45")  # GLM-4.5: shared expert, sigmoid grouped router
 """
 
 from pathlib import Path
 
 from slime_testkit.tokenizer import CHATML_TEMPLATE, ENDOFTEXT, IM_END, build_tokenizer
 
-ARCHS = ("qwen2", "qwen3", "qwen3_moe", "llama", "glm4")
+ARCHS = ("qwen2", "qwen3", "qwen3_moe", "llama", "glm4", "glm4_moe")
 
 
 def build_tiny_model(
@@ -63,7 +65,7 @@ def build_tiny_model(
     endoftext, im_end = tokenizer.token_to_id(ENDOFTEXT), tokenizer.token_to_id(IM_END)
 
     # Qwen3's and GLM4's configs default head_dim to 128 instead of deriving it from hidden_size / num_heads.
-    extra = {"head_dim": hidden_size // num_heads} if arch in ("qwen3", "qwen3_moe", "glm4") else {}
+    extra = {"head_dim": hidden_size // num_heads} if arch in ("qwen3", "qwen3_moe", "glm4", "glm4_moe") else {}
     extra.update(config_extra or {})
     config = AutoConfig.for_model(
         arch,
@@ -125,3 +127,49 @@ def build_tiny_glm4_model(out_dir: str | Path, *, tie_word_embeddings: bool = Fa
     glm4 = {"partial_rotary_factor": 0.5, "attention_bias": True, "rms_norm_eps": 1e-5}
     glm4.update(kwargs.pop("config_extra", None) or {})
     return build_tiny_model(out_dir, arch="glm4", tie_word_embeddings=tie_word_embeddings, config_extra=glm4, **kwargs)
+
+
+def build_tiny_glm4_moe_model(
+    out_dir: str | Path,
+    *,
+    num_experts: int = 8,
+    experts_per_token: int = 2,
+    moe_intermediate_size: int = 32,
+    n_shared_experts: int = 1,
+    n_group: int = 2,
+    topk_group: int = 1,
+    first_k_dense_replace: int = 1,
+    routed_scaling_factor: float = 2.5,
+    num_layers: int = 3,
+    tie_word_embeddings: bool = False,
+    **kwargs,
+) -> Path:
+    """A tiny GLM-4.5 (`build_tiny_model` with arch glm4_moe) in GLM-4.5's layout: the first `first_k_dense_replace`
+    layers dense, the others a shared expert plus 8 routed experts of which a sigmoid router (with a per-expert
+    score-correction bias) picks 2 from the best of 2 groups, renormalised and scaled by 2.5; q/k norms, q/k/v
+    biases, half rotary (not interleaved, unlike GLM4), untied, no sandwich norms. Experts have per-expert names on
+    disk, as GLM's checkpoints do."""
+    moe = {
+        "n_routed_experts": num_experts,
+        "num_experts_per_tok": experts_per_token,
+        "moe_intermediate_size": moe_intermediate_size,
+        "n_shared_experts": n_shared_experts,
+        "n_group": n_group,
+        "topk_group": topk_group,
+        "first_k_dense_replace": first_k_dense_replace,
+        "routed_scaling_factor": routed_scaling_factor,
+        "norm_topk_prob": True,
+        "use_qk_norm": True,
+        "attention_bias": True,
+        "partial_rotary_factor": 0.5,
+        "rms_norm_eps": 1e-5,
+    }
+    moe.update(kwargs.pop("config_extra", None) or {})
+    return build_tiny_model(
+        out_dir,
+        arch="glm4_moe",
+        num_layers=num_layers,
+        tie_word_embeddings=tie_word_embeddings,
+        config_extra=moe,
+        **kwargs,
+    )

@@ -1,4 +1,5 @@
-"""HF <-> megatron-core weight mapping for Qwen2/Qwen3/Qwen3-MoE/Llama/GLM4, sharded for the current TP/PP/EP layout.
+"""HF <-> megatron-core weight mapping for Qwen2/Qwen3/Qwen3-MoE/Llama/GLM4/GLM-4.5, sharded for the current TP/PP/EP
+layout.
 
 One table (``parameter_mappings``) says, for each parameter of this rank's pipeline stage, which HF tensors it is
 made of and how (its ``Layout``). Loading applies a layout forwards on one TP rank's slice; exporting gathers the TP
@@ -7,7 +8,9 @@ slices and applies it backwards, giving HF names and layouts. The same export fe
 
 Experts keep HF's per-expert names (``mlp.experts.{i}.gate_proj.weight``, as checkpoints on disk and SGLang name
 them; transformers 5 fuses them in memory only). Each expert lives whole on one expert-parallel rank: rank ``r`` of
-``EP`` holds experts ``r * E/EP ..``; export gathers them over the expert-parallel group instead of TP.
+``EP`` holds experts ``r * E/EP ..``; export gathers them over the expert-parallel group instead of TP. A shared
+expert (GLM-4.5) is split over TP like a dense MLP. GLM-4.5's router bias (``e_score_correction_bias``) is a buffer in
+megatron-core (``expert_bias``, moved by its aux-loss-free balancing, not by gradients), mapped like a parameter.
 """
 
 import json
@@ -50,6 +53,11 @@ class ParamMapping:
 def _expert_mappings(m: str, h: str, hf: HFModelConfig, ep_rank: int, ep_size: int) -> list[ParamMapping]:
     """Router and experts of one MoE layer (``m``, ``h``: its megatron and HF name prefixes)."""
     mappings = [ParamMapping(m + "mlp.router.weight", (h + "mlp.gate.weight",), Layout.REPLICATED)]
+    if hf.expert_bias:
+        bias = (h + "mlp.gate.e_score_correction_bias",)
+        mappings.append(ParamMapping(m + "mlp.router.expert_bias", bias, Layout.REPLICATED))
+    if hf.shared_expert_intermediate_size:
+        mappings += _mlp_mappings(m + "mlp.shared_experts.", h + "mlp.shared_experts.")
     per_rank = hf.num_experts // ep_size
     for local in range(per_rank):
         experts = [f"{h}mlp.experts.{rank * per_rank + local}." for rank in range(ep_size)]
@@ -61,6 +69,14 @@ def _expert_mappings(m: str, h: str, hf: HFModelConfig, ep_rank: int, ep_size: i
             ParamMapping(megatron + "linear_fc2.weight", fc2[ep_rank], Layout.ROW, ep_names=fc2),
         ]
     return mappings
+
+
+def _mlp_mappings(m: str, h: str) -> list[ParamMapping]:
+    """A SwiGLU MLP with separate gate and up projections on disk (``m``, ``h``: its megatron and HF prefixes)."""
+    return [
+        ParamMapping(m + "linear_fc1.weight", (h + "gate_proj.weight", h + "up_proj.weight"), Layout.GATE_UP),
+        ParamMapping(m + "linear_fc2.weight", (h + "down_proj.weight",), Layout.ROW),
+    ]
 
 
 def parameter_mappings(
@@ -104,12 +120,7 @@ def parameter_mappings(
                 ParamMapping(m + "post_mlp_layernorm.weight", (h + "post_mlp_layernorm.weight",), Layout.REPLICATED),
             ]
         else:
-            mappings += [
-                ParamMapping(
-                    m + "mlp.linear_fc1.weight", (h + "mlp.gate_proj.weight", h + "mlp.up_proj.weight"), Layout.GATE_UP
-                ),
-                ParamMapping(m + "mlp.linear_fc2.weight", (h + "mlp.down_proj.weight",), Layout.ROW),
-            ]
+            mappings += _mlp_mappings(m + "mlp.", h + "mlp.")
         if hf.qkv_bias:
             names = (attn + "q_proj.bias", attn + "k_proj.bias", attn + "v_proj.bias")
             mappings.append(ParamMapping(m + "self_attention.linear_qkv.bias", names, Layout.QKV))
@@ -222,10 +233,19 @@ class HFCheckpointReader:
             return f.get_tensor(name)
 
 
+def mapped_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """This rank's parameters and the buffers an HF checkpoint also holds (the routers' expert biases), by megatron
+    name: what loading, exporting and swapping weights (reference model, old actor) cover."""
+    unwrapped = unwrap_model(model)
+    tensors = dict(unwrapped.named_parameters())
+    tensors.update((name, b) for name, b in unwrapped.named_buffers() if name.endswith(".router.expert_bias"))
+    return tensors
+
+
 def hf_shards(model: torch.nn.Module, hf: HFModelConfig, hf_dir: str | Path) -> dict[str, torch.Tensor]:
     """This rank's slice of every parameter of ``model``, from the HF checkpoint at ``hf_dir``, by megatron name."""
     reader = HFCheckpointReader(hf_dir)
-    params = dict(unwrap_model(model).named_parameters())
+    params = mapped_tensors(model)
     tp_rank = parallel_state.get_tensor_model_parallel_rank()
     tp_size = parallel_state.get_tensor_model_parallel_world_size()
     mappings = stage_mappings(hf)
@@ -248,16 +268,16 @@ def hf_shards(model: torch.nn.Module, hf: HFModelConfig, hf_dir: str | Path) -> 
 
 @torch.no_grad()
 def copy_weights(model: torch.nn.Module, weights: dict[str, torch.Tensor]) -> None:
-    """Copy ``weights`` (megatron names, this rank's slices) into ``model``'s parameters, in place."""
-    params = dict(unwrap_model(model).named_parameters())
+    """Copy ``weights`` (megatron names, this rank's slices) into ``model``'s parameters and expert biases, in place."""
+    params = mapped_tensors(model)
     for name, value in weights.items():
         params[name].copy_(value)
 
 
 @torch.no_grad()
 def snapshot_weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """A CPU copy of this rank's parameters, by megatron name (e.g. the reference model's weights)."""
-    return {name: param.detach().to("cpu", copy=True) for name, param in unwrap_model(model).named_parameters()}
+    """A CPU copy of this rank's parameters and expert biases, by megatron name (e.g. the reference model's weights)."""
+    return {name: tensor.detach().to("cpu", copy=True) for name, tensor in mapped_tensors(model).items()}
 
 
 def load_hf_weights(model: torch.nn.Module, hf: HFModelConfig, hf_dir: str | Path) -> None:
@@ -271,7 +291,7 @@ def export_hf_weights(model: torch.nn.Module, hf: HFModelConfig) -> Iterator[tup
 
     Every TP and EP rank of the stage must iterate it (the gathers are collective); every one gets the same tensors.
     """
-    params = dict(unwrap_model(model).named_parameters())
+    params = mapped_tensors(model)
     group = parallel_state.get_tensor_model_parallel_group()
     tp_size = parallel_state.get_tensor_model_parallel_world_size()
     ep_size = parallel_state.get_expert_model_parallel_world_size()

@@ -16,6 +16,9 @@ from slime.errors import ConfigError
 from slime_megatron.hf_config import HFModelConfig
 from slime_megatron.megatron_flags import default_of
 
+# A flag config.json does not decide for this model (Megatron's code ignores it): neither checked nor filled.
+AS_GIVEN = object()
+
 # (Megatron dest, its flag, the config.json field it mirrors, that field's value as Megatron states it)
 SHAPE_FLAGS: list[tuple[str, str, str, Callable[[HFModelConfig], Any]]] = [
     ("num_layers", "--num-layers", "num_hidden_layers", lambda hf: hf.num_layers),
@@ -53,9 +56,40 @@ SHAPE_FLAGS: list[tuple[str, str, str, Callable[[HFModelConfig], Any]]] = [
 MOE_SHAPE_FLAGS: list[tuple[str, str, str, Callable[[HFModelConfig], Any]]] = [
     ("moe_ffn_hidden_size", "--moe-ffn-hidden-size", "moe_intermediate_size", lambda hf: hf.moe_intermediate_size),
     ("moe_router_topk", "--moe-router-topk", "num_experts_per_tok", lambda hf: hf.moe_topk),
-    ("moe_router_score_function", "--moe-router-score-function", "model_type (softmax router)", lambda hf: "softmax"),
-    # Softmax over the top-k logits is the renormalised top-k of HF's softmax; pre-softmax keeps the raw top-k.
-    ("moe_router_pre_softmax", "--moe-router-pre-softmax", "norm_topk_prob", lambda hf: not hf.norm_topk_prob),
+    (
+        "moe_router_score_function",
+        "--moe-router-score-function",
+        "model_type (router)",
+        lambda hf: hf.router_score_function,
+    ),
+    # Softmax over the top-k logits is the renormalised top-k of HF's softmax; pre-softmax keeps the raw top-k. A
+    # sigmoid router ignores it (slime's GLM-4.5 scripts give it), so it is left as given there.
+    (
+        "moe_router_pre_softmax",
+        "--moe-router-pre-softmax",
+        "norm_topk_prob",
+        lambda hf: not hf.norm_topk_prob if hf.router_score_function == "softmax" else AS_GIVEN,
+    ),
+    (
+        "moe_shared_expert_intermediate_size",
+        "--moe-shared-expert-intermediate-size",
+        "n_shared_experts",
+        lambda hf: hf.shared_expert_intermediate_size or None,
+    ),
+    (
+        "moe_router_enable_expert_bias",
+        "--moe-router-enable-expert-bias",
+        "model_type (router bias)",
+        lambda hf: hf.expert_bias,
+    ),
+    ("moe_router_num_groups", "--moe-router-num-groups", "n_group", lambda hf: hf.router_num_groups),
+    ("moe_router_group_topk", "--moe-router-group-topk", "topk_group", lambda hf: hf.router_group_topk),
+    (
+        "moe_router_topk_scaling_factor",
+        "--moe-router-topk-scaling-factor",
+        "routed_scaling_factor",
+        lambda hf: hf.router_scaling_factor,
+    ),
 ]
 
 
@@ -86,6 +120,10 @@ def _layer_pattern(value: Any, num_layers: int) -> list[int] | None:
     return [int(v) for v in value] if isinstance(value, list | tuple) else None
 
 
+# The config.json fields that say which layers are MoE, by model type (Qwen3-MoE's otherwise).
+_LAYER_RULE = {"glm4_moe": "first_k_dense_replace makes"}
+
+
 def _check_and_fill_layer_pattern(args: argparse.Namespace, hf: HFModelConfig, hf_path: str | Path) -> None:
     given = args.moe_layer_freq
     pattern = _layer_pattern(given, hf.num_layers)
@@ -93,7 +131,7 @@ def _check_and_fill_layer_pattern(args: argparse.Namespace, hf: HFModelConfig, h
     if given != default_of("moe_layer_freq") and pattern is not None and pattern != expected:
         raise ConfigError(
             f"--moe-layer-freq ({given}) disagrees with {Path(hf_path) / 'config.json'}: "
-            f"decoder_sparse_step / mlp_only_layers make the MoE layers {expected}"
+            f"{_LAYER_RULE.get(hf.model_type, 'decoder_sparse_step / mlp_only_layers make')} the MoE layers {expected}"
         )
     if not isinstance(given, str):  # text stays for Megatron's own conversion on the training rank
         args.moe_layer_freq = expected
@@ -105,6 +143,8 @@ def check_and_fill_shape(args: argparse.Namespace, hf: HFModelConfig, hf_path: s
         args.position_embedding_type = "rope"
     for dest, flag, hf_field, expected_of in SHAPE_FLAGS + (MOE_SHAPE_FLAGS if hf.num_experts else []):
         expected = expected_of(hf)
+        if expected is AS_GIVEN:
+            continue
         given = getattr(args, dest)
         if given != default_of(dest) and not _same(given, expected):
             if dest == "num_query_groups" and not args.group_query_attention:

@@ -3,7 +3,7 @@
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from slime.model_config import config_value, moe_layer_pattern, num_experts
+from slime.model_config import config_value, moe_layer_pattern, num_experts, shared_expert_size
 from slime.types import Sample
 
 
@@ -62,7 +62,7 @@ def decoder_fwd_flops(config: Mapping[str, Any] | Any, seq_lens: Sequence[int]) 
     layer_ffns = [ffn] * layers
     if num_experts(config):
         moe_ffn = config_value(config, "moe_intermediate_size") * config_value(config, "num_experts_per_tok")
-        moe_ffn += config_value(config, "shared_expert_intermediate_size") or 0
+        moe_ffn += shared_expert_size(config)
         layer_ffns = [moe_ffn if sparse else ffn for sparse in moe_layer_pattern(config)]
 
     total = 0.0
