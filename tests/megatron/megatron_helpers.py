@@ -14,7 +14,7 @@ import torch.distributed as dist
 from safetensors.torch import load_file, save_file
 
 from slime.config.arguments import parse_args
-from slime.types import RaggedArray, TrainBatch
+from slime.types import RaggedArray, Sample, TrainBatch
 from slime_testkit.tiny_model import (
     build_tiny_glm4_model,
     build_tiny_glm4_moe_model,
@@ -101,6 +101,38 @@ def make_batch(vocab_size: int, num_samples: int = 8, seed: int = 0) -> TrainBat
         truncated=[False] * num_samples,
         sample_indices=list(range(num_samples)),
     )
+
+
+def engine_rollout(model: Path, workdir: Path, *flags: str, num_prompts: int, max_new_tokens: int) -> tuple:
+    """``num_prompts`` random prompts sampled (temperature 1) by a real SGLang CPU engine of their own serving ``model``
+    (``flags``: more slime flags for it), and the samples as a ``TrainBatch`` (all response tokens trained, rewards 0)."""
+    import asyncio
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "sglang"))
+    from engine_checks import one_cpu_engine
+
+    generator = torch.Generator().manual_seed(0)
+    prompts = [torch.randint(3, 600, (4 + i % 5,), generator=generator).tolist() for i in range(num_prompts)]
+    params = {"temperature": 1.0, "max_new_tokens": max_new_tokens, "ignore_eos": True}
+    with one_cpu_engine(model, workdir, *flags) as engine:
+
+        async def rollout() -> list[Sample]:
+            return await asyncio.gather(
+                *(engine.generate(Sample(tokens=p, index=i), params) for i, p in enumerate(prompts))
+            )
+
+        samples = asyncio.run(rollout())
+    n = len(samples)
+    batch = TrainBatch(
+        tokens=RaggedArray.from_lists([s.tokens for s in samples], "i"),
+        response_lengths=[s.response_length for s in samples],
+        loss_masks=RaggedArray.from_lists([[1] * s.response_length for s in samples], "b"),
+        rewards=[0.0] * n,
+        raw_rewards=[0.0] * n,
+        truncated=[False] * n,
+        sample_indices=list(range(n)),
+    )
+    return samples, batch
 
 
 def make_trainer(args: argparse.Namespace):

@@ -6,11 +6,8 @@ a sigmoid router whose choice adds a per-expert bias (e_score_correction_bias, m
 top-k (2 of 8 experts from the best 1 of 2 groups), a routed scaling factor, q/k norms and non-interleaved half rotary.
 """
 
-import asyncio
 import json
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,6 +16,7 @@ from megatron_helpers import (
     assert_log_probs_equal_hf,
     assert_same_steps,
     build_random_model,
+    engine_rollout,
     make_args,
     make_batch,
     make_trainer,
@@ -33,13 +31,9 @@ from slime import plugins
 from slime.config.arguments import parse_args
 from slime.errors import ConfigError
 from slime.metrics.perf import decoder_fwd_flops
-from slime.types import RaggedArray, Sample, TrainBatch
 from slime_megatron.hf_config import HFModelConfig
 from slime_megatron.hf_mapping import gather_hf_state_dict, mapped_tensors
 from slime_megatron.routing_replay import RECORD, REPLAY
-
-sys.path.insert(0, str(Path(__file__).parents[1] / "sglang"))
-from engine_checks import one_cpu_engine  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -220,25 +214,8 @@ def test_routing_replay_decides_the_experts(world, glm4_moe_model):
 def test_an_engines_routes_and_log_probs_are_the_trainers(ray_runtime, world, glm4_moe_model, tmp_path):
     """R3 with a real SGLang CPU engine (fp32, as the trainer): SGLang reports every layer's routes (the dense first
     layer's row too), the trainer replays its MoE layers' and finds them its own, and the log-probs agree."""
-    generator = torch.Generator().manual_seed(0)
-    prompts = [torch.randint(3, 600, (4 + i % 5,), generator=generator).tolist() for i in range(8)]
-    params = {"temperature": 1.0, "max_new_tokens": 16, "ignore_eos": True}
-    with one_cpu_engine(glm4_moe_model, tmp_path, "--use-rollout-routing-replay") as engine:
-
-        async def rollout() -> list[Sample]:
-            return await asyncio.gather(
-                *(engine.generate(Sample(tokens=p, index=i), params) for i, p in enumerate(prompts))
-            )
-
-        samples = asyncio.run(rollout())
-    batch = TrainBatch(
-        tokens=RaggedArray.from_lists([s.tokens for s in samples], "i"),
-        response_lengths=[s.response_length for s in samples],
-        loss_masks=RaggedArray.from_lists([[1] * s.response_length for s in samples], "b"),
-        rewards=[0.0] * len(samples),
-        raw_rewards=[0.0] * len(samples),
-        truncated=[False] * len(samples),
-        sample_indices=list(range(len(samples))),
+    samples, batch = engine_rollout(
+        glm4_moe_model, tmp_path, "--use-rollout-routing-replay", num_prompts=8, max_new_tokens=16
     )
     ids = list(range(len(samples)))
     trainer = make_trainer(make_args(glm4_moe_model, "--use-rollout-routing-replay", "--rollout-temperature", "1.0"))

@@ -3,22 +3,14 @@ recorded routes replay to the same log-probs, training under replay (activation 
 training with the router's own choices when the routes are the router's own, and a real engine's routes bring the
 trainer's log-probs closer to the engine's."""
 
-import asyncio
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
-from megatron_helpers import make_args, make_batch, make_trainer
+from megatron_helpers import engine_rollout, make_args, make_batch, make_trainer
 
 from slime.config.arguments import parse_args
 from slime.errors import ConfigError
-from slime.types import RaggedArray, Sample, TrainBatch
 from slime_megatron.routing_replay import RECORD, REPLAY
-
-sys.path.insert(0, str(Path(__file__).parents[1] / "sglang"))
-from engine_checks import one_cpu_engine  # noqa: E402
 
 RECOMPUTE = ("--recompute-granularity", "full", "--recompute-method", "uniform", "--recompute-num-layers", "1")
 
@@ -104,27 +96,8 @@ def test_the_engines_routes_bring_the_trainers_log_probs_closer_to_the_engines(
 ):
     """R3's purpose, measured: an engine in bf16 (as on GPUs) routes some tokens to other experts than the fp32
     trainer does; replaying the engine's routes removes those tokens' large log-prob gaps."""
-    generator = torch.Generator().manual_seed(0)
-    prompts = [torch.randint(3, 600, (4 + i % 5,), generator=generator).tolist() for i in range(16)]
-    params = {"temperature": 1.0, "max_new_tokens": 24, "ignore_eos": True}
     flags = ("--use-rollout-routing-replay", "--sglang-dtype", "bfloat16", "--sglang-enable-deterministic-inference")
-    with one_cpu_engine(tiny_moe_model, tmp_path, *flags) as engine:
-
-        async def rollout() -> list[Sample]:
-            return await asyncio.gather(
-                *(engine.generate(Sample(tokens=p, index=i), params) for i, p in enumerate(prompts))
-            )
-
-        samples = asyncio.run(rollout())
-    batch = TrainBatch(
-        tokens=RaggedArray.from_lists([s.tokens for s in samples], "i"),
-        response_lengths=[s.response_length for s in samples],
-        loss_masks=RaggedArray.from_lists([[1] * s.response_length for s in samples], "b"),
-        rewards=[0.0] * len(samples),
-        raw_rewards=[0.0] * len(samples),
-        truncated=[False] * len(samples),
-        sample_indices=list(range(len(samples))),
-    )
+    samples, batch = engine_rollout(tiny_moe_model, tmp_path, *flags, num_prompts=16, max_new_tokens=24)
     ids = list(range(len(samples)))
     trainer = make_trainer(make_args(tiny_moe_model, "--use-rollout-routing-replay", "--rollout-temperature", "1.0"))
     own = trainer.forward_log_probs(batch, ids, RECORD)["log_probs"]
