@@ -33,7 +33,7 @@ def main() -> None:
     import torch
 
     from slime.config.arguments import parse_args
-    from slime.metrics.perf import dense_decoder_fwd_flops
+    from slime.metrics.perf import decoder_fwd_flops
     from slime.types import TrainBatch
     from slime_megatron.backend import MegatronTrainBackend
     from slime_megatron.hf_config import HFModelConfig
@@ -54,6 +54,7 @@ def main() -> None:
             "--rollout-batch-size", str(options.samples // 8), "--n-samples-per-prompt", "8",
             "--global-batch-size", str(options.samples), "--micro-batch-size", str(options.micro_batch_size),
             "--actor-num-gpus-per-node", "1", "--bf16", "--lr", "1e-6", "--weight-decay", "0.1",
+            "--no-gradient-accumulation-fusion",  # its CUDA kernel comes with Apex, which this machine may lack
         ]
     )  # fmt: skip
     backend = MegatronTrainBackend()
@@ -73,7 +74,7 @@ def main() -> None:
         truncated=[False] * options.samples,
         sample_indices=list(range(options.samples)),
     )
-    flops = 3 * dense_decoder_fwd_flops(hf.raw, [options.seq_len] * options.samples)
+    flops = 3 * decoder_fwd_flops(hf.raw, [options.seq_len] * options.samples)
     times = []
     for step in range(options.steps):
         torch.cuda.synchronize()

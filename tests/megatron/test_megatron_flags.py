@@ -14,7 +14,7 @@ from megatron_helpers import make_args, make_batch, make_trainer, train_rollouts
 from slime.config.arguments import parse_args
 from slime.errors import ConfigError
 from slime_megatron import megatron_flags
-from slime_megatron.device_features import GPU_ONLY, refuse_gpu_only_features
+from slime_megatron.device_features import GPU_ONLY, refuse_gpu_only_features, refuse_missing_gpu_kernels
 from slime_megatron.hf_config import HFModelConfig
 
 # run-glm4-9B.sh's --context-parallel-size 2 is refused (the local attention has none): test_megatron_glm4.py.
@@ -87,6 +87,16 @@ def test_gpu_only_features_parse_and_are_refused_on_cpu(flag):
     args = parse_args([flag, *values.get(flag, [])])
     with pytest.raises(ConfigError, match=f"^{flag}.* needs a GPU \\(.*\\); this rank trains on CPU$"):
         refuse_gpu_only_features(args)
+
+
+def test_a_gpu_rank_without_apex_refuses_gradient_accumulation_fusion_in_one_line():
+    # Megatron's default is on; without Apex's kernel megatron-core raised a traceback while building the model (seen
+    # on a GPU machine). This machine has no Apex either, so the check (a GPU rank's) can run here.
+    with pytest.raises(
+        ConfigError, match=r"^--gradient-accumulation-fusion .* pass --no-gradient-accumulation-fusion$"
+    ):
+        refuse_missing_gpu_kernels(parse_args([]))
+    refuse_missing_gpu_kernels(parse_args(["--no-gradient-accumulation-fusion"]))
 
 
 def test_training_rank_refuses_gpu_only_flag_and_unimportable_spec(world, tiny_models):

@@ -4,6 +4,7 @@ Checked by the training rank (the machine that parses a script may not be the on
 """
 
 import argparse
+import importlib.util
 from collections.abc import Callable
 
 from slime.errors import ConfigError
@@ -42,3 +43,14 @@ def refuse_gpu_only_features(args: argparse.Namespace) -> None:
             value = getattr(args, flag[2:].replace("-", "_"), None)
             shown = f"{flag} {value}" if isinstance(value, str) else flag
             raise ConfigError(f"{shown} needs a GPU ({why}); this rank trains on CPU")
+
+
+def refuse_missing_gpu_kernels(args: argparse.Namespace) -> None:
+    """On a GPU rank: one line for a Megatron default that needs a kernel this machine lacks, instead of megatron-core's
+    traceback while the model is built. Gradient accumulation fusion (on by Megatron's default) needs Apex's
+    ``fused_weight_gradient_mlp_cuda`` (seen on a GPU machine without Apex)."""
+    if args.gradient_accumulation_fusion and importlib.util.find_spec("fused_weight_gradient_mlp_cuda") is None:
+        raise ConfigError(
+            "--gradient-accumulation-fusion (on by Megatron's default) needs Apex's fused_weight_gradient_mlp_cuda "
+            "kernel, which this rank lacks; pass --no-gradient-accumulation-fusion"
+        )

@@ -39,7 +39,7 @@ from slime_megatron.batches import (
     split_by_tokens,
     split_to_count,
 )
-from slime_megatron.device_features import refuse_gpu_only_features
+from slime_megatron.device_features import refuse_gpu_only_features, refuse_missing_gpu_kernels
 from slime_megatron.hf_mapping import (
     copy_weights,
     gather_hf_state_dict,
@@ -102,6 +102,8 @@ class MegatronTrainer:
         self.hf = load_hf_config(args.hf_checkpoint)
         if on_cpu:
             refuse_gpu_only_features(args)
+        else:
+            refuse_missing_gpu_kernels(args)
         self.margs, self.config, model = build_model(args, self.hf, world_size, on_cpu)
         self.ref_weights = self._reference_weights(model) if needs_reference(args) else None
         # --use-opd --opd-type megatron: the teacher is the same architecture with other weights, run as the
