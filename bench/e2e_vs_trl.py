@@ -3,14 +3,19 @@
 The task is the CPU demo's (examples/cpu-demo/prepare.py: "What is a + b?" with a chat template, the ``math`` reward
 on the last ``\\boxed{}``), on its tiny Qwen2 model (hidden 128, 4 layers) from random weights. Both sides run
 GRPO with the same numbers: 16 prompts x 8 samples per rollout (128 samples), responses of at most 8 tokens,
-temperature 1, 2 optimizer steps per rollout (64 samples each, micro-batches of 32), clip 0.2, lr 1e-4, no KL term,
-fp32. TRL generates with HF ``generate`` (no vLLM on CPU); slime with SGLang on CPU and weights over gloo.
+temperature 1, 2 optimizer steps per rollout (64 samples each, micro-batches of 32; other shapes below), clip 0.2,
+lr 1e-4, no KL term, fp32. TRL generates with HF ``generate`` (no vLLM on CPU); slime with SGLang on CPU, its
+weights going to the engine through shared memory (the CPU default).
 
 Each repeat runs slime then TRL (the order alternates between repeats) in fresh processes; per side it reports
 the steady-state seconds per rollout (the median of rollouts 1.., rollout 0 excluded: warm-up), samples/s at that
 pace, the start-up time (process start to the first rollout) and the mean reward of the last rollout.
 
     python bench/e2e_vs_trl.py [--repeats 2] [--rollouts 4]
+    python bench/e2e_vs_trl.py --work issue23 [--model 10m]
+
+``--work issue23`` is issue 23's shape instead: 32 new tokens, one optimizer step over all 128 samples per rollout
+(micro-batch 128), on the 1M model or (``--model 10m``) a 10M one (hidden 384, 6 layers).
 
 From random weights the reward stays near 0 on both sides: this measures speed, not learning.
 """
@@ -26,12 +31,22 @@ from pathlib import Path
 from common import emit_row, load_average, median, set_bench_env, spread, this_command, verdict
 
 ROOT = Path(__file__).resolve().parents[1]
-PROMPTS, SAMPLES, RESPONSE_LEN, GLOBAL_BATCH, MICRO_BATCH = 16, 8, 8, 64, 32
+PROMPTS, SAMPLES = 16, 8
 LR, EPS_CLIP = 1e-4, 0.2
+# (new tokens per response, samples per optimizer step, micro-batch) of each work shape
+WORKS = {"demo": (8, 64, 32), "issue23": (32, 128, 128)}
+MODELS = {"1m": [], "10m": ["--hidden-size", "384", "--num-layers", "6"]}  # prepare.py's shape flags
+RESPONSE_LEN, GLOBAL_BATCH, MICRO_BATCH = WORKS["demo"]
 
 
-def prepare(workdir: Path) -> None:
-    subprocess.run([sys.executable, str(ROOT / "examples/cpu-demo/prepare.py"), "--out", str(workdir)], check=True)
+def use_work(work: str) -> None:
+    global RESPONSE_LEN, GLOBAL_BATCH, MICRO_BATCH
+    RESPONSE_LEN, GLOBAL_BATCH, MICRO_BATCH = WORKS[work]
+
+
+def prepare(workdir: Path, model: str) -> None:
+    command = [sys.executable, str(ROOT / "examples/cpu-demo/prepare.py"), "--out", str(workdir), *MODELS[model]]
+    subprocess.run(command, check=True)
 
 
 def run_slime(workdir: Path, rollouts: int, async_training: bool = False) -> dict:
@@ -109,7 +124,7 @@ def run_trl(workdir: Path, rollouts: int) -> dict:
         bf16=False,
         per_device_train_batch_size=MICRO_BATCH,
         gradient_accumulation_steps=GLOBAL_BATCH // MICRO_BATCH,
-        steps_per_generation=PROMPTS * SAMPLES // MICRO_BATCH,  # one generation of 128 samples per 2 steps
+        steps_per_generation=PROMPTS * SAMPLES // MICRO_BATCH,  # one generation of 128 samples per rollout
         num_generations=SAMPLES,
         max_completion_length=RESPONSE_LEN,
         temperature=1.0,
@@ -141,11 +156,11 @@ def run_trl(workdir: Path, rollouts: int) -> dict:
     return {"steps": steps, "total": total, "last_reward": times.rewards[-1], "startup": train_start - start}
 
 
-def run_side(side: str, workdir: Path, rollouts: int, slime_async: bool = False) -> dict:
+def run_side(side: str, workdir: Path, rollouts: int, work: str, slime_async: bool = False) -> dict:
     """One side in a fresh process (each side imports heavy, conflicting state); its result is its last line."""
     start = time.perf_counter()
     command = [sys.executable, __file__, "--side", side, "--workdir", str(workdir), "--rollouts", str(rollouts)]
-    command += ["--slime-async"] if slime_async else []
+    command += ["--work", work] + (["--slime-async"] if slime_async else [])
     proc = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
     if proc.returncode != 0:
         raise RuntimeError(f"{side} failed (exit {proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
@@ -166,7 +181,10 @@ def main() -> None:
         help="slime with --async (the next rollout generates while this one trains: data one policy version old, "
         "not TRL's on-policy step, so not the goal's comparison)",
     )
+    parser.add_argument("--work", choices=sorted(WORKS), default="demo", help="the work shape (see above)")
+    parser.add_argument("--model", choices=sorted(MODELS), default="1m", help="the model's size")
     options = parser.parse_args()
+    use_work(options.work)
     if options.side:
         if options.side == "slime":
             result = run_slime(options.workdir, options.rollouts, options.slime_async)
@@ -176,14 +194,14 @@ def main() -> None:
         return
 
     workdir = Path(tempfile.mkdtemp(prefix="slime-bench-trl-"))
-    prepare(workdir)
+    prepare(workdir, options.model)
     results: dict[str, list[dict]] = {"slime": [], "trl": []}
     loads = []
     for repeat in range(options.repeats):
         order = ["slime", "trl"] if repeat % 2 == 0 else ["trl", "slime"]
         for side in order:
             loads.append(load_average())
-            result = run_side(side, workdir, options.rollouts, options.slime_async)
+            result = run_side(side, workdir, options.rollouts, options.work, options.slime_async)
             steady = result["steps"][1:]
             print(
                 f"repeat {repeat} {side:5}: s/rollout {[round(s, 2) for s in result['steps']]}, "
@@ -206,7 +224,8 @@ def main() -> None:
         )
     print(f"slime/TRL samples/s: {spread(ratios)}; load average during the runs {min(loads)}-{max(loads)}")
     emit_row(
-        f"end to end GRPO, {PROMPTS}x{SAMPLES} samples, {RESPONSE_LEN} tokens, 2 steps/rollout: slime "
+        f"end to end GRPO, {options.model.upper()} model, {PROMPTS}x{SAMPLES} samples, {RESPONSE_LEN} tokens, "
+        f"{PROMPTS * SAMPLES // GLOBAL_BATCH} step(s)/rollout, micro-batch {MICRO_BATCH}: slime "
         f"{'--async ' if options.slime_async else ''}vs TRL GRPOTrainer (CPU)",
         f"slime {spread(rate['slime'])} samples/s ({spread([r['steady'] for r in results['slime']])} s/rollout); "
         f"TRL {spread(rate['trl'])} samples/s ({spread([r['steady'] for r in results['trl']])} s/rollout); "
