@@ -216,6 +216,8 @@ def main() -> None:
     samples = PROMPTS * SAMPLES
     rate = {side: [samples / r["steady"] for r in results[side]] for side in results}
     ratios = [s / t for s, t in zip(rate["slime"], rate["trl"], strict=True)]
+    # Issue 10's goal for the demo's shape; issue 23's: 1.0x in sync mode, 1.5x with --async.
+    goal = 1.5 if options.work == "demo" or options.slime_async else 1.0
     for side in ("slime", "trl"):
         print(
             f"{side:5}: {spread(rate[side])} samples/s, {spread([r['steady'] for r in results[side]])} s/rollout, "
@@ -233,7 +235,7 @@ def main() -> None:
         f"TRL {spread([r['last_reward'] for r in results['trl']])}; process wall slime "
         f"{spread([r['process'] for r in results['slime']])} s, TRL {spread([r['process'] for r in results['trl']])} s",
         f"slime/TRL samples/s {spread(ratios)}",
-        verdict(">= 1.5x", ratios, lambda r: r >= 1.5),
+        verdict(f">= {goal}x", ratios, lambda r: r >= goal),
         this_command(),
     )
 
