@@ -135,6 +135,20 @@ def engine_rollout(model: Path, workdir: Path, *flags: str, num_prompts: int, ma
     return samples, batch
 
 
+def assert_slime_convert_round_trips(hf_dir: Path, workdir: Path) -> None:
+    """``slime convert hf-to-megatron`` then ``megatron-to-hf`` give back ``hf_dir``'s tensors bit for bit and its
+    config.json."""
+    from slime import plugins
+
+    convert = plugins.registry("commands").get("convert")  # `slime convert ...`
+    assert convert(["hf-to-megatron", str(hf_dir), str(workdir / "megatron")]) == 0
+    assert convert(["megatron-to-hf", str(workdir / "megatron"), str(hf_dir), str(workdir / "hf")]) == 0
+    original, converted = load_file(hf_dir / "model.safetensors"), load_file(workdir / "hf" / "model.safetensors")
+    assert sorted(converted) == sorted(original)
+    assert all(torch.equal(converted[name], original[name]) for name in original)
+    assert json.loads((workdir / "hf" / "config.json").read_text()) == json.loads((hf_dir / "config.json").read_text())
+
+
 def make_trainer(args: argparse.Namespace):
     from slime_megatron.trainer import MegatronTrainer
 

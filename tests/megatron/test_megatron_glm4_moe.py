@@ -6,7 +6,6 @@ a sigmoid router whose choice adds a per-expert bias (e_score_correction_bias, m
 top-k (2 of 8 experts from the best 1 of 2 groups), a routed scaling factor, q/k norms and non-interleaved half rotary.
 """
 
-import json
 import math
 
 import numpy as np
@@ -15,6 +14,7 @@ import torch
 from megatron_helpers import (
     assert_log_probs_equal_hf,
     assert_same_steps,
+    assert_slime_convert_round_trips,
     build_random_model,
     engine_rollout,
     make_args,
@@ -27,7 +27,6 @@ from megatron_helpers import (
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
-from slime import plugins
 from slime.config.arguments import parse_args
 from slime.errors import ConfigError
 from slime.metrics.perf import decoder_fwd_flops
@@ -101,15 +100,7 @@ def test_hf_to_megatron_to_hf_round_trips_bit_exactly(world, glm4_moe_model, glm
 
 def test_slime_convert_round_trips_bit_exactly(world, glm4_moe_model, tmp_path):
     """Through a megatron checkpoint, where the router biases are buffers (saved with the parameters)."""
-    convert = plugins.registry("commands").get("convert")
-    assert convert(["hf-to-megatron", str(glm4_moe_model), str(tmp_path / "megatron")]) == 0
-    assert convert(["megatron-to-hf", str(tmp_path / "megatron"), str(glm4_moe_model), str(tmp_path / "hf")]) == 0
-    original = load_file(glm4_moe_model / "model.safetensors")
-    converted = load_file(tmp_path / "hf" / "model.safetensors")
-    assert sorted(converted) == sorted(original)
-    assert all(torch.equal(converted[name], original[name]) for name in original)
-    config = json.loads((tmp_path / "hf" / "config.json").read_text())
-    assert config == json.loads((glm4_moe_model / "config.json").read_text())
+    assert_slime_convert_round_trips(glm4_moe_model, tmp_path)
 
 
 def test_one_training_step_moves_weights_and_router_biases(world, glm4_moe_model):

@@ -1,12 +1,11 @@
 """Qwen3-MoE on the megatron backend: HF's logits, a bit-exact weight round trip, `slime convert`, and expert
 parallelism 2 over gloo training like one process (with the routers' load-balancing loss under train/)."""
 
-import json
-
 import pytest
 import torch
 from megatron_helpers import (
     assert_same_steps,
+    assert_slime_convert_round_trips,
     build_random_model,
     make_args,
     make_batch,
@@ -18,7 +17,6 @@ from megatron_helpers import (
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
-from slime import plugins
 from slime.config.arguments import parse_args
 from slime.errors import ConfigError
 from slime_megatron.batches import split_to_count
@@ -67,17 +65,7 @@ def test_hf_to_megatron_to_hf_round_trips_bit_exactly(world, tiny_moe_model, moe
 
 
 def test_slime_convert_round_trips_a_moe_model(world, tiny_moe_model, tmp_path):
-    convert = plugins.registry("commands").get("convert")
-    assert convert(["hf-to-megatron", str(tiny_moe_model), str(tmp_path / "megatron")]) == 0
-    assert convert(["megatron-to-hf", str(tmp_path / "megatron"), str(tiny_moe_model), str(tmp_path / "hf")]) == 0
-    original, converted = (
-        load_file(tiny_moe_model / "model.safetensors"),
-        load_file(tmp_path / "hf" / "model.safetensors"),
-    )
-    assert sorted(converted) == sorted(original)
-    assert all(torch.equal(converted[name], original[name]) for name in original)
-    config = json.loads((tmp_path / "hf" / "config.json").read_text())
-    assert config == json.loads((tiny_moe_model / "config.json").read_text())
+    assert_slime_convert_round_trips(tiny_moe_model, tmp_path)
 
 
 def test_moe_shape_flags_and_expert_parallelism_are_checked_in_one_line(tiny_moe_model):
