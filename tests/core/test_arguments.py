@@ -310,7 +310,13 @@ def test_reference_update_and_old_actor_flags():
     assert "--use-rollout-logprobs" in error_of([*BASE, "--keep-old-actor", "--use-rollout-logprobs"])
 
 
-def test_ppo_is_refused_until_a_critic_exists():
-    assert error_of([*BASE, "--advantage-estimator", "ppo"]) == (
-        "--advantage-estimator ppo needs a critic (a value model), which slime cannot train yet; use grpo"
+def test_critic_only_steps_are_for_ppo():
+    assert (
+        parse_args([*BASE, "--advantage-estimator", "ppo", "--num-critic-only-steps", "2"]).num_critic_only_steps == 2
+    )
+    assert error_of([*BASE, "--num-critic-only-steps", "2"]) == (
+        "--num-critic-only-steps trains PPO's critic alone first; it needs --advantage-estimator ppo"
+    )
+    assert error_of([*BASE, "--advantage-estimator", "ppo", "--num-critic-only-steps", "-1"]) == (
+        "--num-critic-only-steps must be >= 0, got -1"
     )

@@ -18,13 +18,20 @@ class TrainBackend(Protocol):
 
     def init(self, args: argparse.Namespace, rank: int, world_size: int) -> int:
         """Build the model (and the reference model a KL term needs), load ``--load``; return the rollout id after
-        the loaded checkpoint's (0 without one). The loop, not the backend, applies ``--start-rollout-id``."""
+        the loaded checkpoint's (0 without one). The loop, not the backend, applies ``--start-rollout-id``.
+
+        A backend that can train PPO's critic also takes ``role="critic"`` (the loop passes it only for the critic's
+        group) and has ``train_critic``; the loop calls ``train`` with the critic's ``values`` then."""
 
     def train(self, rollout_id: int, batch: TrainBatch) -> list[dict[str, float]]:
         """Log-probs, advantages, optimizer steps on one rollout; return the ``train/*`` metrics of each step.
 
         Every rank receives the whole rollout and takes its own data-parallel share.
         """
+
+    # Optional, for --advantage-estimator ppo (preflight refuses PPO for a backend without it):
+    #   train_critic(rollout_id, batch) -> (each step's metrics, {sample position: values of its response tokens})
+    # on a backend initialised with role="critic"; each sample's values come from exactly one rank.
 
     def rollout_metrics(self) -> dict[str, float]:
         """What the last ``train`` call measured for its rollout, by full name, logged at ``rollout/step``: its

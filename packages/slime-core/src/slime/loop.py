@@ -9,14 +9,17 @@ from ``--load-debug-rollout-data`` dumps or a rollout function that does not gen
 import argparse
 import time
 import traceback
+from itertools import zip_longest
 
 import ray
 
+from slime.errors import ConfigError
 from slime.metrics import finish_metrics, init_metrics, log_perf, log_train_step, publish_eval, publish_rollout
 from slime.plugins import resolve
 from slime.ray.placement import create_placement
 from slime.ray.rollout_manager import RolloutManager
 from slime.ray.train_group import TrainGroup
+from slime.rl.advantages import uses_critic
 
 
 def train(args: argparse.Namespace) -> None:
@@ -24,20 +27,32 @@ def train(args: argparse.Namespace) -> None:
     placement = create_placement(args)
     rollout_manager = ray.remote(num_cpus=0)(RolloutManager).remote(args, placement)
     engines_started = rollout_manager.start.remote()  # the engines start while the trainer builds its model
-    trainer = None
+    trainer = critic = None
     if not args.debug_rollout_only:
         trainer = TrainGroup(args, resolve("train_backends", args.train_backend), placement)
+    if uses_critic(args):  # PPO: a value model on the train ranks' bundles, as slime places it
+        critic = TrainGroup(args, resolve("train_backends", args.train_backend), placement, role="critic")
+    train_actors = [actor for group in (trainer, critic) if group is not None for actor in group.actors]
     try:
         ray.get(engines_started)
-        run_rollouts(args, rollout_manager, trainer)
+        run_rollouts(args, rollout_manager, trainer, critic)
     finally:
-        release(rollout_manager, trainer.actors if trainer is not None else [], placement)
+        release(rollout_manager, train_actors, placement)
         finish_metrics()
 
 
-def run_rollouts(args: argparse.Namespace, rollout_manager, trainer: TrainGroup | None) -> None:
+def run_rollouts(
+    args: argparse.Namespace, rollout_manager, trainer: TrainGroup | None, critic: TrainGroup | None = None
+) -> None:
 
     start_rollout_id = trainer.init(args) if trainer is not None else 0
+    if critic is not None:
+        critic_start_rollout_id = critic.init(args)
+        if critic_start_rollout_id != start_rollout_id and args.start_rollout_id is None:
+            raise ConfigError(
+                f"--load {args.load}: the actor's checkpoint resumes at rollout {start_rollout_id} but the critic's "
+                f"at {critic_start_rollout_id}; a PPO run resumes both from the same rollout"
+            )
     if args.start_rollout_id is not None:
         start_rollout_id = args.start_rollout_id
     if start_rollout_id > 0 and args.load:
@@ -49,8 +64,10 @@ def run_rollouts(args: argparse.Namespace, rollout_manager, trainer: TrainGroup 
     # --colocate (or --offload-*): the side that waits gives its memory to the side that runs, in slime's order.
     offload_train = args.offload_train and pushes_weights
     offload_rollout = args.offload_rollout and pushes_weights
+    train_groups = [group for group in (trainer, critic) if group is not None]
     if offload_train:
-        trainer.offload()
+        for group in train_groups:
+            group.offload()
     if offload_rollout:
         ray.get(rollout_manager.release_memory.remote())
     # Always push the trainer's weights first, so the engines serve exactly the policy being trained.
@@ -77,8 +94,9 @@ def run_rollouts(args: argparse.Namespace, rollout_manager, trainer: TrainGroup 
         if trainer is not None:
             with timer(timings, "train"):
                 if offload_train:
-                    trainer.onload()
-                step_metrics, trainer_metrics = trainer.train(rollout_id, rollout.batch)
+                    for group in train_groups:
+                        group.onload()
+                step_metrics, trainer_metrics = train_rollout(args, rollout_id, rollout.batch, trainer, critic)
             for step_id, metrics in enumerate(step_metrics):
                 log_train_step(args, rollout_id, step_id, metrics)
 
@@ -88,10 +106,13 @@ def run_rollouts(args: argparse.Namespace, rollout_manager, trainer: TrainGroup 
             with timer(timings, "save_model"):
                 # Data position first: the trainer's save moves the latest-checkpoint pointer, so it must come last.
                 ray.get(rollout_manager.save.remote(rollout_id))
+                if critic is not None:
+                    critic.save(rollout_id)
                 trainer.save(rollout_id)
 
         if offload_train:
-            trainer.offload()
+            for group in train_groups:
+                group.offload()
         if pushes_weights and (rollout_id + 1) % args.update_weights_interval == 0:
             with timer(timings, "update_weights"):
                 wait_for(next_rollout)  # never swap weights under a generation in flight
@@ -103,6 +124,22 @@ def run_rollouts(args: argparse.Namespace, rollout_manager, trainer: TrainGroup 
         if should_run_periodic_action(rollout_id, args.eval_interval, num_rollout_per_epoch):
             wait_for(next_rollout)
             evaluate(args, rollout_manager, rollout_id)
+
+
+def train_rollout(
+    args: argparse.Namespace, rollout_id: int, batch, trainer: TrainGroup, critic: TrainGroup | None
+) -> tuple[list[dict[str, float]], dict[str, float]]:
+    """Each optimizer step's ``train/*`` metrics and the trainer's rollout metrics. PPO in slime's order: the critic
+    trains first and its values become the actor's advantages; the actor waits out ``--num-critic-only-steps``
+    rollouts. The critic's step metrics join the actor's as ``critic-*`` (slime's ``train/critic-value_loss``)."""
+    if critic is None:
+        return trainer.train(rollout_id, batch)
+    critic_steps, values = critic.train_critic(rollout_id, batch)
+    actor_steps, metrics = [], {}
+    if rollout_id >= args.num_critic_only_steps:
+        actor_steps, metrics = trainer.train(rollout_id, batch, values)
+    critic_steps = [{f"critic-{name}": value for name, value in step.items()} for step in critic_steps]
+    return [{**actor, **critic} for actor, critic in zip_longest(actor_steps, critic_steps, fillvalue={})], metrics
 
 
 def should_run_periodic_action(

@@ -12,6 +12,7 @@ from pathlib import Path
 from slime.errors import ConfigError
 from slime_megatron.megatron_flags import add_megatron_arguments
 from slime_megatron.model_shape import check_and_fill_shape, load_hf_config
+from slime_megatron.roles import ROLES, role_overrides
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -25,6 +26,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     # checked against and filled from config.json like the shape flags (model_shape.py).
     group.add_argument("--post-self-attn-layernorm", action="store_true", help="a norm after self-attention (GLM4)")
     group.add_argument("--post-mlp-layernorm", action="store_true", help="a norm after the MLP (GLM4)")
+    group.add_argument(
+        "--megatron-config-path",
+        default=None,
+        help="slime's role YAML: a top-level 'megatron' list of entries tagged role: actor / role: critic whose "
+        "'overrides' (argument names: lr, save, ...) apply to that role only (PPO's critic; roles.py)",
+    )
     add_megatron_arguments(parser)
 
 
@@ -62,6 +69,9 @@ def validate_args(args: argparse.Namespace) -> None:
         _fail(f"--spec takes MODULE FUNCTION (a custom layer spec), got {' '.join(args.spec) or 'nothing'}")
     if args.train_backend != "megatron":
         return
+    if args.megatron_config_path:
+        for role in ROLES:  # now, not when the role's rank starts
+            role_overrides(args.megatron_config_path, role, args)
     _check_model(args)
     # Batch sizes against the data-parallel size are checked by the trainer, which knows its world.
     model_parallel = args.tensor_model_parallel_size * args.pipeline_model_parallel_size * args.context_parallel_size

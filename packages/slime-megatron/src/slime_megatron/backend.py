@@ -5,10 +5,14 @@ imported in ``init``, after CPU mode is switched on where there is no GPU.
 """
 
 import argparse
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
+
+import numpy as np
 
 from slime.backends import WeightReceiver
 from slime.types import TrainBatch
+from slime_megatron.roles import role_args
 
 if TYPE_CHECKING:
     from slime_megatron.trainer import MegatronTrainer
@@ -20,8 +24,9 @@ class MegatronTrainBackend:
     def __init__(self) -> None:
         self.trainer: MegatronTrainer | None = None
 
-    def init(self, args: argparse.Namespace, rank: int, world_size: int) -> int:
-        """Join the process group (``MASTER_ADDR``/``MASTER_PORT``), build the model, load ``--load``; the rollout
+    def init(self, args: argparse.Namespace, rank: int, world_size: int, role: str = "actor") -> int:
+        """Join the process group (``MASTER_ADDR``/``MASTER_PORT``), build the model (the policy, or PPO's critic for
+        ``role="critic"``) with the role's arguments (``--megatron-config-path``), load its checkpoint; the rollout
         after the loaded checkpoint's (0 without one)."""
         import torch
 
@@ -30,9 +35,11 @@ class MegatronTrainBackend:
             from slime_megatron import cpu_compat
 
             cpu_compat.enable()
+        from slime_megatron.critic import MegatronCritic
         from slime_megatron.trainer import MegatronTrainer
 
-        self.trainer = MegatronTrainer(args, rank, world_size, on_cpu)
+        trainer_class = MegatronCritic if role == "critic" else MegatronTrainer
+        self.trainer = trainer_class(role_args(args, role), rank, world_size, on_cpu)
         return self.trainer.start_rollout_id
 
     def _require_trainer(self) -> "MegatronTrainer":
@@ -40,10 +47,22 @@ class MegatronTrainBackend:
             raise RuntimeError("MegatronTrainBackend.init() has not been called")
         return self.trainer
 
-    def train(self, rollout_id: int, batch: TrainBatch) -> list[dict[str, float]]:
+    def train(
+        self, rollout_id: int, batch: TrainBatch, values: Sequence[np.ndarray] | None = None
+    ) -> list[dict[str, float]]:
         """Every rank receives the whole rollout and trains on its data-parallel share; metrics without the
-        ``train/`` prefix, the same on every rank."""
-        return self._require_trainer().train(rollout_id, batch)
+        ``train/`` prefix, the same on every rank. ``values``: PPO's critic's, per sample."""
+        return self._require_trainer().train(rollout_id, batch, values)
+
+    def train_critic(self, rollout_id: int, batch: TrainBatch) -> tuple[list[dict[str, float]], dict[int, np.ndarray]]:
+        """PPO's critic (``init(role="critic")``): train on the rollout; each step's metrics, and the values of the
+        samples this rank reports, by position in ``batch`` (every sample is reported by exactly one rank)."""
+        from slime_megatron.critic import MegatronCritic
+
+        critic = self._require_trainer()
+        if not isinstance(critic, MegatronCritic):
+            raise RuntimeError("train_critic() is for a backend initialised with role='critic'")
+        return critic.train_critic(rollout_id, batch)
 
     def rollout_metrics(self) -> dict[str, float]:
         """The last ``train`` call's ``perf/*`` timings and ``rollout/*`` training-data means (at ``rollout/step``)."""

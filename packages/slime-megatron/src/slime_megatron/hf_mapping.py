@@ -25,7 +25,7 @@ from megatron.core import parallel_state
 from safetensors import safe_open
 
 from slime_megatron.hf_config import HFModelConfig
-from slime_megatron.model import unwrap_model
+from slime_megatron.model import ValueHead, unwrap_model
 
 
 class Layout(Enum):
@@ -249,6 +249,10 @@ def hf_shards(model: torch.nn.Module, hf: HFModelConfig, hf_dir: str | Path) -> 
     tp_rank = parallel_state.get_tensor_model_parallel_rank()
     tp_size = parallel_state.get_tensor_model_parallel_world_size()
     mappings = stage_mappings(hf)
+    if isinstance(getattr(unwrap_model(model), "output_layer", None), ValueHead):
+        # PPO's critic: the checkpoint's language-model head is not its head; the value head starts fresh.
+        params = {name: p for name, p in params.items() if not name.startswith("output_layer.")}
+        mappings = [m for m in mappings if not m.megatron_name.startswith("output_layer.")]
     missing = sorted(set(params) - {m.megatron_name for m in mappings})
     if missing:
         raise RuntimeError(f"no HF mapping for megatron parameters {missing}")

@@ -10,7 +10,7 @@ import argparse
 import importlib
 
 import torch
-from megatron.core import parallel_state
+from megatron.core import parallel_state, tensor_parallel
 from megatron.core.models.gpt import GPTModel
 from megatron.core.models.gpt.gpt_layer_specs import get_gpt_layer_local_spec
 from megatron.core.transformer import TransformerConfig
@@ -67,11 +67,36 @@ def layer_spec(margs: argparse.Namespace, config: TransformerConfig) -> ModuleSp
     return found(margs, config, None) if callable(found) else found
 
 
+class ValueHead(torch.nn.Linear):
+    """PPO's critic output layer: one value per position (slime's ``LinearForLastLayer``), in place of the logits.
+
+    Replicated on every tensor-parallel rank. Under sequence parallelism each rank sees its slice of the sequence:
+    the values are gathered, and the weights are marked so that megatron sums their gradients over the ranks.
+    """
+
+    def __init__(self, config: TransformerConfig) -> None:
+        super().__init__(config.hidden_size, 1, bias=True)
+        torch.nn.init.normal_(self.weight, mean=0.0, std=config.init_method_std)
+        torch.nn.init.zeros_(self.bias)
+        self.sequence_parallel = config.sequence_parallel
+        for param in (self.weight, self.bias):
+            param.sequence_parallel = config.sequence_parallel
+
+    def forward(
+        self, hidden: torch.Tensor, weight: torch.Tensor | None = None, runtime_gather_output: bool | None = None
+    ) -> tuple[torch.Tensor, None]:
+        values = super().forward(hidden).float()
+        if self.sequence_parallel:
+            values = tensor_parallel.gather_from_sequence_parallel_region(values, tensor_parallel_output_grad=False)
+        return values, None
+
+
 def build_model(
-    args: argparse.Namespace, hf: HFModelConfig, world_size: int, on_cpu: bool
+    args: argparse.Namespace, hf: HFModelConfig, world_size: int, on_cpu: bool, value_head: bool = False
 ) -> tuple[argparse.Namespace, TransformerConfig, GPTModel]:
     """Megatron's view of the flags, the model config, and this rank's pipeline stage of the model
-    (``parallel_state`` must be initialised)."""
+    (``parallel_state`` must be initialised); with ``value_head``, PPO's critic: a ``ValueHead`` on the last stage
+    in place of the language-model head."""
     margs = megatron_args(args, hf, world_size, on_cpu)
     config = transformer_config(margs)
     model = GPTModel(
@@ -83,11 +108,13 @@ def build_model(
         post_process=parallel_state.is_pipeline_last_stage(),
         # Each TP rank keeps its slice of the vocabulary; log-probs are assembled across slices (logprobs.py).
         parallel_output=True,
-        share_embeddings_and_output_weights=not margs.untie_embeddings_and_output_weights,
+        share_embeddings_and_output_weights=not (margs.untie_embeddings_and_output_weights or value_head),
         position_embedding_type=margs.position_embedding_type,
         rotary_percent=margs.rotary_percent,
         rotary_base=margs.rotary_base,
     )
+    if value_head and model.post_process:
+        model.output_layer = ValueHead(config)
     if not on_cpu:
         model.cuda()
     return margs, config, model

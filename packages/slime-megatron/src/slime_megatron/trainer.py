@@ -11,6 +11,7 @@ forward-only passes; advantages from slime's estimator; then one ``train_step`` 
 import argparse
 import contextlib
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -73,6 +74,12 @@ _POLICY_LOG_PROBS = "policy_log_probs"
 _POLICY_ENTROPY = "policy_entropy"
 
 
+def step_token_count(batch: TrainBatch, step_index: int, global_batch: int) -> float:
+    """The trained (loss-masked) tokens of optimizer step ``step_index``, over all data-parallel ranks."""
+    first = step_index * global_batch
+    return float(sum(np.sum(batch.loss_masks[i], dtype=np.int64) for i in range(first, first + global_batch)))
+
+
 def needs_reference(args: argparse.Namespace) -> bool:
     return bool(args.use_kl_loss or args.kl_coef != 0)
 
@@ -83,6 +90,8 @@ def has_megatron_teacher(args: argparse.Namespace) -> bool:
 
 class MegatronTrainer:
     """Builds the model from ``--hf-checkpoint``, resumes ``--load``; every method is collective over all ranks."""
+
+    value_head = False  # the policy: a language-model head (PPO's critic, critic.py, has a value head)
 
     def __init__(self, args: argparse.Namespace, rank: int, world_size: int, on_cpu: bool) -> None:
         if not args.hf_checkpoint:
@@ -104,7 +113,7 @@ class MegatronTrainer:
             refuse_gpu_only_features(args)
         else:
             refuse_missing_gpu_kernels(args)
-        self.margs, self.config, model = build_model(args, self.hf, world_size, on_cpu)
+        self.margs, self.config, model = build_model(args, self.hf, world_size, on_cpu, self.value_head)
         self.ref_weights = self._reference_weights(model) if needs_reference(args) else None
         # --use-opd --opd-type megatron: the teacher is the same architecture with other weights, run as the
         # reference is (swapped in for a forward-only pass).
@@ -270,7 +279,14 @@ class MegatronTrainer:
             return [balanced_shares(step, lengths, dp_size)[dp_rank] for step in steps]
         return [step[dp_rank * per_rank : (dp_rank + 1) * per_rank] for step in steps]
 
-    def _rollout_data(self, rollout_id: int, batch: TrainBatch, sample_ids: list[int], num_steps: int) -> _RolloutData:
+    def _rollout_data(
+        self,
+        rollout_id: int,
+        batch: TrainBatch,
+        sample_ids: list[int],
+        num_steps: int,
+        values: Sequence[np.ndarray] | None,
+    ) -> _RolloutData:
         args = self.args
         # On the training device: advantage whitening all-reduces them over the data-parallel group (NCCL on GPU).
         device = self.device
@@ -280,6 +296,8 @@ class MegatronTrainer:
         entropies: dict[str, dict[int, torch.Tensor] | None] = {}
         if batch.rollout_log_probs is not None:
             rollout_log_probs = {i: torch.tensor(batch.rollout_log_probs[i], device=device) for i in sample_ids}
+        # PPO: the critic's values of the response tokens (MegatronCritic.train), by sample position.
+        critic_values = None if values is None else {i: torch.from_numpy(values[i]).to(device) for i in sample_ids}
         # How the old-policy forward routes MoE tokens: as the engine did (R3), or recorded for the steps to replay.
         old_routing = ROUTE
         if self.replay is not None:
@@ -320,6 +338,7 @@ class MegatronTrainer:
                     log_probs=[old_log_probs[i] for i in sample_ids] if old_log_probs else None,
                     ref_log_probs=[ref_log_probs[i] for i in sample_ids] if ref_log_probs else None,
                     teacher_log_probs=[teacher_log_probs[i] for i in sample_ids] if teacher_log_probs else None,
+                    values=[critic_values[i] for i in sample_ids] if critic_values else None,
                 ),
                 group=parallel_state.get_data_parallel_group(),
             )
@@ -342,6 +361,7 @@ class MegatronTrainer:
                 "rollout_log_probs": rollout_log_probs,
                 "advantages": data.advantages,
                 "returns": dict(zip(sample_ids, returns, strict=True)),
+                "values": critic_values,
                 "teacher_log_probs": teacher_log_probs,
                 "opd_reverse_kl": None
                 if teacher_log_probs is None
@@ -460,21 +480,21 @@ class MegatronTrainer:
                 metrics[_POLICY_ENTROPY] = per_sample(entropy.detach())
         return loss, metrics
 
-    def train(self, rollout_id: int, batch: TrainBatch) -> list[dict[str, float]]:
+    def train(
+        self, rollout_id: int, batch: TrainBatch, values: Sequence[np.ndarray] | None = None
+    ) -> list[dict[str, float]]:
+        """Optimizer steps on one rollout; ``values``: PPO's critic's values of each sample's response tokens."""
         train_start = time.perf_counter()
         self.timings = {}
         steps = self._step_sample_ids([len(tokens) for tokens in batch.tokens])
         mine = [i for step in steps for i in step]
-        data = self._rollout_data(rollout_id, batch, mine, len(steps))
+        data = self._rollout_data(rollout_id, batch, mine, len(steps), values)
         global_batch = len(batch) // len(steps)
 
         actor_start = time.perf_counter()
         results = []
         for step_index, sample_ids in enumerate(steps):
-            first = step_index * global_batch
-            step_tokens = float(
-                sum(np.sum(batch.loss_masks[i], dtype=np.int64) for i in range(first, first + global_batch))
-            )
+            step_tokens = step_token_count(batch, step_index, global_batch)
             micro_batches = self._micro_batches(batch, sample_ids, self.args.max_tokens_per_gpu)
             loss_fn = partial(self._loss, data, global_batch, step_tokens)
             with self._routing(REPLAY, micro_batches) as before_forward:

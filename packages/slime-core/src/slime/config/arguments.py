@@ -574,9 +574,10 @@ def _validate_algorithm(args: argparse.Namespace) -> None:
         _fail("--kl-coef (KL in the reward) and --use-kl-loss (KL as a loss) cannot be used together; choose one")
     if args.kl_loss_coef != 0 and not args.use_kl_loss:
         _fail("--kl-loss-coef is set but --use-kl-loss is not")
-    if args.advantage_estimator == "ppo":
-        # Before Ray starts, not at the first train step where the values would be missing.
-        _fail("--advantage-estimator ppo needs a critic (a value model), which slime cannot train yet; use grpo")
+    if args.num_critic_only_steps < 0:
+        _fail(f"--num-critic-only-steps must be >= 0, got {args.num_critic_only_steps}")
+    if args.num_critic_only_steps and args.advantage_estimator != "ppo":
+        _fail("--num-critic-only-steps trains PPO's critic alone first; it needs --advantage-estimator ppo")
     if args.ref_update_interval is not None:
         if args.ref_update_interval < 1:
             _fail(f"--ref-update-interval must be >= 1, got {args.ref_update_interval}")

@@ -15,6 +15,7 @@ from slime.data.data_source import RolloutDataSource, load_train_prompts
 from slime.errors import ConfigError, DataError
 from slime.eval.datasets import eval_dataset_configs, eval_prompts
 from slime.plugins import load_object, resolve
+from slime.rl.advantages import uses_critic
 from slime.rollout.dumps import load_rollout_dump
 from slime.rollout.reward import resolve_reward_function
 from slime.types import Sample
@@ -33,7 +34,12 @@ def check_run_inputs(args: argparse.Namespace, train: bool = True) -> None:
     if train:
         if args.rollout_batch_size is None:
             raise ConfigError("slime train needs --rollout-batch-size (prompts per rollout)")
-        resolve("train_backends", args.train_backend)
+        backend = resolve("train_backends", args.train_backend)
+        if uses_critic(args) and not hasattr(backend, "train_critic"):
+            raise ConfigError(
+                f"--advantage-estimator ppo needs a critic (a value model), which the train backend "
+                f"'{args.train_backend}' cannot train; use --train-backend megatron"
+            )
     resolve("rollout_backends", args.rollout_backend)
     resolve("rollout_functions", args.rollout_function_path)
     resolve("rollout_functions", args.eval_function_path, "--eval-function-path")

@@ -1,9 +1,14 @@
-"""The train actor group: one Ray actor per training rank, each running the train backend."""
+"""The train actor group: one Ray actor per training rank, each running the train backend.
+
+PPO has two groups on the same bundles: the actor (the policy) and the critic (``role="critic"``), as in slime.
+"""
 
 import argparse
 import os
+from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import ray
 
 from slime.backends import WeightReceiver
@@ -15,8 +20,9 @@ from slime.types import TrainBatch
 class TrainActor:
     """Hosts one rank of the train backend; rank 0 is the one that reports metrics and sends weights."""
 
-    def __init__(self, backend_class: type, rank: int, world_size: int, cpu_threads: int) -> None:
+    def __init__(self, backend_class: type, rank: int, world_size: int, cpu_threads: int, role: str) -> None:
         use_cpu_threads(cpu_threads)  # before the backend imports and sizes anything
+        self.role = role
         self.rank = rank
         self.world_size = world_size
         self.backend = backend_class()
@@ -37,10 +43,20 @@ class TrainActor:
                 "MASTER_PORT": str(master_port),
             }
         )
-        return self.backend.init(args, self.rank, self.world_size)
+        if self.role == "actor":
+            return self.backend.init(args, self.rank, self.world_size)
+        return self.backend.init(args, self.rank, self.world_size, role=self.role)
 
-    def train(self, rollout_id: int, batch: TrainBatch) -> tuple[list[dict[str, float]], dict[str, float]]:
-        return self.backend.train(rollout_id, batch), self.backend.rollout_metrics()
+    def train(
+        self, rollout_id: int, batch: TrainBatch, values: Sequence[np.ndarray] | None
+    ) -> tuple[list[dict[str, float]], dict[str, float]]:
+        # A backend without a critic is never given values (preflight refuses PPO for it) and takes two arguments.
+        extra = () if values is None else (values,)
+        steps = self.backend.train(rollout_id, batch, *extra)
+        return steps, self.backend.rollout_metrics()
+
+    def train_critic(self, rollout_id: int, batch: TrainBatch) -> tuple[list[dict[str, float]], dict[int, np.ndarray]]:
+        return self.backend.train_critic(rollout_id, batch)
 
     def save(self, rollout_id: int) -> None:
         self.backend.save(rollout_id)
@@ -66,7 +82,10 @@ class TrainActor:
 class TrainGroup:
     """Calls every rank and waits for all; returns rank 0's answer."""
 
-    def __init__(self, args: argparse.Namespace, backend_class: type, placement: Placement) -> None:
+    def __init__(
+        self, args: argparse.Namespace, backend_class: type, placement: Placement, role: str = "actor"
+    ) -> None:
+        self.role = role
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
         world_size = len(placement.actor_bundles)
@@ -80,7 +99,7 @@ class TrainGroup:
                     placement_group=placement.group, placement_group_bundle_index=bundle
                 )
             )
-            .remote(backend_class, rank, world_size, threads[rank])
+            .remote(backend_class, rank, world_size, threads[rank], role)
             for rank, bundle in enumerate(placement.actor_bundles)
         ]
 
@@ -92,9 +111,21 @@ class TrainGroup:
         self.master_addr, self.master_port = ray.get(self.actors[0].rendezvous.remote(self.across_nodes))
         return self._all("init", args, self.master_addr, self.master_port)
 
-    def train(self, rollout_id: int, batch: Any) -> tuple[list[dict[str, float]], dict[str, float]]:
-        """Rank 0's per-step ``train/*`` metrics and what it measured for the rollout (``perf/*``, ``rollout/*``)."""
-        return self._all("train", rollout_id, batch)
+    def train(self, rollout_id: int, batch: Any, values: Any = None) -> tuple[list[dict[str, float]], dict[str, float]]:
+        """Rank 0's per-step ``train/*`` metrics and what it measured for the rollout (``perf/*``, ``rollout/*``);
+        ``values``: PPO's critic's, per sample (``train_critic``)."""
+        return self._all("train", rollout_id, batch, values)
+
+    def train_critic(self, rollout_id: int, batch: Any) -> tuple[list[dict[str, float]], ray.ObjectRef]:
+        """The critic group's training on one rollout: rank 0's per-step metrics, and every sample's values in sample
+        order (in Ray's object store, for the actor group), merged from the ranks that report them."""
+        answers = ray.get([actor.train_critic.remote(rollout_id, batch) for actor in self.actors])
+        merged: dict[int, np.ndarray] = {}
+        for _, values in answers:
+            merged.update(values)
+        if sorted(merged) != list(range(len(merged))):
+            raise RuntimeError(f"the critic's ranks reported values for samples {sorted(merged)}, not 0..n-1")
+        return answers[0][0], ray.put([merged[i] for i in range(len(merged))])
 
     def save(self, rollout_id: int) -> None:
         self._all("save", rollout_id)

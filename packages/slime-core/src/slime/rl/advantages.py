@@ -130,6 +130,12 @@ def reinforce_plus_plus_baseline_advantages(
     return advantages, advantages
 
 
+def uses_critic(args: argparse.Namespace) -> bool:
+    """PPO trains a critic (a value model) beside the policy, as slime's ``use_critic``; a debug run without a
+    trainer trains neither."""
+    return args.advantage_estimator == "ppo" and not args.debug_rollout_only
+
+
 def ppo_advantages(args: argparse.Namespace, batch: AdvantageBatch) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """PPO: GAE (``--gamma``, ``--lambd``) over KL-penalised token rewards with the critic's values."""
     if batch.values is None:
