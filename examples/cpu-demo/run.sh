@@ -6,13 +6,15 @@
 # OUT=dir picks the output directory (default outputs/cpu-demo; it is rebuilt from scratch). SMOKE=1 runs every
 # stage at a tiny size (1-2 rollouts each) to check the wiring in a few minutes; it does not learn. MODEL=moe runs
 # the same task with a tiny Qwen3-MoE: two train ranks with expert parallelism 2, and GRPO replays the engine's
-# routes (--use-rollout-routing-replay).
+# routes (--use-rollout-routing-replay). ALGO=ppo replaces GRPO with PPO: a critic (a value model of the same
+# architecture) trains beside the policy and GAE turns its values into advantages (ppo-roles.yaml: its own lr).
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 OUT="${OUT:-outputs/cpu-demo}"
 SMOKE="${SMOKE:-0}"
 MODEL="${MODEL:-dense}"
+ALGO="${ALGO:-grpo}"
 
 # Flags that shrink each stage for SMOKE=1 (the command line wins over the YAML configs).
 SFT_SIZE=()
@@ -34,6 +36,17 @@ elif [[ "$MODEL" != "dense" ]]; then
   exit 2
 fi
 
+RL_ALGO=()
+if [[ "$ALGO" == "ppo" ]]; then
+  # Advantages from the critic's values, whitened; the critic trains alone for 2 rollouts first (as slime's PPO
+  # tests do). Checkpoints every 10 rollouts hold the actor and, under checkpoints/critic, the critic.
+  RL_ALGO=(--advantage-estimator ppo --normalize-advantages --num-critic-only-steps 2
+    --megatron-config-path "$HERE/ppo-roles.yaml" --save "$OUT/ppo/checkpoints" --save-interval 10)
+elif [[ "$ALGO" != "grpo" ]]; then
+  echo "run.sh: ALGO must be grpo or ppo, not '$ALGO'" >&2
+  exit 2
+fi
+
 source "$HERE/../common.sh"  # environment, fresh $OUT, stage()
 
 stage prepare uv run python "$HERE/prepare.py" --out "$OUT" "${PREPARE_ARCH[@]}"
@@ -46,15 +59,15 @@ stage sft uv run slime train --config "$HERE/sft.yaml" \
   --save "$OUT/sft/checkpoints" --save-hf "$OUT/sft/hf" \
   --output-dir "$OUT/sft" "${SFT_MODEL[@]}" "${SFT_SIZE[@]}"
 
-# Stage 2: GRPO, starting from the SFT export.
-stage grpo uv run slime train --config "$HERE/grpo.yaml" \
+# Stage 2: GRPO (or PPO), starting from the SFT export.
+stage "$ALGO" uv run slime train --config "$HERE/grpo.yaml" \
   --hf-checkpoint "$OUT/sft/hf" \
   --prompt-data "$OUT/data/train.jsonl" \
   --eval-prompt-data arith "$OUT/data/eval.jsonl" \
-  --save-debug-rollout-data "$OUT/grpo/rollouts/rollout_{rollout_id}.json" \
-  --output-dir "$OUT/grpo" "${GRPO_MODEL[@]}" "${GRPO_SIZE[@]}"
+  --save-debug-rollout-data "$OUT/$ALGO/rollouts/rollout_{rollout_id}.json" \
+  --output-dir "$OUT/$ALGO" "${GRPO_MODEL[@]}" "${GRPO_SIZE[@]}" "${RL_ALGO[@]}"
 
 stage report-sft uv run slime report "$OUT/sft"
-stage report-grpo uv run slime report "$OUT/grpo"
+stage "report-$ALGO" uv run slime report "$OUT/$ALGO"
 
 uv run python "$HERE/summary.py" "$OUT"

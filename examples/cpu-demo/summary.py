@@ -22,14 +22,19 @@ def eval_rewards(run_dir: Path) -> list[tuple[int, float]]:
 
 def main() -> None:
     out = Path(sys.argv[1] if len(sys.argv) > 1 else "outputs/cpu-demo")
-    for stage in ("sft", "grpo"):
+    rl_stages = [stage for stage in ("grpo", "ppo") if (out / stage / "metrics.jsonl").is_file()]  # run.sh's ALGO
+    for stage in ("sft", *rl_stages):
         rewards = eval_rewards(out / stage)
         trail = "  ".join(f"{step}:{reward:.2f}" for step, reward in rewards)
         print(f"{stage:5s} eval reward by rollout: {trail}")
-    grpo = eval_rewards(out / "grpo")
-    print(f"held-out eval reward over GRPO: {grpo[0][1]:.2f} at its start -> {grpo[-1][1]:.2f} at the end")
+    for stage in rl_stages:
+        rewards = eval_rewards(out / stage)
+        print(
+            f"held-out eval reward over {stage.upper()}: {rewards[0][1]:.2f} at its start -> "
+            f"{rewards[-1][1]:.2f} at the end"
+        )
     print("wall time: " + ", ".join((out / "timings.txt").read_text(encoding="utf-8").split("\n")).strip(", "))
-    print(f"reports: {out}/sft/report/index.html, {out}/grpo/report/index.html")
+    print("reports: " + ", ".join(f"{out}/{stage}/report/index.html" for stage in ("sft", *rl_stages)))
 
 
 if __name__ == "__main__":

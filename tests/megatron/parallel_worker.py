@@ -1,6 +1,6 @@
 """One rank of test_megatron_parallel.py's two-process run (``RANK``, ``MASTER_PORT`` set by the test).
 
-Usage: parallel_worker.py HF_DIR CHECKPOINT_DIR RESULTS_JSON [moe|glm4_moe]. In one process group of two it trains
+Usage: parallel_worker.py HF_DIR CHECKPOINT_DIR RESULTS_JSON [moe|glm4_moe|critic]. In one process group of two it trains
 the same two rollouts under each layout of ``LAYOUTS`` (``MOE_LAYOUTS`` with ``moe``, ...) in turn, saves the TP=2 run after its
 first rollout, and rank 0 writes every step's metrics, the first rollout's ``rollout/*`` means and the weights after
 the last rollout of the ``*_sgd`` layouts to RESULTS_JSON.
@@ -60,14 +60,22 @@ GLM4_MOE_LAYOUTS = {
 }  # fmt: skip
 
 
+# PPO's critic: its value head's gradient under sequence parallelism is summed over the TP ranks; the values each
+# DP rank reports are its half of the samples.
+CRITIC_LAYOUTS = {name: LAYOUTS[name] for name in ("tp2", "pp2", "dp2")}
+
+
 def main() -> None:
     hf_dir, checkpoint_dir, results_path = sys.argv[1:4]
-    layouts = {"moe": MOE_LAYOUTS, "glm4_moe": GLM4_MOE_LAYOUTS}[sys.argv[4]] if sys.argv[4:] else LAYOUTS
     cpu_compat.enable()
-    import megatron_helpers as helpers  # after enable(): it imports megatron-core model modules
-
     rank = int(os.environ["RANK"])
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{os.environ['MASTER_PORT']}", rank=rank, world_size=2)
+    if sys.argv[4:] == ["critic"]:
+        run_critic_layouts(hf_dir, results_path, rank)
+        return
+    layouts = {"moe": MOE_LAYOUTS, "glm4_moe": GLM4_MOE_LAYOUTS}[sys.argv[4]] if sys.argv[4:] else LAYOUTS
+    import megatron_helpers as helpers  # after enable(): it imports megatron-core model modules
+
     batch = helpers.make_batch(600)
     original = load_file(Path(hf_dir) / "model.safetensors")
     results, exports, means, weights = {}, {}, {}, {}
@@ -92,6 +100,31 @@ def main() -> None:
     if rank == 0:
         with open(results_path, "w") as f:
             json.dump({"steps": results, "exports": exports, "means": means, "weights": weights}, f)
+    helpers.destroy_world()
+
+
+def run_critic_layouts(hf_dir: str, results_path: str, rank: int) -> None:
+    """Two rollouts of the critic in each of ``CRITIC_LAYOUTS``; rank 0 writes every step's metrics and the values
+    of the first rollout, merged over the ranks that report them."""
+    import megatron_helpers as helpers
+
+    from slime_megatron.critic import MegatronCritic
+    from slime_megatron.roles import role_args
+
+    batch = helpers.make_batch(600)
+    results = {}
+    for name, flags in CRITIC_LAYOUTS.items():
+        args = helpers.make_args(hf_dir, "--advantage-estimator", "ppo", "--actor-num-gpus-per-node", "2", *flags)
+        critic = MegatronCritic(role_args(args, "critic"), rank, 2, on_cpu=True)
+        steps, values = critic.train_critic(0, batch)
+        more, _ = critic.train_critic(1, batch)
+        reported = [None, None]
+        dist.all_gather_object(reported, {i: v.tolist() for i, v in values.items()})
+        merged = {str(i): v for part in reported for i, v in part.items()}
+        results[name] = {"steps": steps + more, "values": merged, "reported": [sorted(p) for p in reported]}
+    if rank == 0:
+        with open(results_path, "w") as f:
+            json.dump(results, f)
     helpers.destroy_world()
 
 

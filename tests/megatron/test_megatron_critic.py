@@ -5,7 +5,7 @@ values, and a checkpoint that restores the critic."""
 import numpy as np
 import pytest
 import torch
-from megatron_helpers import make_args, make_batch, make_trainer
+from megatron_helpers import assert_same_steps, make_args, make_batch, make_trainer, run_two_ranks
 
 from slime_megatron.critic import MegatronCritic
 from slime_megatron.hf_mapping import mapped_tensors
@@ -118,3 +118,22 @@ def test_a_saved_critic_resumes_with_its_weights_and_optimizer(world, tiny_model
     # The optimizer's moments came back too: the next step is the one the uninterrupted critic took.
     assert resumed_steps[0]["value_loss"] == pytest.approx(next_steps[0]["value_loss"], rel=1e-6)
     assert resumed_steps[1]["value_loss"] == pytest.approx(next_steps[1]["value_loss"], rel=1e-5)
+
+
+@pytest.mark.slow
+def test_the_critic_trains_alike_in_two_process_layouts(world, tiny_models, tmp_path):
+    """TP=2 with sequence parallelism and recompute, PP=2, DP=2 (parallel_worker.py) against one process."""
+    hf_dir = tiny_models["qwen2"]
+    results = run_two_ranks(hf_dir, tmp_path, "critic")
+    batch = make_batch(600)
+    single = make_critic(make_args(hf_dir, *PPO))
+    steps, values = single.train_critic(0, batch)
+    more, _ = single.train_critic(1, batch)
+    assert results.keys() == {"tp2", "pp2", "dp2"}
+    for layout, result in results.items():
+        assert_same_steps(result["steps"], steps + more, layout)
+        # Each sample's values come from one rank: TP rank 0 of each data-parallel share, the first pipeline stage.
+        expected_reported = [[0, 1, 2, 3, 4, 5, 6, 7], []] if layout != "dp2" else [[0, 1, 4, 5], [2, 3, 6, 7]]
+        assert result["reported"] == expected_reported, layout
+        for i in range(len(batch)):
+            assert np.allclose(result["values"][str(i)], values[i], atol=1e-5), (layout, i)

@@ -71,13 +71,16 @@ class ValueHead(torch.nn.Linear):
     """PPO's critic output layer: one value per position (slime's ``LinearForLastLayer``), in place of the logits.
 
     Replicated on every tensor-parallel rank. Under sequence parallelism each rank sees its slice of the sequence:
-    the values are gathered, and the weights are marked so that megatron sums their gradients over the ranks.
+    the values are gathered, and the weights are marked so that megatron sums their gradients over the ranks. Its
+    initial weights come from a generator of their own (``seed``), so every rank and every layout starts the same.
     """
 
-    def __init__(self, config: TransformerConfig) -> None:
+    def __init__(self, config: TransformerConfig, seed: int) -> None:
         super().__init__(config.hidden_size, 1, bias=True)
-        torch.nn.init.normal_(self.weight, mean=0.0, std=config.init_method_std)
-        torch.nn.init.zeros_(self.bias)
+        generator = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            self.weight.copy_(torch.randn(self.weight.shape, generator=generator) * config.init_method_std)
+            self.bias.zero_()
         self.sequence_parallel = config.sequence_parallel
         for param in (self.weight, self.bias):
             param.sequence_parallel = config.sequence_parallel
@@ -114,7 +117,7 @@ def build_model(
         rotary_base=margs.rotary_base,
     )
     if value_head and model.post_process:
-        model.output_layer = ValueHead(config)
+        model.output_layer = ValueHead(config, margs.seed)
     if not on_cpu:
         model.cuda()
     return margs, config, model
