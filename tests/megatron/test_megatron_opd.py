@@ -1,6 +1,6 @@
 """On-policy distillation on the megatron backend (one process): a teacher checkpoint (``--opd-type megatron``) or an
 SGLang teacher's log-probs carried by the batch (``--opd-type sglang``) give each token's reverse KL, which moves the
-advantages and is logged as ``rollout/opd_reverse_kl``."""
+advantages and is logged as ``rollout/opd_reverse_kl`` (per rollout) and ``train/opd_reverse_kl`` (per step)."""
 
 import shutil
 
@@ -61,6 +61,11 @@ def test_a_megatron_teacher_moves_the_advantages_by_the_reverse_kl(world, tiny_m
     expected = {i: torch.full_like(reverse_kl[i], batch.rewards[i]) - 0.5 * reverse_kl[i] for i in ids}
     assert means["rollout/advantages"] == pytest.approx(_sample_mean(expected, batch), abs=1e-5)
     assert steps[0]["pg_loss"] != pytest.approx(plain_steps[0]["pg_loss"], rel=1e-3)
+    # train/opd_reverse_kl: each step's own samples (make_args: 2 steps of 4), as slime reports it from the loss.
+    for step, first in ((steps[0], 0), (steps[1], 4)):
+        step_kl = {i: reverse_kl[i] for i in range(first, first + 4)}
+        assert step["opd_reverse_kl"] == pytest.approx(_sample_mean(step_kl, batch), abs=1e-5)
+    assert "opd_reverse_kl" not in plain_steps[0]
     assert opd.perf["perf/teacher_log_probs_time"] > 0
 
 

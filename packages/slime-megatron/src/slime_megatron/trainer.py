@@ -66,6 +66,7 @@ class _RolloutData:
     old_log_probs: dict[int, torch.Tensor] | None
     ref_log_probs: dict[int, torch.Tensor] | None
     rollout_log_probs: dict[int, torch.Tensor] | None
+    opd_reverse_kl: dict[int, torch.Tensor] | None  # --use-opd: student minus teacher log-probs, logged per step
 
 
 # Step metrics that are not train/* metrics: the policy's mean log-prob (and entropy, --use-rollout-entropy) before
@@ -347,12 +348,16 @@ class MegatronTrainer:
         computed = {"log_probs": old_log_probs, "ref_log_probs": ref_log_probs, "rollout_log_probs": rollout_log_probs}
         advantages, masks = self._postprocess(rollout_id, batch, sample_ids, loss_masks, advantages, returns, computed)
         loss_masks = dict(zip(sample_ids, masks, strict=True))
+        opd_reverse_kl = None
+        if teacher_log_probs is not None:
+            opd_reverse_kl = {i: reverse_kl(old_log_probs[i], teacher_log_probs[i]) for i in sample_ids}
         data = _RolloutData(
             loss_masks=loss_masks,
             advantages=dict(zip(sample_ids, advantages, strict=True)),
             old_log_probs=old_log_probs,
             ref_log_probs=ref_log_probs,
             rollout_log_probs=rollout_log_probs,
+            opd_reverse_kl=opd_reverse_kl,
         )
         self.train_data_means = self._means_over_data_parallel(
             {
@@ -363,9 +368,7 @@ class MegatronTrainer:
                 "returns": dict(zip(sample_ids, returns, strict=True)),
                 "values": critic_values,
                 "teacher_log_probs": teacher_log_probs,
-                "opd_reverse_kl": None
-                if teacher_log_probs is None
-                else {i: reverse_kl(old_log_probs[i], teacher_log_probs[i]) for i in sample_ids},
+                "opd_reverse_kl": opd_reverse_kl,
                 **entropies,
             },
             loss_masks,
@@ -467,6 +470,8 @@ class MegatronTrainer:
             num_tokens=num_tokens,
         )
         loss, metrics = compute_loss(args, loss_batch, reducer)
+        if data.opd_reverse_kl is not None:  # slime's train/opd_reverse_kl: the step's samples' teacher gap
+            metrics["opd_reverse_kl"] = reducer(packed_of(data.opd_reverse_kl))
         if data.old_log_probs is None:
             # One step per rollout: these are the policy's log-probs before the update, whose mean slime logs as
             # rollout/log_probs; averaged per sample (as train_data_means does), whatever the loss reduction.
