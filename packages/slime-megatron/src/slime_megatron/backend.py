@@ -5,6 +5,7 @@ imported in ``init``, after CPU mode is switched on where there is no GPU.
 """
 
 import argparse
+import contextlib
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -15,6 +16,7 @@ from slime.types import TrainBatch
 from slime_megatron.roles import role_args
 
 if TYPE_CHECKING:
+    from slime_megatron.offload import OffloadedTrainer
     from slime_megatron.trainer import MegatronTrainer
 
 
@@ -23,6 +25,8 @@ class MegatronTrainBackend:
 
     def __init__(self) -> None:
         self.trainer: MegatronTrainer | None = None
+        # --offload-train on a GPU: the trainer's device memory, in host memory until onload (offload.py).
+        self.offloaded: OffloadedTrainer | None = None
 
     def init(self, args: argparse.Namespace, rank: int, world_size: int, role: str = "actor") -> int:
         """Join the process group (``MASTER_ADDR``/``MASTER_PORT``), build the model (the policy, or PPO's critic for
@@ -77,17 +81,30 @@ class MegatronTrainBackend:
         import torch.distributed as dist
 
         trainer = self._require_trainer()
-        state = trainer.hf_state_dict()
-        if state is not None:
-            receiver.update_weights(state.items(), weight_version)
-        dist.barrier()
-        trainer.weights_sent(weight_version)
+        with self._weights_on_device():
+            state = trainer.hf_state_dict()
+            if state is not None:
+                receiver.update_weights(state.items(), weight_version)
+            dist.barrier()
+            trainer.weights_sent(weight_version)
+
+    def _weights_on_device(self) -> contextlib.AbstractContextManager:
+        """An offloaded trainer's weights come back to the device while they are sent (the loop updates the engines
+        between an offload and the next onload, as slime does)."""
+        if self.offloaded is None:
+            return contextlib.nullcontext()
+        return self.offloaded.weights_on_device()
 
     def offload(self) -> None:
-        """Nothing to free on CPU; on GPU, offloading (for --colocate) is not implemented yet."""
-        if not self._require_trainer().on_cpu:
-            raise NotImplementedError("the megatron backend cannot offload GPU memory yet (--offload-train)")
+        """``--offload-train``: weights, gradients and optimizer state to host memory (``offload.py``); nothing to
+        free on CPU."""
+        trainer = self._require_trainer()
+        if not trainer.on_cpu and self.offloaded is None:
+            from slime_megatron.offload import OffloadedTrainer
+
+            self.offloaded = OffloadedTrainer(trainer.trainable)
 
     def onload(self) -> None:
-        if not self._require_trainer().on_cpu:
-            raise NotImplementedError("the megatron backend cannot offload GPU memory yet (--offload-train)")
+        if self.offloaded is not None:
+            self.offloaded.restore()
+            self.offloaded = None
