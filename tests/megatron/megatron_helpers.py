@@ -190,6 +190,43 @@ def custom_layer_spec(args: argparse.Namespace, config, vp_stage):
     return get_gpt_layer_local_spec(qk_layernorm=args.qk_layernorm, normalization=args.normalization)
 
 
+def slime_policy_loss(args: argparse.Namespace, batch: dict, logits: torch.Tensor, sum_of_sample_mean) -> tuple:
+    """A custom loss written as for slime (``--custom-loss-function-path megatron_helpers.slime_policy_loss``):
+    make_args' policy loss (PPO clip, entropy bonus, KL loss) recomputed from the packed logits with slime's helper,
+    reporting the built-in policy loss's metrics, so that it trains exactly like it."""
+    from slime.backends.megatron_utils.loss import get_log_probs_and_entropy
+    from slime.rl.kl import compute_approx_kl
+
+    _, outputs = get_log_probs_and_entropy(
+        logits,
+        args=args,
+        unconcat_tokens=batch["unconcat_tokens"],
+        total_lengths=batch["total_lengths"],
+        response_lengths=batch["response_lengths"],
+        with_entropy=True,
+    )
+    log_probs = torch.cat(outputs["log_probs"])
+    old_log_probs = torch.cat(batch["log_probs"])
+    advantages = torch.cat(batch["advantages"])
+    ratio = (log_probs - old_log_probs).exp()
+    unclipped = -ratio * advantages
+    clipped = -ratio.clamp(1 - args.eps_clip, 1 + args.eps_clip_high) * advantages
+    pg_loss = sum_of_sample_mean(torch.maximum(unclipped, clipped))
+    entropy_loss = sum_of_sample_mean(torch.cat(outputs["entropy"]))
+    kl = compute_approx_kl(log_probs, torch.cat(batch["ref_log_probs"]), args.kl_loss_type)
+    kl_loss = sum_of_sample_mean(kl)
+    loss = pg_loss - args.entropy_coef * entropy_loss + args.kl_loss_coef * kl_loss
+    metrics = {
+        "loss": loss,
+        "pg_loss": pg_loss,
+        "pg_clipfrac": sum_of_sample_mean((clipped > unclipped).float()),
+        "ppo_kl": sum_of_sample_mean(old_log_probs - log_probs),
+        "entropy_loss": entropy_loss,
+        "kl_loss": kl_loss,
+    }
+    return loss, {name: value.detach() for name, value in metrics.items()}
+
+
 WORKER = Path(__file__).parent / "parallel_worker.py"
 
 

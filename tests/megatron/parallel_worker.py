@@ -20,7 +20,8 @@ from slime_megatron import cpu_compat
 # Layout name -> its flags. TP=2 runs with sequence parallelism (micro-batches padded to a multiple of 2) and
 # recompute (full and uniform, or selective); PP=2 also recomputes whole blocks and packs micro-batches by token
 # budget, so stages exchange varying shapes; the distributed optimizer's run balances tokens over the DP ranks and
-# computes log-probs in chunks; the per-token loss's denominator spans ranks; SGD is compared with a plain SGD run.
+# computes log-probs in chunks; the per-token loss's denominator spans ranks; SGD is compared with a plain SGD run;
+# slime's form of custom loss reads TP-split packed logits.
 LAYOUTS = {
     "tp2": [
         "--tensor-model-parallel-size", "2", "--sequence-parallel",
@@ -38,6 +39,11 @@ LAYOUTS = {
     "dp2_distributed_optimizer": ["--use-distributed-optimizer", "--balance-data", "--log-probs-chunk-size", "3"],
     "dp2_per_token_loss": ["--calculate-per-token-loss"],
     "dp2_sgd": ["--optimizer", "sgd"],
+    # slime's form of custom loss over the vocabulary split across TP ranks: trains like the built-in loss.
+    "tp2_slime_loss": [
+        "--tensor-model-parallel-size", "2", "--sequence-parallel",
+        "--loss-type", "custom_loss", "--custom-loss-function-path", "megatron_helpers.slime_policy_loss",
+    ],
 }  # fmt: skip
 
 # Expert parallelism 2 (each rank holds 2 of the tiny Qwen3-MoE's 4 experts) with the routers' load-balancing loss;

@@ -1,5 +1,5 @@
-"""TP=2 (+SP, recompute), PP=2 and DP=2 (distributed optimizer, balanced data, SGD) over two gloo processes train
-exactly like one process; checkpoints reshard TP=2 -> TP=1."""
+"""TP=2 (+SP, recompute; also with slime's form of custom loss), PP=2 and DP=2 (distributed optimizer, balanced data,
+SGD) over two gloo processes train exactly like one process; checkpoints reshard TP=2 -> TP=1."""
 
 import pytest
 from megatron_helpers import assert_same_steps, make_args, make_batch, make_trainer, run_two_ranks, train_rollouts

@@ -28,6 +28,10 @@ async def reward_ok(args, sample):
 
 async def reward_text(args, sample):
     return "good"  # a reward must be a number or a dict of numbers
+
+
+def two_argument_loss(args, batch):  # neither slime's loss form nor ours
+    return 0.0, {}
 """
 ROWS = [f'{{"prompt": "{i}+1=", "label": "{i + 1}"}}' for i in range(4)]
 
@@ -249,6 +253,7 @@ CASES = [
     Case("plugin: hook function not in its module", flags("--rollout-data-postprocess-path", "rel_plugins.nope"), "--rollout-data-postprocess-path 'rel_plugins.nope': module 'rel_plugins' has no attribute 'nope'"),
     Case("plugin: sample hook module not installed", flags("--rollout-sample-hook-path", "not_installed.hook"), "--rollout-sample-hook-path 'not_installed.hook': cannot import module 'not_installed'"),
     Case("flags: custom_loss without its function", flags("--loss-type", "custom_loss"), "--loss-type custom_loss needs --custom-loss-function-path"),
+    Case("plugin: custom loss of neither form", flags("--loss-type", "custom_loss", "--custom-loss-function-path", "rel_plugins.two_argument_loss"), "--custom-loss-function-path 'rel_plugins.two_argument_loss': two_argument_loss(args, batch) is neither slime's loss f(args, batch, logits, sum_of_sample_mean) nor ours f(args, batch, reducer)"),
 ]
 # fmt: on
 

@@ -5,7 +5,8 @@ import pytest
 import torch
 from rl_cases import make_args, random_samples, run_loss, to_batch
 
-from slime.rl.losses import compute_loss
+from slime.errors import ConfigError
+from slime.rl.losses import compute_loss, is_slime_loss
 from slime.rl.reduction import make_reducer
 
 DR_GRPO_CONSTANT = 8.0
@@ -66,3 +67,43 @@ def test_custom_loss_is_the_function_custom_loss_function_path_names():
     assert metrics["my_metric"].item() == 3.0
     (grad,) = torch.autograd.grad(loss, [batch.log_probs])
     assert torch.equal(grad != 0, (batch.loss_masks != 0) & (batch.advantages != 0))
+
+
+def slime_loss(args, batch, logits, sum_of_sample_mean):
+    raise AssertionError("slime's form needs the logits: only a backend runs it")
+
+
+def test_the_two_loss_forms_are_told_apart_by_signature():
+    def renamed(a, b, c, d):  # four positional arguments: slime's, whatever their names
+        pass
+
+    def ours_with_option(args, batch, reducer, scale=1.0):  # takes three: ours
+        pass
+
+    def logits_keyword(args, batch, logits=None, sum_of_sample_mean=None):  # named as slime's: slime's
+        pass
+
+    for function, slime_form in [
+        (slime_loss, True),
+        (renamed, True),
+        (logits_keyword, True),
+        (my_loss, False),
+        (ours_with_option, False),
+        (lambda *args: None, False),
+    ]:
+        assert is_slime_loss(function, "--custom-loss-function-path 'x'") is slime_form, function
+
+    def three_with_logits(args, batch, logits):
+        pass
+
+    for function in (three_with_logits, lambda args, batch: None, lambda args, batch, reducer, *, extra: None):
+        with pytest.raises(ConfigError, match=r"^--custom-loss-function-path 'x': .* is neither slime's loss"):
+            is_slime_loss(function, "--custom-loss-function-path 'x'")
+
+
+def test_core_refuses_slime_form_in_one_line_as_it_needs_a_backends_logits():
+    args = make_args(loss_type="custom_loss", custom_loss_function_path=f"{__name__}.slime_loss")
+    with pytest.raises(
+        ConfigError, match=rf"^--custom-loss-function-path '{__name__}.slime_loss': a loss in slime's form"
+    ):
+        run_loss(args, random_samples(3))

@@ -24,7 +24,7 @@ from megatron.core import parallel_state
 from slime.metrics.perf import decoder_fwd_flops, train_perf_metrics
 from slime.metrics.rollout import train_data_means
 from slime.rl.advantages import AdvantageBatch, compute_advantages_and_returns
-from slime.rl.losses import LossBatch, compute_loss
+from slime.rl.losses import LossBatch, resolve_loss
 from slime.rl.opd import reverse_kl
 from slime.rl.reduction import make_reducer
 from slime.rl.rollout_data import postprocess_rollout_data
@@ -54,6 +54,7 @@ from slime_megatron.model_shape import load_hf_config
 from slime_megatron.optimizer import build_trainable
 from slime_megatron.parallel import init_parallel
 from slime_megatron.routing_replay import RECORD, REPLAY, ROUTE, RoutingReplay
+from slime_megatron.slime_loss import call_slime_loss
 from slime_megatron.training import forward_only, train_step
 
 
@@ -67,6 +68,10 @@ class _RolloutData:
     ref_log_probs: dict[int, torch.Tensor] | None
     rollout_log_probs: dict[int, torch.Tensor] | None
     opd_reverse_kl: dict[int, torch.Tensor] | None  # --use-opd: student minus teacher log-probs, logged per step
+    # Read only by slime's form of custom loss, whose batch holds them as slime's does.
+    returns: dict[int, torch.Tensor]
+    values: dict[int, torch.Tensor] | None
+    teacher_log_probs: dict[int, torch.Tensor] | None
 
 
 # Step metrics that are not train/* metrics: the policy's mean log-prob (and entropy, --use-rollout-entropy) before
@@ -358,6 +363,9 @@ class MegatronTrainer:
             ref_log_probs=ref_log_probs,
             rollout_log_probs=rollout_log_probs,
             opd_reverse_kl=opd_reverse_kl,
+            returns=dict(zip(sample_ids, returns, strict=True)),
+            values=critic_values,
+            teacher_log_probs=teacher_log_probs,
         )
         self.train_data_means = self._means_over_data_parallel(
             {
@@ -365,7 +373,7 @@ class MegatronTrainer:
                 "ref_log_probs": ref_log_probs,
                 "rollout_log_probs": rollout_log_probs,
                 "advantages": data.advantages,
-                "returns": dict(zip(sample_ids, returns, strict=True)),
+                "returns": data.returns,
                 "values": critic_values,
                 "teacher_log_probs": teacher_log_probs,
                 "opd_reverse_kl": opd_reverse_kl,
@@ -433,16 +441,6 @@ class MegatronTrainer:
         self, data: _RolloutData, num_samples: int, num_tokens: float, batch: MicroBatch, logits: torch.Tensor
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         args = self.args
-        packed, targets = response_logits(logits, batch)
-        # Entropy is always logged; it carries a gradient only when it is part of the loss.
-        log_probs, entropy = chunked_log_probs(
-            packed,
-            targets,
-            self.hf.vocab_size,
-            args.rollout_temperature,
-            args.log_probs_chunk_size,
-            entropy="grad" if args.entropy_coef != 0 else "detached",
-        )
 
         def packed_of(per_sample: dict[int, torch.Tensor] | None) -> torch.Tensor | None:
             if per_sample is None:
@@ -450,17 +448,6 @@ class MegatronTrainer:
             return torch.cat([per_sample[i] for i in batch.sample_ids]).to(logits.device)
 
         loss_masks = packed_of(data.loss_masks)
-        loss_batch = LossBatch(
-            response_lengths=batch.response_lengths,
-            loss_masks=loss_masks,
-            total_lengths=batch.total_lengths,
-            log_probs=log_probs,
-            entropy=entropy,
-            old_log_probs=packed_of(data.old_log_probs),
-            ref_log_probs=packed_of(data.ref_log_probs),
-            rollout_log_probs=packed_of(data.rollout_log_probs),
-            advantages=packed_of(data.advantages),
-        )
         # Denominators of the whole step (all micro-batches, all data-parallel ranks), so shares add up.
         reducer = make_reducer(
             batch.response_lengths,
@@ -469,7 +456,48 @@ class MegatronTrainer:
             num_samples=num_samples,
             num_tokens=num_tokens,
         )
-        loss, metrics = compute_loss(args, loss_batch, reducer)
+        packed, targets = response_logits(logits, batch)
+        loss_function, slime_form = resolve_loss(args)
+        if slime_form:
+            # slime's f(args, batch, logits, sum_of_sample_mean) computes its log-probs itself. On a rollout of one
+            # step the old-policy pass was skipped (old == current), yet slime's losses read batch["log_probs"] as
+            # the old policy's: this forward's, detached, are those (and the policy's log-probs logged below).
+            log_probs = entropy = None
+            if data.old_log_probs is None:
+                with torch.no_grad():
+                    log_probs, entropy = chunked_log_probs(
+                        packed,
+                        targets,
+                        self.hf.vocab_size,
+                        args.rollout_temperature,
+                        args.log_probs_chunk_size,
+                        entropy="detached" if args.use_rollout_entropy else "none",
+                    )
+            loss, metrics = call_slime_loss(
+                loss_function, args, batch, logits, self._slime_fields(data, batch, log_probs), reducer
+            )
+        else:
+            # Entropy is always logged; it carries a gradient only when it is part of the loss.
+            log_probs, entropy = chunked_log_probs(
+                packed,
+                targets,
+                self.hf.vocab_size,
+                args.rollout_temperature,
+                args.log_probs_chunk_size,
+                entropy="grad" if args.entropy_coef != 0 else "detached",
+            )
+            loss_batch = LossBatch(
+                response_lengths=batch.response_lengths,
+                loss_masks=loss_masks,
+                total_lengths=batch.total_lengths,
+                log_probs=log_probs,
+                entropy=entropy,
+                old_log_probs=packed_of(data.old_log_probs),
+                ref_log_probs=packed_of(data.ref_log_probs),
+                rollout_log_probs=packed_of(data.rollout_log_probs),
+                advantages=packed_of(data.advantages),
+            )
+            loss, metrics = loss_function(args, loss_batch, reducer)
         if data.opd_reverse_kl is not None:  # slime's train/opd_reverse_kl: the step's samples' teacher gap
             metrics["opd_reverse_kl"] = reducer(packed_of(data.opd_reverse_kl))
         if data.old_log_probs is None:
@@ -484,6 +512,35 @@ class MegatronTrainer:
             if args.use_rollout_entropy:
                 metrics[_POLICY_ENTROPY] = per_sample(entropy.detach())
         return loss, metrics
+
+    def _slime_fields(
+        self, data: _RolloutData, batch: MicroBatch, current_log_probs: torch.Tensor | None
+    ) -> dict[str, list[torch.Tensor] | None]:
+        """The micro-batch's per-sample data under slime's batch keys (``None``: not computed in this run).
+
+        ``log_probs`` are the trainer's old-policy log-probs, or ``current_log_probs`` (packed, detached) where the
+        old-policy pass was skipped. With ``--use-rollout-logprobs`` there are none, as in slime (the engine's are
+        ``rollout_log_probs``).
+        """
+
+        def of(per_sample: dict[int, torch.Tensor] | None) -> list[torch.Tensor] | None:
+            return None if per_sample is None else [per_sample[i].to(self.device) for i in batch.sample_ids]
+
+        old_log_probs = None
+        if current_log_probs is not None:
+            old_log_probs = list(current_log_probs.split(batch.response_lengths))
+        elif not self.args.use_rollout_logprobs:
+            old_log_probs = of(data.old_log_probs)
+        return {
+            "loss_masks": of(data.loss_masks),
+            "advantages": of(data.advantages),
+            "returns": of(data.returns),
+            "log_probs": old_log_probs,
+            "ref_log_probs": of(data.ref_log_probs),
+            "rollout_log_probs": of(data.rollout_log_probs),
+            "teacher_log_probs": of(data.teacher_log_probs),
+            "values": of(data.values),
+        }
 
     def train(
         self, rollout_id: int, batch: TrainBatch, values: Sequence[np.ndarray] | None = None

@@ -16,6 +16,7 @@ from slime.errors import ConfigError, DataError
 from slime.eval.datasets import eval_dataset_configs, eval_prompts
 from slime.plugins import load_object, resolve
 from slime.rl.advantages import uses_critic
+from slime.rl.losses import resolve_loss
 from slime.rollout.dumps import load_rollout_dump
 from slime.rollout.reward import resolve_reward_function
 from slime.types import Sample
@@ -47,6 +48,7 @@ def check_run_inputs(args: argparse.Namespace, train: bool = True) -> None:
         resolve_reward_function(args)
     _check_custom_functions(args)
     if train:
+        resolve_loss(args)  # a loss in neither slime's form nor ours ends here, not at the first train step
         _check_train_data(args)
         for flag in ("--save-debug-rollout-data", "--load-debug-rollout-data"):
             _check_rollout_path_template(flag, getattr(args, flag[2:].replace("-", "_")))

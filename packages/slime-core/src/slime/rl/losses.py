@@ -9,15 +9,21 @@ backpropagate, ``metrics`` detached scalars that slime logs as ``train/<name>``.
 ``slime_register_policy_losses`` and selected with ``--loss-type NAME`` (or a dotted import path), or, as in slime,
 with ``--loss-type custom_loss --custom-loss-function-path PATH``. ``--custom-pg-loss-reducer-function-path``
 replaces the reduction of the policy-gradient term alone (slime's hook, e.g. Dr.GRPO's constant denominator).
+
+slime's own form ``f(args, batch, logits, sum_of_sample_mean)`` reads the model's logits, which only a backend has:
+``resolve_loss`` tells the two forms apart by signature, and the megatron backend runs slime's
+(``slime_megatron.slime_loss``).
 """
 
 import argparse
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
 from slime import plugins
+from slime.errors import ConfigError
 from slime.rl.kl import compute_approx_kl
 from slime.rl.mismatch import mismatch_metrics
 from slime.rl.opsm import opsm_keep_mask
@@ -245,12 +251,64 @@ def value_loss(
     return loss, {"value_loss": loss.detach(), "value_clipfrac": reducer(clipfrac).detach()}
 
 
+def _binds(signature: inspect.Signature, count: int) -> bool:
+    try:
+        signature.bind(*range(count))
+    except TypeError:
+        return False
+    return True
+
+
+def is_slime_loss(function: Callable, where: str) -> bool:
+    """Whether ``function`` is slime's ``f(args, batch, logits, sum_of_sample_mean)`` rather than ours
+    ``f(args, batch, reducer)``.
+
+    A parameter named ``logits`` or ``sum_of_sample_mean`` says slime's; otherwise the arguments it takes do (four:
+    slime's, three: ours). Anything else is a one-line ``ConfigError`` that starts with ``where`` (the flag and path).
+    """
+    try:
+        signature = inspect.signature(function)
+    except (TypeError, ValueError):  # no signature to read (a builtin): called as ours
+        return False
+    slime_names = any(name in signature.parameters for name in ("logits", "sum_of_sample_mean"))
+    if _binds(signature, 4) and (slime_names or not _binds(signature, 3)):
+        return True
+    if _binds(signature, 3) and not slime_names:
+        return False
+    name = getattr(function, "__name__", type(function).__name__)
+    raise ConfigError(
+        f"{where}: {name}{signature} is neither slime's loss f(args, batch, logits, sum_of_sample_mean) "
+        f"nor ours f(args, batch, reducer)"
+    )
+
+
+def _loss_flag(args: argparse.Namespace) -> tuple[str, str]:
+    """The flag that names the loss, and its value."""
+    if args.loss_type == "custom_loss":
+        return "--custom-loss-function-path", args.custom_loss_function_path
+    return "--loss-type", args.loss_type
+
+
+def resolve_loss(args: argparse.Namespace) -> tuple[Callable, bool]:
+    """The loss ``--loss-type`` names (``custom_loss``: the one ``--custom-loss-function-path`` names) and whether
+    it is in slime's form (``is_slime_loss``)."""
+    flag, path = _loss_flag(args)
+    if flag == "--loss-type":
+        function = plugins.resolve("policy_losses", path)
+    else:
+        function = plugins.load_object(path, flag)
+    return function, is_slime_loss(function, f"{flag} {path!r}")
+
+
 def compute_loss(
     args: argparse.Namespace, batch: LossBatch, reducer: Reducer
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Run the loss ``--loss-type`` names (``custom_loss``: the one ``--custom-loss-function-path`` names)."""
-    if args.loss_type == "custom_loss":
-        loss_function: LossFunction = plugins.load_object(args.custom_loss_function_path, "--custom-loss-function-path")
-    else:
-        loss_function = plugins.resolve("policy_losses", args.loss_type)
+    """Run the loss ``--loss-type`` names, in our form (a backend runs slime's form itself, from the logits)."""
+    loss_function, slime_form = resolve_loss(args)
+    if slime_form:
+        flag, path = _loss_flag(args)
+        raise ConfigError(
+            f"{flag} {path!r}: a loss in slime's form f(args, batch, logits, sum_of_sample_mean) needs the model's "
+            f"logits, which only the megatron backend gives a loss; elsewhere write it as f(args, batch, reducer)"
+        )
     return loss_function(args, batch, reducer)

@@ -2,15 +2,40 @@
 
 Backends implement these protocols in their own packages and register the class through
 ``slime_register_train_backends`` / ``slime_register_rollout_backends``; core never imports a backend.
+
+A backend's package may also ship slime's own import paths below ``slime.backends``, so that code written for slime
+imports unchanged (slime-megatron ships ``slime.backends.megatron_utils``); ``__path__`` below finds them.
 """
 
 import argparse
+import os
+import sys
 from collections.abc import Iterable
 from typing import Any, Protocol
 
 import torch
 
 from slime.types import Sample, TrainBatch
+
+
+def _with_other_packages_portions(path: list[str]) -> list[str]:
+    """``path`` and every other ``slime/backends`` directory on ``sys.path``.
+
+    Installed wheels put other packages' ``slime.backends.*`` in this very directory, but an editable install (the
+    uv workspace) leaves them in each package's own ``src/``. The current directory (``''`` on ``sys.path``) is
+    skipped, so that a checkout of slime itself there cannot shadow what is installed.
+    """
+    found = list(path)
+    seen = {os.path.realpath(directory) for directory in found}
+    for entry in sys.path:
+        directory = os.path.join(entry, "slime", "backends")
+        if entry and os.path.isdir(directory) and os.path.realpath(directory) not in seen:
+            found.append(directory)
+            seen.add(os.path.realpath(directory))
+    return found
+
+
+__path__ = _with_other_packages_portions(__path__)
 
 
 class TrainBackend(Protocol):
