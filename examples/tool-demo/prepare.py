@@ -16,15 +16,15 @@ from pathlib import Path
 from slime_testkit.tiny_model import build_tiny_model
 from slime_testkit.tokenizer import QWEN_TOOLS_TEMPLATE
 
-NUM_SFT = 400  # SFT problems, none of them among the GRPO or eval problems
+NUM_SFT = 4000  # SFT problems, none of them among the GRPO or eval problems
 NUM_TRAIN = 400
 NUM_EVAL = 50
-SFT_EPOCHS = 5
+SFT_EPOCHS = 2
 # Only this share of the SFT conversations calls the calculator; the rest answer at once, with the right product,
 # which a model this small memorises for the SFT problems but cannot compute for unseen ones (sums it learned to
 # add, ~0.6 held-out, so the demo multiplies). GRPO, on problems SFT never showed, has to find out from the reward
 # that calling pays.
-SFT_TOOL_FRACTION = 0.25
+SFT_TOOL_FRACTION = 0.3
 
 
 def question(a: int, b: int) -> str:
