@@ -139,7 +139,8 @@ def train_rollout(
     if rollout_id >= args.num_critic_only_steps:
         actor_steps, metrics = trainer.train(rollout_id, batch, values)
     critic_steps = [{f"critic-{name}": value for name, value in step.items()} for step in critic_steps]
-    return [{**actor, **critic} for actor, critic in zip_longest(actor_steps, critic_steps, fillvalue={})], metrics
+    steps = [{**mine, **its} for mine, its in zip_longest(actor_steps, critic_steps, fillvalue={})]
+    return steps, metrics
 
 
 def should_run_periodic_action(
