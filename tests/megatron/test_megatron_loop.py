@@ -5,7 +5,6 @@ import json
 import pytest
 
 from slime.config.arguments import parse_args
-from slime.errors import ConfigError
 from slime.loop import train
 from slime_testkit.tiny_model import build_tiny_model
 
@@ -82,8 +81,3 @@ def test_ppo_trains_a_critic_beside_the_actor_and_resumes_both(ray_runtime, tmp_
     resumed = run("--num-rollout", "3", "--load", str(ckpt))
     assert [r["train/step"] for r in resumed if "train/step" in r] == [2]
     assert (ckpt / "critic" / "latest_checkpointed_iteration.txt").read_text() == "2\n"
-
-    # A critic checkpoint that lags the actor's is refused in one line before any rollout.
-    (ckpt / "critic" / "latest_checkpointed_iteration.txt").write_text("1\n")
-    with pytest.raises(ConfigError, match="the actor's checkpoint resumes at rollout 3 but the critic's at 2"):
-        run("--num-rollout", "4", "--load", str(ckpt))

@@ -47,12 +47,7 @@ def run_rollouts(
 
     start_rollout_id = trainer.init(args) if trainer is not None else 0
     if critic is not None:
-        critic_start_rollout_id = critic.init(args)
-        if critic_start_rollout_id != start_rollout_id and args.start_rollout_id is None:
-            raise ConfigError(
-                f"--load {args.load}: the actor's checkpoint resumes at rollout {start_rollout_id} but the critic's "
-                f"at {critic_start_rollout_id}; a PPO run resumes both from the same rollout"
-            )
+        check_critic_start(args, start_rollout_id, critic.init(args))
     if args.start_rollout_id is not None:
         start_rollout_id = args.start_rollout_id
     if start_rollout_id > 0 and args.load:
@@ -228,6 +223,15 @@ def check_staleness(args: argparse.Namespace, rollout_id: int, weight_versions: 
         raise RuntimeError(
             f"rollout {rollout_id} was generated with weights of version {min(versions)}: "
             f"{rollout_id - min(versions)} versions stale, more than the {allowed} this run allows"
+        )
+
+
+def check_critic_start(args: argparse.Namespace, actor_start: int, critic_start: int) -> None:
+    """PPO resumes the actor and the critic from the same rollout (``--start-rollout-id`` overrides both)."""
+    if critic_start != actor_start and args.start_rollout_id is None:
+        raise ConfigError(
+            f"--load {args.load}: the actor's checkpoint resumes at rollout {actor_start} but the critic's "
+            f"at {critic_start}; a PPO run resumes both from the same rollout"
         )
 
 
