@@ -117,3 +117,13 @@ def response_logits(logits: torch.Tensor, batch: MicroBatch) -> tuple[torch.Tens
     rows_t, positions_t = torch.cat(rows).to(logits.device), torch.cat(positions).to(logits.device)
     targets = batch.tokens.to(logits.device)[rows_t, positions_t + 1]
     return logits[rows_t, positions_t], targets
+
+
+def pack_samples(
+    per_sample: dict[int, torch.Tensor] | None, batch: MicroBatch, device: torch.device
+) -> torch.Tensor | None:
+    """The micro-batch's samples' 1-D tensors (by sample id) concatenated in its order, as the loss packs its response
+    tokens; ``None`` stays ``None`` (a field this rollout did not compute)."""
+    if per_sample is None:
+        return None
+    return torch.cat([per_sample[i] for i in batch.sample_ids]).to(device)

@@ -20,9 +20,9 @@ from slime.rl.advantages import AdvantageBatch, compute_advantages_and_returns
 from slime.rl.losses import LossBatch, value_loss
 from slime.rl.reduction import make_reducer
 from slime.types import TrainBatch
-from slime_megatron.batches import MicroBatch, response_logits
+from slime_megatron.batches import MicroBatch, pack_samples, response_logits
 from slime_megatron.trainer import MegatronTrainer, step_token_count
-from slime_megatron.training import forward_only, train_step
+from slime_megatron.training import train_step
 
 
 @dataclass
@@ -45,13 +45,7 @@ class MegatronCritic(MegatronTrainer):
 
     def forward_values(self, batch: TrainBatch, sample_ids: list[int]) -> dict[int, torch.Tensor]:
         """The current values of the response tokens of ``sample_ids``, by sample id, on every pipeline stage."""
-        micro_batches = self._micro_batches(batch, sample_ids, self.args.log_probs_max_tokens_per_gpu)
-        outputs = forward_only(self.trainable.model, micro_batches, self._values_of, self.device)
-        values: dict[int, torch.Tensor] = {}
-        for micro_batch, output in zip(micro_batches, outputs, strict=True):
-            moved = [value.to(self.device) for value in output["values"]]
-            values.update(zip(micro_batch.sample_ids, moved, strict=True))
-        return values
+        return self.forward_per_sample(batch, sample_ids, self._values_of)["values"]
 
     def _value_loss(
         self, data: _CriticData, num_samples: int, num_tokens: float, batch: MicroBatch, output: torch.Tensor
@@ -59,7 +53,7 @@ class MegatronCritic(MegatronTrainer):
         values, _ = response_logits(output, batch)
 
         def packed(per_sample: dict[int, torch.Tensor]) -> torch.Tensor:
-            return torch.cat([per_sample[i] for i in batch.sample_ids]).to(output.device)
+            return pack_samples(per_sample, batch, output.device)
 
         loss_masks = packed(data.loss_masks)
         reducer = make_reducer(

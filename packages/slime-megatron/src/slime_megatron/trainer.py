@@ -11,7 +11,7 @@ forward-only passes; advantages from slime's estimator; then one ``train_step`` 
 import argparse
 import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -35,6 +35,7 @@ from slime_megatron.batches import (
     MicroBatch,
     balanced_shares,
     make_micro_batches,
+    pack_samples,
     response_logits,
     split_by_count,
     split_by_tokens,
@@ -161,15 +162,24 @@ class MegatronTrainer:
 
     # -- log-probs -------------------------------------------------------------------------------------------------
 
-    def _log_probs_of(self, batch: MicroBatch, logits: torch.Tensor) -> dict[str, list[torch.Tensor]]:
-        packed, targets = response_logits(logits, batch)
-        log_probs, entropy = chunked_log_probs(
+    def _response_log_probs(
+        self, packed: torch.Tensor, targets: torch.Tensor, entropy: str
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Log-probs of ``targets`` under ``packed`` response logits at the rollout temperature (``entropy``: as
+        ``chunked_log_probs`` takes it)."""
+        return chunked_log_probs(
             packed,
             targets,
             self.hf.vocab_size,
             self.args.rollout_temperature,
             self.args.log_probs_chunk_size,
-            entropy="detached" if self.args.use_rollout_entropy else "none",
+            entropy=entropy,
+        )
+
+    def _log_probs_of(self, batch: MicroBatch, logits: torch.Tensor) -> dict[str, list[torch.Tensor]]:
+        packed, targets = response_logits(logits, batch)
+        log_probs, entropy = self._response_log_probs(
+            packed, targets, "detached" if self.args.use_rollout_entropy else "none"
         )
         # To CPU: outputs may travel to other pipeline stages as pickled objects.
         outputs = {"log_probs": [lp.cpu() for lp in log_probs.split(batch.response_lengths)]}
@@ -202,9 +212,20 @@ class MegatronTrainer:
     ) -> dict[str, dict[int, torch.Tensor]]:
         """Response log-probs of the current weights for ``sample_ids`` (``"log_probs"``, and ``"entropy"`` with
         ``--use-rollout-entropy``), each by sample id, on every pipeline stage; MoE routers in ``routing`` mode."""
+        return self.forward_per_sample(batch, sample_ids, self._log_probs_of, routing)
+
+    def forward_per_sample(
+        self,
+        batch: TrainBatch,
+        sample_ids: list[int],
+        compute: Callable[[MicroBatch, torch.Tensor], dict[str, list[torch.Tensor]]],
+        routing: str = ROUTE,
+    ) -> dict[str, dict[int, torch.Tensor]]:
+        """A forward-only pass over ``sample_ids``: each field ``compute`` gives per micro-batch sample, by sample
+        id, on this rank's device and every pipeline stage."""
         micro_batches = self._micro_batches(batch, sample_ids, self.args.log_probs_max_tokens_per_gpu)
         with self._routing(routing, micro_batches) as before_forward:
-            outputs = forward_only(self.trainable.model, micro_batches, self._log_probs_of, self.device, before_forward)
+            outputs = forward_only(self.trainable.model, micro_batches, compute, self.device, before_forward)
         result: dict[str, dict[int, torch.Tensor]] = {}
         for micro_batch, output in zip(micro_batches, outputs, strict=True):
             for field, values in output.items():
@@ -438,14 +459,20 @@ class MegatronTrainer:
         return {f"rollout/{name}": value for name, value in zip(names, totals.tolist(), strict=True)}
 
     def _loss(
-        self, data: _RolloutData, num_samples: int, num_tokens: float, batch: MicroBatch, logits: torch.Tensor
+        self,
+        data: _RolloutData,
+        loss: tuple[Callable, bool],
+        num_samples: int,
+        num_tokens: float,
+        batch: MicroBatch,
+        logits: torch.Tensor,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """One micro-batch's share of the step's loss; ``loss``: ``resolve_loss``'s function and whether it is in
+        slime's form."""
         args = self.args
 
         def packed_of(per_sample: dict[int, torch.Tensor] | None) -> torch.Tensor | None:
-            if per_sample is None:
-                return None
-            return torch.cat([per_sample[i] for i in batch.sample_ids]).to(logits.device)
+            return pack_samples(per_sample, batch, logits.device)
 
         loss_masks = packed_of(data.loss_masks)
         # Denominators of the whole step (all micro-batches, all data-parallel ranks), so shares add up.
@@ -457,7 +484,7 @@ class MegatronTrainer:
             num_tokens=num_tokens,
         )
         packed, targets = response_logits(logits, batch)
-        loss_function, slime_form = resolve_loss(args)
+        loss_function, slime_form = loss
         if slime_form:
             # slime's f(args, batch, logits, sum_of_sample_mean) computes its log-probs itself. On a rollout of one
             # step the old-policy pass was skipped (old == current), yet slime's losses read batch["log_probs"] as
@@ -465,26 +492,16 @@ class MegatronTrainer:
             log_probs = entropy = None
             if data.old_log_probs is None:
                 with torch.no_grad():
-                    log_probs, entropy = chunked_log_probs(
-                        packed,
-                        targets,
-                        self.hf.vocab_size,
-                        args.rollout_temperature,
-                        args.log_probs_chunk_size,
-                        entropy="detached" if args.use_rollout_entropy else "none",
+                    log_probs, entropy = self._response_log_probs(
+                        packed, targets, "detached" if args.use_rollout_entropy else "none"
                     )
             loss, metrics = call_slime_loss(
                 loss_function, args, batch, logits, self._slime_fields(data, batch, log_probs), reducer
             )
         else:
             # Entropy is always logged; it carries a gradient only when it is part of the loss.
-            log_probs, entropy = chunked_log_probs(
-                packed,
-                targets,
-                self.hf.vocab_size,
-                args.rollout_temperature,
-                args.log_probs_chunk_size,
-                entropy="grad" if args.entropy_coef != 0 else "detached",
+            log_probs, entropy = self._response_log_probs(
+                packed, targets, "grad" if args.entropy_coef != 0 else "detached"
             )
             loss_batch = LossBatch(
                 response_lengths=batch.response_lengths,
@@ -552,13 +569,14 @@ class MegatronTrainer:
         mine = [i for step in steps for i in step]
         data = self._rollout_data(rollout_id, batch, mine, len(steps), values)
         global_batch = len(batch) // len(steps)
+        loss = resolve_loss(self.args)
 
         actor_start = time.perf_counter()
         results = []
         for step_index, sample_ids in enumerate(steps):
             step_tokens = step_token_count(batch, step_index, global_batch)
             micro_batches = self._micro_batches(batch, sample_ids, self.args.max_tokens_per_gpu)
-            loss_fn = partial(self._loss, data, global_batch, step_tokens)
+            loss_fn = partial(self._loss, data, loss, global_batch, step_tokens)
             with self._routing(REPLAY, micro_batches) as before_forward:
                 metrics = train_step(self.trainable, micro_batches, loss_fn, self.device, before_forward)
             results.append(metrics)
