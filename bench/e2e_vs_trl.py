@@ -13,6 +13,10 @@ pace, the start-up time (process start to the first rollout) and the mean reward
 
     python bench/e2e_vs_trl.py [--repeats 2] [--rollouts 4]
     python bench/e2e_vs_trl.py --work issue23 [--model 10m]
+    python bench/e2e_vs_trl.py --work issue23 --before=--rollout-per-sample-requests
+
+``--before FLAGS`` adds a third side to every repeat: slime with those flags (a change's "before"), so a change is
+measured side by side with what it changes, alternating with the other two.
 
 ``--work issue23`` is issue 23's shape instead: 32 new tokens, one optimizer step over all 128 samples per rollout
 (micro-batch 128), on the 1M model or (``--model 10m``) a 10M one (hidden 384, 6 layers).
@@ -22,6 +26,7 @@ From random weights the reward stays near 0 on both sides: this measures speed, 
 
 import argparse
 import json
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -49,7 +54,7 @@ def prepare(workdir: Path, model: str) -> None:
     subprocess.run(command, check=True)
 
 
-def run_slime(workdir: Path, rollouts: int, async_training: bool = False) -> dict:
+def run_slime(workdir: Path, rollouts: int, async_training: bool = False, extra: list[str] | None = None) -> dict:
     set_bench_env()
     start = time.perf_counter()
     import ray
@@ -69,7 +74,7 @@ def run_slime(workdir: Path, rollouts: int, async_training: bool = False) -> dic
             "--rollout-temperature", "1.0", "--global-batch-size", str(GLOBAL_BATCH),
             "--micro-batch-size", str(MICRO_BATCH), "--lr", str(LR), "--weight-decay", "0.0",
             "--eps-clip", str(EPS_CLIP), "--num-rollout", str(rollouts), "--output-dir", str(out),
-            *(["--async"] if async_training else []),
+            *(["--async"] if async_training else []), *(extra or []),
         ]
     )  # fmt: skip
     ray.init(address="local", num_cpus=8, include_dashboard=False, log_to_driver=False)  # never a running cluster
@@ -156,11 +161,14 @@ def run_trl(workdir: Path, rollouts: int) -> dict:
     return {"steps": steps, "total": total, "last_reward": times.rewards[-1], "startup": train_start - start}
 
 
-def run_side(side: str, workdir: Path, rollouts: int, work: str, slime_async: bool = False) -> dict:
+def run_side(
+    side: str, workdir: Path, rollouts: int, work: str, slime_async: bool = False, before: str | None = None
+) -> dict:
     """One side in a fresh process (each side imports heavy, conflicting state); its result is its last line."""
     start = time.perf_counter()
-    command = [sys.executable, __file__, "--side", side, "--workdir", str(workdir), "--rollouts", str(rollouts)]
-    command += ["--work", work] + (["--slime-async"] if slime_async else [])
+    command = [sys.executable, __file__, "--workdir", str(workdir), "--rollouts", str(rollouts)]
+    command += ["--side", "slime" if side == "before" else side, "--work", work]
+    command += (["--slime-async"] if slime_async else []) + ([f"--before={before}"] if side == "before" else [])
     proc = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
     if proc.returncode != 0:
         raise RuntimeError(f"{side} failed (exit {proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
@@ -183,11 +191,13 @@ def main() -> None:
     )
     parser.add_argument("--work", choices=sorted(WORKS), default="demo", help="the work shape (see above)")
     parser.add_argument("--model", choices=sorted(MODELS), default="1m", help="the model's size")
+    parser.add_argument("--before", help="slime flags of a third side, the 'before' of a change (see above)")
     options = parser.parse_args()
     use_work(options.work)
     if options.side:
         if options.side == "slime":
-            result = run_slime(options.workdir, options.rollouts, options.slime_async)
+            extra = shlex.split(options.before) if options.before else []
+            result = run_slime(options.workdir, options.rollouts, options.slime_async, extra)
         else:
             result = run_trl(options.workdir, options.rollouts)
         print(json.dumps(result), flush=True)
@@ -195,13 +205,15 @@ def main() -> None:
 
     workdir = Path(tempfile.mkdtemp(prefix="slime-bench-trl-"))
     prepare(workdir, options.model)
-    results: dict[str, list[dict]] = {"slime": [], "trl": []}
+    sides = ["slime", "trl"] + (["before"] if options.before else [])
+    results: dict[str, list[dict]] = {side: [] for side in sides}
     loads = []
     for repeat in range(options.repeats):
-        order = ["slime", "trl"] if repeat % 2 == 0 else ["trl", "slime"]
+        order = sides[repeat % len(sides) :] + sides[: repeat % len(sides)]
+        order = order if repeat % 2 == 0 else order[::-1]
         for side in order:
             loads.append(load_average())
-            result = run_side(side, workdir, options.rollouts, options.work, options.slime_async)
+            result = run_side(side, workdir, options.rollouts, options.work, options.slime_async, options.before)
             steady = result["steps"][1:]
             print(
                 f"repeat {repeat} {side:5}: s/rollout {[round(s, 2) for s in result['steps']]}, "
@@ -216,6 +228,13 @@ def main() -> None:
     samples = PROMPTS * SAMPLES
     rate = {side: [samples / r["steady"] for r in results[side]] for side in results}
     ratios = [s / t for s, t in zip(rate["slime"], rate["trl"], strict=True)]
+    if options.before:
+        before_ratios = [b / t for b, t in zip(rate["before"], rate["trl"], strict=True)]
+        print(
+            f"before ({options.before}): {spread(rate['before'])} samples/s, "
+            f"{spread([r['steady'] for r in results['before']])} s/rollout; before/TRL {spread(before_ratios)}; "
+            f"after/before {spread([a / b for a, b in zip(rate['slime'], rate['before'], strict=True)])}"
+        )
     # Issue 10's goal for the demo's shape; issue 23's: 1.0x in sync mode, 1.5x with --async.
     goal = 1.5 if options.work == "demo" or options.slime_async else 1.0
     for side in ("slime", "trl"):

@@ -5,6 +5,7 @@ import random
 import re
 
 import pytest
+import torch
 
 from slime.types import Sample, Status
 
@@ -101,3 +102,42 @@ def test_abort_mid_batch_then_engines_accept_work(engine) -> None:
 
     [after] = generate_all(engine, [Sample(tokens=prompts(1, seed=4)[0])], GREEDY | {"max_new_tokens": 3})
     assert after.status is Status.TRUNCATED and after.response_length == 3
+
+
+def test_a_group_as_one_request_samples_each_response_from_the_prompt(engine, hf_model) -> None:
+    def served() -> int:
+        return sum(
+            len(re.findall(r'"POST /generate HTTP/1.1" 200', s.config.log_path.read_text())) for s in engine.servers
+        )
+
+    prompt = prompts(1, seed=5)[0]
+    group = [Sample(index=i, tokens=list(prompt)) for i in range(4)]
+    before = served()
+    asyncio.run(engine.generate_group(group, {"temperature": 1.0, "max_new_tokens": 8, "ignore_eos": True}))
+    assert served() == before + 1  # one HTTP request for the whole group
+    assert len({tuple(s.tokens) for s in group}) > 1  # independent draws
+    for sample in group:
+        assert sample.tokens[: len(prompt)] == prompt and sample.response_length == 8
+        assert sample.status is Status.TRUNCATED and sample.loss_mask == [1] * 8
+        # Each sample's log-probs are the model's for its own tokens: the answers were not mixed up.
+        with torch.no_grad():
+            log_probs = torch.log_softmax(hf_model(torch.tensor([sample.tokens])).logits[0].float(), dim=-1)
+        expected = [float(log_probs[t - 1, sample.tokens[t]]) for t in range(len(prompt), len(sample.tokens))]
+        assert sample.rollout_log_probs == pytest.approx(expected, abs=1e-3)
+
+
+def test_an_aborted_group_request_returns_every_sample_aligned(engine) -> None:
+    params = {"temperature": 1.0, "max_new_tokens": 3000, "ignore_eos": True}
+    group = [Sample(index=i, tokens=list(prompts(1, seed=6)[0])) for i in range(3)]
+
+    async def run():
+        task = asyncio.create_task(engine.generate_group(group, params))
+        await asyncio.sleep(3.0)
+        await engine.abort()
+        return await task
+
+    asyncio.run(run())
+    assert {s.status for s in group} == {Status.ABORTED}
+    for s in group:
+        assert len(s.tokens) == s.prompt_length + s.response_length
+        assert len(s.rollout_log_probs or []) == s.response_length

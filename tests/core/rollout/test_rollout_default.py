@@ -176,6 +176,46 @@ def test_the_rollout_aborts_what_still_runs_once_the_batch_is_accepted(tiny_mode
     assert engine.aborts == 2 and sorted(i for i, _ in engine.returned) == list(range(6, 12))
 
 
+class GroupRequestEngine(HFEngine):
+    """An engine that takes a prompt's group as one request (``RolloutEngine.generate_group``), recording them."""
+
+    group_requests: list[list[int]]
+
+    async def generate_group(self, samples: list[Sample], sampling_params) -> list[Sample]:
+        self.group_requests.append([s.index for s in samples])
+        assert all(s.tokens == samples[0].tokens for s in samples)
+        return list(await asyncio.gather(*(HFEngine.generate(self, s, sampling_params) for s in samples)))
+
+
+async def default_generate_by_path(args, sample, sampling_params, engine):
+    from slime.rollout.generate import default_generate
+
+    return await default_generate(args, sample, sampling_params, engine)
+
+
+@pytest.mark.parametrize(
+    ("extra", "one_request"),
+    [
+        ((), True),
+        (("--rollout-per-sample-requests",), False),
+        (("--custom-generate-function-path", f"{__name__}.default_generate_by_path"), False),
+    ],
+)
+def test_a_fresh_group_goes_to_the_engine_as_one_request_unless_told_otherwise(
+    tiny_model, arithmetic_data, extra, one_request
+):
+    args = make_args(tiny_model, arithmetic_data, "--custom-rm-path", f"{__name__}.always_one", *extra)
+    engine = GroupRequestEngine.from_model(tiny_model, seed=1)
+    engine.group_requests = []
+    output = generate_rollout(args, 0, RolloutDataSource(args), engine)
+    expected = [[g[0].index + i for i in range(4)] for g in output.groups] if one_request else []
+    assert sorted(engine.group_requests) == expected
+    assert engine.requests == 8  # either way, one generation per sample
+    for group in output.groups:
+        assert len({tuple(s.tokens[: s.prompt_length]) for s in group}) == 1
+        assert all(s.reward == 1.0 and s.response_length >= 1 for s in group)
+
+
 @pytest.mark.parametrize("bad", ["--rollout-max-response-len"])
 def test_rollout_needs_a_response_length(tiny_model, arithmetic_data, bad):
     from slime.errors import ConfigError

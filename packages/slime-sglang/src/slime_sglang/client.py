@@ -9,9 +9,10 @@ there (py-spy; see docs/benchmarks.md).
 """
 
 import asyncio
+import contextlib
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiohttp
@@ -32,7 +33,26 @@ class _LoopState:
             connector=aiohttp.TCPConnector(limit=concurrency),
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=30.0),
         )
+        self.concurrency = concurrency
         self.semaphore = asyncio.Semaphore(concurrency)
+        # Requests take their slots one at a time: two requests each holding part of what they need never wait on
+        # each other.
+        self.taking = asyncio.Lock()
+
+    @contextlib.asynccontextmanager
+    async def slots(self, count: int) -> AsyncIterator[None]:
+        """``count`` of the ``concurrency`` slots for one request (one per sample it generates; all of them for a
+        request of more samples than that)."""
+        taken = 0
+        try:
+            async with self.taking:
+                for _ in range(min(count, self.concurrency)):
+                    await self.semaphore.acquire()
+                    taken += 1
+            yield
+        finally:
+            for _ in range(taken):
+                self.semaphore.release()
 
 
 class GenerateClient:
@@ -75,27 +95,38 @@ class GenerateClient:
         """Generate, or continue, ``sample``'s response (``max_new_tokens`` counts what already exists)."""
         if not sample.tokens:
             raise ValueError(f"sample {sample.index} has no tokens; tokenize the prompt before generating")
-        epoch = self.epoch
         params = dict(sampling_params)
         if params.get("max_new_tokens") is not None and sample.response_length:
             params["max_new_tokens"] -= sample.response_length
             if params["max_new_tokens"] <= 0:
                 sample.status = Status.TRUNCATED
                 return sample
-        payload = {"input_ids": list(sample.tokens), "sampling_params": params, "return_logprob": True}
+        await self._request([sample], params)
+        return sample
+
+    async def generate_group(self, samples: list[Sample], sampling_params: dict[str, Any]) -> list[Sample]:
+        """Fresh samples of one prompt as one request with SGLang's ``n``: the engine prefills the prompt once and
+        samples ``len(samples)`` responses from it. The request holds as many of the concurrency slots."""
+        if not samples[0].tokens:
+            raise ValueError(f"sample {samples[0].index} has no tokens; tokenize the prompt before generating")
+        await self._request(samples, {**sampling_params, "n": len(samples)} if len(samples) > 1 else sampling_params)
+        return samples
+
+    async def _request(self, samples: list[Sample], params: dict[str, Any]) -> None:
+        """One ``/generate`` for ``samples`` (several: one prompt with ``n``); each gets its answer or ABORTED."""
+        epoch = self.epoch
+        payload = {"input_ids": list(samples[0].tokens), "sampling_params": params, "return_logprob": True}
         if self.return_routed_experts:
             payload["return_routed_experts"] = True
         state = self._state()
-        async with state.semaphore:
-            if epoch != self.epoch:
+        async with state.slots(len(samples)):
+            output = None if epoch != self.epoch else await self._post_generate(state, payload, epoch)
+        if output is None:  # aborted before it was sent, or while waiting to retry
+            for sample in samples:
                 sample.status = Status.ABORTED
-                return sample
-            output = await self._post_generate(state, payload, epoch)
-        if output is None:  # aborted while waiting to retry
-            sample.status = Status.ABORTED
-            return sample
-        apply_output(sample, output)
-        return sample
+            return
+        for sample, answer in zip(samples, output if isinstance(output, list) else [output], strict=True):
+            apply_output(sample, answer)
 
     async def _post_generate(self, state: _LoopState, payload: dict, epoch: int) -> dict | None:
         deadline = None

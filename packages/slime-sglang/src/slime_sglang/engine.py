@@ -174,6 +174,14 @@ class SGLangRolloutEngine:
             sampling_params = {**sampling_params, "sampling_seed": self.args.rollout_seed + sample.index}
         return await self.client.generate(sample, sampling_params)
 
+    async def generate_group(self, samples: list[Sample], sampling_params: dict[str, Any]) -> list[Sample]:
+        if self.client is None:
+            raise SGLangError("SGLangRolloutEngine.generate_group called before start()")
+        if self.args.sglang_enable_deterministic_inference:
+            # Seeds are per sample, and SGLang's ``n`` takes one: a request each.
+            return list(await asyncio.gather(*(self.generate(sample, sampling_params) for sample in samples)))
+        return await self.client.generate_group(samples, sampling_params)
+
     async def abort(self) -> None:
         if self.client is None:
             return

@@ -102,6 +102,10 @@ class RolloutEngine(Protocol):
     async def generate(self, sample: Sample, sampling_params: dict[str, Any]) -> Sample:
         """Generate (or continue) ``sample``'s response; fill tokens, log-probs, loss mask and status."""
 
+    # Optional: generate_group(samples, sampling_params) -> samples: fresh responses for samples that share one
+    # prompt, as one request where the engine can (its prefill done once). The rollout uses it for groups of the
+    # default generate function unless --rollout-per-sample-requests.
+
     async def abort(self) -> None:
         """Abort every in-flight request on every engine and wait until they are idle."""
 

@@ -98,6 +98,12 @@ def _add_rollout_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--rollout-stop-token-ids", type=int, nargs="+", default=None)
     group.add_argument("--rollout-skip-special-tokens", action="store_true")
     group.add_argument("--custom-generate-function-path", default=None)
+    group.add_argument(
+        "--rollout-per-sample-requests",
+        action="store_true",
+        help="one engine request per sample, as slime sends them; by default a group of the default generate "
+        "function that shares a fresh prompt is one request (SGLang's n: the prompt is prefilled once)",
+    )
     # slime repeats the flag (action="append"); one flag with several paths works too.
     group.add_argument("--rollout-sample-hook-path", action="extend", nargs="+", default=None)
     group.add_argument("--rollout-sample-filter-path", default=None)
