@@ -2,7 +2,8 @@
 (``slime_register_commands``: ``report`` from slime-metrics, ``convert`` from slime-megatron).
 
 A user mistake (``SlimeError``, also when a Ray actor raised it) is printed as one line, without a traceback, and
-exits with status 2. Inputs are checked (``slime.config.preflight``) before Ray starts or anything is written.
+exits with status 2; so is a Ray actor of the run that died or whose node was lost (``slime.ray.failures``).
+Inputs are checked (``slime.config.preflight``) before Ray starts or anything is written.
 """
 
 import argparse
@@ -74,6 +75,7 @@ def _ray(args: argparse.Namespace) -> Iterator[None]:
     """
     import ray
 
+    from slime.ray.failures import actor_lost, alive_nodes
     from slime.ray.output import drain_actor_output
     from slime.ray.placement import layout
 
@@ -89,12 +91,19 @@ def _ray(args: argparse.Namespace) -> Iterator[None]:
         # names it (as `ray job submit` does), never picked by guessing.
         ray.init(address="local", num_cpus=max(os.cpu_count() or 1, bundles + 1), include_dashboard=False)
     signal.signal(signal.SIGTERM, _raise_terminated)  # again: Ray's core worker replaced it (it logs and aborts)
+    nodes_at_start = alive_nodes()
     interrupted = False
     try:
         yield
     except KeyboardInterrupt:
         interrupted = True  # the user wants out now, not after the output
         raise
+    except Exception as error:
+        # An actor killed or its node lost: one line naming it, told while the node table can still be read.
+        lost = None if user_error(error) is not None else actor_lost(error, nodes_at_start)
+        if lost is None:
+            raise
+        raise lost from error
     finally:
         if not interrupted:
             drain_actor_output()

@@ -7,6 +7,7 @@ from ``--load-debug-rollout-data`` dumps or a rollout function that does not gen
 """
 
 import argparse
+import logging
 import time
 import traceback
 from itertools import zip_longest
@@ -20,6 +21,8 @@ from slime.ray.placement import create_placement
 from slime.ray.rollout_manager import RolloutManager
 from slime.ray.train_group import TrainGroup
 from slime.rl.advantages import uses_critic
+
+logger = logging.getLogger(__name__)
 
 
 def train(args: argparse.Namespace) -> None:
@@ -175,6 +178,10 @@ def release(rollout_manager, train_actors: list, placement) -> None:
     """Stop the engines (no orphan servers), end the actors and free the placement group, even after a failure."""
     try:
         ray.get(rollout_manager.shutdown.remote(), timeout=120)
+    except ray.exceptions.RayActorError:
+        # The manager is gone (killed, or its node lost): the engines and router it started end with it (their
+        # parent watch), and the error that ended the run is the one to report, not this one.
+        logger.warning("the rollout manager was gone at shutdown; its engines end with it")
     finally:
         end_actors([rollout_manager, *train_actors])
         ray.util.remove_placement_group(placement.group)
