@@ -57,6 +57,35 @@ def pid_alive(pid: int) -> bool:
     return fields is not None and fields[0] != "Z"
 
 
+# SGLang's own files in /dev/shm (its load snapshot, its message queues). SGLang removes them on no path that a kill
+# reaches (its CI sweeps /dev/shm instead), so every server left one or more behind, also after a clean stop.
+SGLANG_SHM_PREFIXES = ("/dev/shm/sglang_loads_", "/dev/shm/sgl_shm_")
+
+
+def sglang_shm_files(pids: list[int]) -> set[str]:
+    """SGLang's /dev/shm files mapped by any of ``pids`` (read from ``/proc/<pid>/maps``)."""
+    found = set()
+    for pid in pids:
+        try:
+            maps = Path(f"/proc/{pid}/maps").read_text()
+        except OSError:
+            continue
+        for line in maps.splitlines():
+            path = line.split(maxsplit=5)[-1]
+            if path.startswith(SGLANG_SHM_PREFIXES) and not path.endswith(" (deleted)"):
+                found.add(path)
+    return found
+
+
+def remove_files(paths: set[str]) -> None:
+    """Unlink ``paths`` (a process still mapping one keeps its pages until it ends)."""
+    for path in paths:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+
+
 def tail(path: Path, lines: int = 20) -> str:
     try:
         text = path.read_text(encoding="utf-8", errors="replace")
@@ -110,7 +139,7 @@ class ManagedProcess:
         """SIGTERM the group, SIGKILL what is left after ``grace`` seconds; raise if any pid survives."""
         if self.popen is None:
             return
-        self.pids()
+        shm_files = sglang_shm_files(self.pids())
         pgid = self.popen.pid
         _signal_group(pgid, signal.SIGTERM)
         deadline = time.monotonic() + grace
@@ -132,6 +161,7 @@ class ManagedProcess:
         while time.monotonic() < deadline and any(pid_alive(p) for p in self.known_pids):
             time.sleep(0.1)
         survivors = [p for p in self.known_pids if pid_alive(p)]
+        remove_files(shm_files)
         if survivors:
             raise RuntimeError(f"processes {survivors} of {self.command[:3]} survived SIGKILL")
 

@@ -21,6 +21,7 @@ import httpx
 
 from slime_sglang.control_http import control_client
 from slime_sglang.errors import SGLangError
+from slime_sglang.shm_watch import remove_torch_shm_after_exit
 
 logger = logging.getLogger(__name__)
 
@@ -261,8 +262,8 @@ class SharedMemoryWeightSender:
     The buffer is kept from one update to the next, as allocating and first touching shared memory costs more than
     the copy. ``close()`` frees it through torch (the engines changed; the process goes on); a process that is
     ending calls ``release_at_exit()`` (the train actor, through ``SGLangWeightReceiver.close``, before it exits;
-    an exit handler otherwise), which never calls into torch's shared-memory manager. The buffer stays in /dev/shm
-    as ``torch_<pid>_*`` only when the process is killed before either ran.
+    an exit handler otherwise), which never calls into torch's shared-memory manager. When the process is killed
+    before either ran, ``slime_sglang.shm_watch`` removes the buffer (``torch_<pid>_*``) after it.
     """
 
     ALIGNMENT = 64  # bytes; every tensor starts at a multiple of it in the buffer
@@ -275,6 +276,7 @@ class SharedMemoryWeightSender:
         self.buffer: torch.Tensor | None = None
         torch.multiprocessing.set_sharing_strategy("file_system")
         atexit.register(self.release_at_exit)
+        remove_torch_shm_after_exit()  # a kill runs neither close() nor the exit handler
 
     def update(self, named_tensors: Iterable[tuple[str, torch.Tensor]], version: str, buffer_size: int) -> None:
         """Send HF-named tensors in buckets of ``buffer_size`` bytes; engines load each bucket before the next."""
