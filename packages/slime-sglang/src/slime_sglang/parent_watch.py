@@ -39,7 +39,7 @@ def watch(pid: int, parent: int, poll_interval: float = 1.0) -> None:
             remove_files(shm_files | sglang_shm_files(group_pids(group)))  # first: the kill ends this watcher too
             os.killpg(group, signal.SIGKILL)
             return
-        if fields is not None and (not shm_files or polls % 30 == 0):  # made at start-up: seldom read again
+        if fields is not None and polls % 10 == 0:  # made at start-up; a full /proc scan, so not every poll
             shm_files |= sglang_shm_files(group_pids(int(fields[2])))
         polls += 1
         time.sleep(poll_interval)
