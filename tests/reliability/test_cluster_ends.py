@@ -48,11 +48,13 @@ def cluster():
 
 
 class Run:
-    """A `slime train` on the cluster at ``address`` (its own session), until it has trained two rollouts."""
+    """A `slime train` on the cluster (its own session): entered once it has trained two rollouts, with its processes
+    recorded; its driver's group is killed on exit if it still runs."""
 
-    def __init__(self, address: str, model: Path, data: Path, workdir: Path) -> None:
+    def __init__(self, helper: subprocess.Popen, address: str, model: Path, data: Path, workdir: Path) -> None:
+        self.helper, self.address = helper, address
         self.out, self.log = workdir / "out", workdir / "driver.log"
-        command = [
+        self.command = [
             sys.executable, "-m", "slime.cli", "train",
             "--hf-checkpoint", str(model), "--prompt-data", str(data), "--input-key", "prompt", "--label-key", "label",
             "--rollout-batch-size", "2", "--n-samples-per-prompt", "2", "--rollout-max-response-len", "4",
@@ -60,24 +62,35 @@ class Run:
             "--train-backend", "slime_testkit.hf_trainer.HFTrainer", "--rollout-backend", "sglang",
             "--sglang-device", "cpu", "--sglang-server-start-timeout", "600", "--output-dir", str(self.out),
         ]  # fmt: skip
+
+    def __enter__(self) -> "Run":
         self.shm_before = set(os.listdir("/dev/shm"))
         with self.log.open("w") as sink:
             self.driver = subprocess.Popen(
-                command,
-                env=slime_env(RAY_ADDRESS=address),
+                self.command,
+                env=slime_env(RAY_ADDRESS=self.address),
                 stdout=sink,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        metrics, deadline = self.out / "metrics.jsonl", time.monotonic() + 600
-        while not (metrics.exists() and metrics.read_text().count('"rollout/raw_reward"') >= 2):
-            assert self.driver.poll() is None, self.output()[-3000:]
-            assert time.monotonic() < deadline, "no two rollouts within 600 s"
-            time.sleep(0.5)
+        try:
+            metrics, deadline = self.out / "metrics.jsonl", time.monotonic() + 600
+            while not (metrics.exists() and metrics.read_text().count('"rollout/raw_reward"') >= 2):
+                assert self.driver.poll() is None, self.output()[-3000:]
+                assert time.monotonic() < deadline, "no two rollouts within 600 s"
+                time.sleep(0.5)
+            self.processes = self._processes()
+        except BaseException:
+            self.stop()
+            raise
+        return self
 
-    def processes(self, helper: subprocess.Popen) -> dict[int, str]:
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+    def _processes(self) -> dict[int, str]:
         """The run's processes (its actors, engine server, router and their watchers), wherever Ray started them."""
-        found = {pid: command_line(pid) for pid in descendants(helper.pid) | descendants(self.driver.pid)}
+        found = {pid: command_line(pid) for pid in descendants(self.helper.pid) | descendants(self.driver.pid)}
         found = {pid: line for pid, line in found.items() if any(name in line for name in RUN_PROCESSES)}
         assert any("ray::TrainActor" in line for line in found.values()), found
         assert any("sglang::scheduler" in line for line in found.values()), found
@@ -92,20 +105,19 @@ class Run:
             os.killpg(self.driver.pid, signal.SIGKILL)
             self.driver.wait()
 
-    def assert_nothing_left(self, processes: dict[int, str], timeout: float = 60, shm_ignored: str = "-") -> None:
+    def assert_nothing_left(self, timeout: float = 60, shm_ignored: str = "-") -> None:
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and any(pid_alive(pid) for pid in processes):
+        while time.monotonic() < deadline and any(pid_alive(pid) for pid in self.processes):
             time.sleep(0.5)
-        assert not {pid: line[:120] for pid, line in processes.items() if pid_alive(pid)}, "processes outlived the run"
+        left_running = {pid: line[:120] for pid, line in self.processes.items() if pid_alive(pid)}
+        assert not left_running, f"processes outlived the run: {left_running}"
         left = {name for name in set(os.listdir("/dev/shm")) - self.shm_before if not name.startswith(shm_ignored)}
         assert not left, f"the run left {sorted(left)} in /dev/shm"
 
 
 def test_a_node_lost_mid_run_ends_it_with_one_line(cluster, tiny_run_files, tmp_path, scoreboard):
     helper, address = cluster
-    run = Run(address, *tiny_run_files, tmp_path)
-    try:
-        processes = run.processes(helper)
+    with Run(helper, address, *tiny_run_files, tmp_path) as run:
         fault = scoreboard.fault("node lost mid-run: one clear error, no process left")
         helper.stdin.write("remove\n")
         helper.stdin.flush()
@@ -113,36 +125,27 @@ def test_a_node_lost_mid_run_ends_it_with_one_line(cluster, tiny_run_files, tmp_
         lost_at = time.monotonic()
         code = run.driver.wait(timeout=120)
         took = time.monotonic() - lost_at
-    finally:
-        run.stop()
     output = run.output()
     last = output.strip().splitlines()[-1]
     assert code == 2 and took < 60, (code, took, output[-3000:])
     assert last.startswith("slime train: error: Ray lost node ") and "during the run" in last, last
     assert "Traceback" not in output, output[-3000:]
-    run.assert_nothing_left(processes)
+    run.assert_nothing_left()
     fault.survived = True
 
 
 def test_the_driver_killed_alone_takes_the_run_with_it(cluster, tiny_run_files, tmp_path, scoreboard):
-    helper, address = cluster
-    run = Run(address, *tiny_run_files, tmp_path)
-    try:
-        processes = run.processes(helper)
+    with Run(*cluster, *tiny_run_files, tmp_path) as run:
         fault = scoreboard.fault("driver process alone killed -9 on a cluster: no process left")
         os.kill(run.driver.pid, signal.SIGKILL)  # not its process group: Ray has to end what it started
         run.driver.wait(timeout=30)
-        run.assert_nothing_left(processes)
-    finally:
-        run.stop()
+        run.assert_nothing_left()
     fault.survived = True
 
 
 def test_the_cluster_killed_under_a_run_leaves_no_process(cluster, tiny_run_files, tmp_path, scoreboard):
-    helper, address = cluster
-    run = Run(address, *tiny_run_files, tmp_path)
-    try:
-        processes = run.processes(helper)
+    helper, _ = cluster
+    with Run(*cluster, *tiny_run_files, tmp_path) as run:
         fault = scoreboard.fault("every Ray process killed -9 under a run (ray stop --force): no process left")
         for pid in descendants(helper.pid) - {helper.pid}:
             line = command_line(pid)
@@ -152,7 +155,5 @@ def test_the_cluster_killed_under_a_run_leaves_no_process(cluster, tiny_run_file
         assert code != 0, run.output()[-3000:]
         # Known gap: one multiprocessing semaphore (sem.mp-*) stays. It was made before the kill and no live process
         # mapped it then (seen once, sixteenth session); its owner is not identified.
-        run.assert_nothing_left(processes, shm_ignored="sem.mp-")
-    finally:
-        run.stop()
+        run.assert_nothing_left(shm_ignored="sem.mp-")
     fault.survived = True
