@@ -16,7 +16,9 @@ pace, the start-up time (process start to the first rollout) and the mean reward
     python bench/e2e_vs_trl.py --work issue23 --before=--rollout-per-sample-requests
 
 ``--before FLAGS`` adds a third side to every repeat: slime with those flags (a change's "before"), so a change is
-measured side by side with what it changes, alternating with the other two.
+measured side by side with what it changes, alternating with the other two. ``--before-one-thread`` makes that side
+the thread fix's before (issue 20): every process of slime's run keeps one CPU thread, as Ray's
+``OMP_NUM_THREADS=1`` left it (``bench/one_thread/sitecustomize.py`` on its ``PYTHONPATH``).
 
 ``--work issue23`` is issue 23's shape instead: 32 new tokens, one optimizer step over all 128 samples per rollout
 (micro-batch 128), on the 1M model or (``--model 10m``) a 10M one (hidden 384, 6 layers).
@@ -26,6 +28,7 @@ From random weights the reward stays near 0 on both sides: this measures speed, 
 
 import argparse
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -162,14 +165,24 @@ def run_trl(workdir: Path, rollouts: int) -> dict:
 
 
 def run_side(
-    side: str, workdir: Path, rollouts: int, work: str, slime_async: bool = False, before: str | None = None
+    side: str,
+    workdir: Path,
+    rollouts: int,
+    work: str,
+    slime_async: bool = False,
+    before: str | None = None,
+    before_one_thread: bool = False,
 ) -> dict:
     """One side in a fresh process (each side imports heavy, conflicting state); its result is its last line."""
     start = time.perf_counter()
     command = [sys.executable, __file__, "--workdir", str(workdir), "--rollouts", str(rollouts)]
     command += ["--side", "slime" if side == "before" else side, "--work", work]
-    command += (["--slime-async"] if slime_async else []) + ([f"--before={before}"] if side == "before" else [])
-    proc = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+    command += ["--slime-async"] if slime_async else []
+    command += [f"--before={before}"] if side == "before" and before else []
+    env = dict(os.environ)
+    if side == "before" and before_one_thread:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "bench/one_thread"), env.get("PYTHONPATH")]))
+    proc = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env)
     if proc.returncode != 0:
         raise RuntimeError(f"{side} failed (exit {proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
     result = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -192,6 +205,9 @@ def main() -> None:
     parser.add_argument("--work", choices=sorted(WORKS), default="demo", help="the work shape (see above)")
     parser.add_argument("--model", choices=sorted(MODELS), default="1m", help="the model's size")
     parser.add_argument("--before", help="slime flags of a third side, the 'before' of a change (see above)")
+    parser.add_argument(
+        "--before-one-thread", action="store_true", help="the third side keeps one thread per process (see above)"
+    )
     options = parser.parse_args()
     use_work(options.work)
     if options.side:
@@ -205,7 +221,8 @@ def main() -> None:
 
     workdir = Path(tempfile.mkdtemp(prefix="slime-bench-trl-"))
     prepare(workdir, options.model)
-    sides = ["slime", "trl"] + (["before"] if options.before else [])
+    before = options.before or options.before_one_thread
+    sides = ["slime", "trl"] + (["before"] if before else [])
     results: dict[str, list[dict]] = {side: [] for side in sides}
     loads = []
     for repeat in range(options.repeats):
@@ -213,7 +230,10 @@ def main() -> None:
         order = order if repeat % 2 == 0 else order[::-1]
         for side in order:
             loads.append(load_average())
-            result = run_side(side, workdir, options.rollouts, options.work, options.slime_async, options.before)
+            result = run_side(
+                side, workdir, options.rollouts, options.work, options.slime_async, options.before,
+                options.before_one_thread,
+            )  # fmt: skip
             steady = result["steps"][1:]
             print(
                 f"repeat {repeat} {side:5}: s/rollout {[round(s, 2) for s in result['steps']]}, "
@@ -228,10 +248,10 @@ def main() -> None:
     samples = PROMPTS * SAMPLES
     rate = {side: [samples / r["steady"] for r in results[side]] for side in results}
     ratios = [s / t for s, t in zip(rate["slime"], rate["trl"], strict=True)]
-    if options.before:
+    if before:
         before_ratios = [b / t for b, t in zip(rate["before"], rate["trl"], strict=True)]
         print(
-            f"before ({options.before}): {spread(rate['before'])} samples/s, "
+            f"before ({options.before or 'one thread per process'}): {spread(rate['before'])} samples/s, "
             f"{spread([r['steady'] for r in results['before']])} s/rollout; before/TRL {spread(before_ratios)}; "
             f"after/before {spread([a / b for a, b in zip(rate['slime'], rate['before'], strict=True)])}"
         )

@@ -57,6 +57,10 @@ def test_sglang_config_is_not_forwarded_as_sglangs_own_config() -> None:
         (["--sglang-port", "3000"], "unknown flag --sglang-port"),  # managed by slime
         (["--sglang-server-concurrency", "0"], "--sglang-server-concurrency must be >= 1, got 0"),
         (["--rollout-external-engine-addrs", "nohost"], "--rollout-external-engine-addrs: expected host:port"),
+        (
+            ["--rollout-num-gpus", "8", "--rollout-num-gpus-per-engine", "8", "--num-gpus-per-node", "4"],
+            "--rollout-num-gpus-per-engine 8 is more than --num-gpus-per-node 4: an engine spanning several nodes",
+        ),
         # slime's meaning (engine groups), not SGLang's --config, and not built yet: refused, never forwarded
         (["--sglang-config", "groups.yaml"], "--sglang-config groups.yaml: slime's engine-group YAML"),
     ],

@@ -60,6 +60,7 @@ def close_senders() -> None:
 def test_receiver_sends_through_shared_memory_to_engines_on_its_node(engine, hf_model, hf_greedy, tiny_model) -> None:
     receiver = engine.weight_receiver()
     assert receiver.engine_nodes == [ray.get_runtime_context().get_node_id()] * 2  # read in the engine actors
+    assert receiver.engine_gpus == [[], []]  # CPU engines hold no GPU
     assert receiver.transports() == {"shared_memory": [0, 1]}
     try:
         for version, seed in (("7", 4), ("8", 5)):  # the second update reuses the first one's buffer

@@ -228,6 +228,12 @@ def validate_sglang_args(args: argparse.Namespace) -> None:
         )
     if args.sglang_server_start_timeout <= 0:
         raise ConfigError(f"--sglang-server-start-timeout must be > 0, got {args.sglang_server_start_timeout}")
+    if not args.debug_train_only and args.rollout_num_gpus_per_engine > args.num_gpus_per_node:
+        # slime splits such an engine over several nodes (SGLang's --nnodes); here an engine runs on one node.
+        raise ConfigError(
+            f"--rollout-num-gpus-per-engine {args.rollout_num_gpus_per_engine} is more than --num-gpus-per-node "
+            f"{args.num_gpus_per_node}: an engine spanning several nodes is not supported; an engine runs on one node"
+        )
     if args.rollout_backend == "sglang" and not args.debug_train_only and args.hf_checkpoint:
         _check_servable(Path(args.hf_checkpoint))
 

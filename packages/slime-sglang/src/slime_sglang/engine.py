@@ -120,7 +120,7 @@ class SGLangRolloutEngine:
             model_path=model_path or args.hf_checkpoint,
             port=0,  # host and ports are chosen on the engine's node (``SGLangServerActor``)
             log_path=self.log_dir / f"engine_{index}.log",
-            seed=args.seed + index,
+            seed=args.seed + index * args.num_gpus_per_node,  # slime's: engines' seeds a node's GPUs apart
             tp_size=args.rollout_num_gpus_per_engine,
             cpu=self.cpu,
             enable_memory_saver=bool(args.offload_rollout) and not self.cpu,
@@ -262,8 +262,9 @@ class SGLangRolloutEngine:
         return DistributedWeightSender(self.engine_urls, self.tp_sizes, master_address, backend=backend)
 
     def weight_receiver(self) -> "SGLangWeightReceiver":
-        """What the trainer sends weights through: shared memory to CPU engines on the sender's node, a broadcast
-        group (gloo on CPU, nccl on GPU) to the others. External engines' nodes are not known: broadcast."""
+        """What the trainer sends weights through: shared memory to CPU engines on the sender's node, CUDA IPC to GPU
+        engines on the sender's GPU (``--colocate``), a broadcast group (gloo on CPU, nccl on GPU) to the others.
+        External engines' nodes are not known: broadcast."""
         from slime_sglang.weight_updates import SGLangWeightReceiver
 
         backend = "gloo" if self.cpu else "nccl"
@@ -272,10 +273,12 @@ class SGLangRolloutEngine:
             urls = [s.url for s in servers] + self.external_urls
             tp_sizes = [s.config.tp_size for s in servers] + [1] * len(self.external_urls)
             nodes = [s.node_id for s in servers] + [None] * len(self.external_urls)
+            gpus = [s.gpu_ids for s in servers] + [[] for _ in self.external_urls]
             self._receiver_urls = set(urls)
         return SGLangWeightReceiver(
-            urls, tp_sizes, nodes, backend, self.args.update_weight_buffer_size, shared_memory=self.cpu
-        )
+            urls, tp_sizes, nodes, backend, self.args.update_weight_buffer_size, shared_memory=self.cpu,
+            engine_gpus=gpus,
+        )  # fmt: skip
 
     def weights_updated(self, weight_version: str) -> None:
         """The trainer's update through the last ``weight_receiver()`` reached its engines: restarted engines among

@@ -52,6 +52,7 @@ class EngineServer:
         self.index = index
         self.config = config  # log path and TP size; host and port are chosen in the actor
         self.actor = placer.start(SGLangServerActor, index, config)
+        self.gpu_ids = list(placer.slots[index].gpu_ids)  # on its node; none on CPU
         self.url = ""
         self.pid: int | None = None
         self.node_id: str | None = None

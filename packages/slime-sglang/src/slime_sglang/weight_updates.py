@@ -346,14 +346,76 @@ class SharedMemoryWeightSender:
         return views
 
 
+class CudaIpcWeightSender:
+    """The trainer's end for GPU engines that share its GPU (``--colocate``): NCCL cannot join two ranks on one GPU,
+    so each bucket's device tensors go to SGLang's ``/update_weights_from_tensor`` as CUDA IPC handles and the engine
+    copies from the trainer's memory, one pickle per tensor-parallel rank (as ``SharedMemoryWeightSender``). SGLang's
+    reduction patch names the device by UUID, so an engine that numbers its visible GPUs otherwise opens the right
+    one. Needs a GPU: not run on the project's machines yet (bench/gpu/colocate_check.py is the prepared check)."""
+
+    def __init__(self, engine_urls: list[str], tp_sizes: list[int]) -> None:
+        from sglang.srt.utils.patch_torch import monkey_patch_torch_reductions
+
+        monkey_patch_torch_reductions()
+        self.engine_urls = list(engine_urls)
+        self.tp_sizes = list(tp_sizes)
+
+    def update(self, named_tensors: Iterable[tuple[str, torch.Tensor]], version: str, buffer_size: int) -> None:
+        import torch
+
+        with weight_update_session(self.engine_urls):
+            for bucket in buckets(named_tensors, buffer_size):
+                on_device = [(name, tensor.detach().to("cuda").contiguous()) for name, tensor in bucket]
+                torch.cuda.current_stream().synchronize()  # the engine reads the memory from its own stream
+                loads = {
+                    url: {
+                        "serialized_named_tensors": [_pickled(on_device) for _ in range(tp)],
+                        "flush_cache": False,
+                        "weight_version": version,
+                    }
+                    for url, tp in zip(self.engine_urls, self.tp_sizes, strict=True)
+                }
+                on_each("/update_weights_from_tensor", loads)  # returns once the engines copied the bucket
+        torch.cuda.ipc_collect()  # free the buckets' memory the engines have let go of
+
+    def close(self) -> None:
+        """Nothing is held between updates."""
+
+
+def choose_transports(
+    engine_nodes: list[str | None],
+    engine_gpus: list[list[str]],
+    shared_memory: bool,
+    node: str | None,
+    gpus: list[str],
+) -> dict[str, list[int]]:
+    """The engines (by index) each transport serves, from a sender on Ray node ``node`` holding GPU ids ``gpus``.
+
+    Engines on the sender's node: through shared memory when they are CPU engines (``shared_memory``), through CUDA
+    IPC when they hold the sender's GPU (``--colocate``). Every other engine (another GPU or node, or unknown: an
+    external engine) through a broadcast group.
+    """
+    chosen: dict[str, list[int]] = {}
+    for index, (engine_node, engine_gpu_ids) in enumerate(zip(engine_nodes, engine_gpus, strict=True)):
+        here = node is not None and engine_node == node
+        if here and shared_memory:
+            kind = "shared_memory"
+        elif here and set(gpus) & set(engine_gpu_ids):
+            kind = "cuda_ipc"
+        else:
+            kind = "broadcast"
+        chosen.setdefault(kind, []).append(index)
+    return chosen
+
+
 class SGLangWeightReceiver:
     """slime's ``WeightReceiver`` for SGLang engines: made by the engine, used in the trainer's sender process.
 
     It holds only addresses, so it pickles (Ray hands the trainer a fresh copy on every call). The transport is
-    chosen per engine where the sender runs, by Ray node id: shared memory for CPU engines on the sender's node
-    (``shared_memory``), a broadcast group (gloo on CPU, nccl on GPU) for the others. Each sender is kept for the
-    process's later updates to the same engines, and replaced when they change (a restarted engine has a new
-    address).
+    chosen per engine where the sender runs, by Ray node id and GPU id (``choose_transports``): shared memory for CPU
+    engines on the sender's node, CUDA IPC for GPU engines on the sender's GPU, a broadcast group (gloo on CPU, nccl
+    on GPU) for the others. Each sender is kept for the process's later updates to the same engines, and replaced
+    when they change (a restarted engine has a new address).
     """
 
     def __init__(
@@ -364,22 +426,19 @@ class SGLangWeightReceiver:
         backend: str,
         buffer_size: int,
         shared_memory: bool = False,
+        engine_gpus: list[list[str]] | None = None,
     ) -> None:
         self.engine_urls = list(engine_urls)
         self.tp_sizes = list(tp_sizes)
         self.engine_nodes = list(engine_nodes)  # the Ray node of each engine; None when unknown (external engines)
+        self.engine_gpus = engine_gpus or [[] for _ in engine_urls]  # the GPU ids on its node of each; [] on CPU
         self.backend = backend
         self.buffer_size = buffer_size
         self.shared_memory = shared_memory
 
     def transports(self) -> dict[str, list[int]]:
-        """The engines (by index) each transport serves, as seen from this process's node."""
-        node = _this_node()
-        local = [
-            i for i, engine_node in enumerate(self.engine_nodes) if self.shared_memory and node and engine_node == node
-        ]
-        others = [i for i in range(len(self.engine_urls)) if i not in local]
-        return {kind: engines for kind, engines in (("shared_memory", local), ("broadcast", others)) if engines}
+        """The engines (by index) each transport serves, as seen from this process's node and GPU."""
+        return choose_transports(self.engine_nodes, self.engine_gpus, self.shared_memory, _this_node(), _this_gpus())
 
     def update_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]], weight_version: str) -> None:
         transports = self.transports()
@@ -404,12 +463,15 @@ class SGLangWeightReceiver:
         if sender is not None:
             sender.release_at_exit()
 
-    def _new_sender(self, kind: str, engines: list[int]) -> SharedMemoryWeightSender | DistributedWeightSender:
+    def _new_sender(self, kind: str, engines: list[int]) -> WeightSender:
         urls = [self.engine_urls[i] for i in engines]
         tp_sizes = [self.tp_sizes[i] for i in engines]
         if kind == "shared_memory":
             logger.info("weight updates go to %d engines on this node through shared memory", len(urls))
             return SharedMemoryWeightSender(urls, tp_sizes)
+        if kind == "cuda_ipc":
+            logger.info("weight updates go to %d engines on this GPU through CUDA IPC", len(urls))
+            return CudaIpcWeightSender(urls, tp_sizes)
         # The engines join the group at this process's address: loopback unless one runs on another node.
         node = _this_node()
         elsewhere = any(self.engine_nodes[i] is None or self.engine_nodes[i] != node for i in engines)
@@ -427,12 +489,21 @@ def _this_node() -> str | None:
     return ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
 
 
+def _this_gpus() -> list[str]:
+    """The GPU ids Ray gave this process; none outside Ray or on CPU."""
+    import ray
+
+    return [str(gpu) for gpu in ray.get_gpu_ids()] if ray.is_initialized() else []
+
+
 def _node_ip() -> str:
     import ray
 
     return ray.util.get_node_ip_address()
 
 
+WeightSender = SharedMemoryWeightSender | CudaIpcWeightSender | DistributedWeightSender
+
 # This process's senders, by transport: a broadcast group can be joined once (engines leave the old one before a new
 # one is made), and the shared-memory buffer is kept from one update to the next.
-_senders: dict[str, SharedMemoryWeightSender | DistributedWeightSender] = {}
+_senders: dict[str, WeightSender] = {}

@@ -41,7 +41,13 @@ def _add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--rollout-backend", default="sglang", help="registered rollout backend")
     group.add_argument("--actor-num-nodes", type=int, default=1)
     group.add_argument("--actor-num-gpus-per-node", type=int, default=8)
-    group.add_argument("--num-gpus-per-node", type=int, default=8)
+    group.add_argument(
+        "--num-gpus-per-node",
+        type=int,
+        default=8,
+        help="GPUs per node: spaces the engines' seeds (--seed + engine index x this) and bounds an engine's width; "
+        "GPU ids come from Ray",
+    )
     group.add_argument("--rollout-num-gpus", type=int, default=None, help="default: the actor's GPUs with --colocate")
     group.add_argument("--rollout-num-gpus-per-engine", type=int, default=1)
     group.add_argument("--colocate", action="store_true", help="engines and trainer share devices")
