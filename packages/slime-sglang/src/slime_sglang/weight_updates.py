@@ -250,6 +250,22 @@ def _pickled(named_tensors: list[tuple[str, torch.Tensor]]) -> str:
     return base64.b64encode(pickled.getvalue()).decode()
 
 
+def _tensor_loads(
+    urls: list[str], tp_sizes: list[int], named_tensors: list[tuple[str, torch.Tensor]], version: str
+) -> dict[str, dict]:
+    """Each engine's ``/update_weights_from_tensor`` request. One pickle per receiving rank: torch counts references
+    to shared memory per pickle (up per tensor pickled, down per tensor unpickled), so two ranks reading one pickle
+    would free the memory under the sender (measured: the next bucket's open failed)."""
+    return {
+        url: {
+            "serialized_named_tensors": [_pickled(named_tensors) for _ in range(tp)],
+            "flush_cache": False,
+            "weight_version": version,
+        }
+        for url, tp in zip(urls, tp_sizes, strict=True)
+    }
+
+
 class SharedMemoryWeightSender:
     """The trainer's end for engines on its own host: buckets go through one shared-memory buffer.
 
@@ -316,18 +332,7 @@ class SharedMemoryWeightSender:
 
     def _send_bucket(self, bucket: list[tuple[str, torch.Tensor]], version: str) -> None:
         views = self._copy_into_buffer(bucket)
-        loads = {
-            url: {
-                # One pickle per receiving rank: torch counts references to the shared memory per pickle (up per
-                # tensor pickled, down per tensor unpickled), so two ranks reading one pickle would free the
-                # buffer under the sender (measured: the next bucket's open failed).
-                "serialized_named_tensors": [_pickled(views) for _ in range(tp)],
-                "flush_cache": False,
-                "weight_version": version,
-            }
-            for url, tp in zip(self.engine_urls, self.tp_sizes, strict=True)
-        }
-        on_each("/update_weights_from_tensor", loads)
+        on_each("/update_weights_from_tensor", _tensor_loads(self.engine_urls, self.tp_sizes, views, version))
 
     def _copy_into_buffer(self, bucket: list[tuple[str, torch.Tensor]]) -> list[tuple[str, torch.Tensor]]:
         import torch
@@ -367,14 +372,7 @@ class CudaIpcWeightSender:
             for bucket in buckets(named_tensors, buffer_size):
                 on_device = [(name, tensor.detach().to("cuda").contiguous()) for name, tensor in bucket]
                 torch.cuda.current_stream().synchronize()  # the engine reads the memory from its own stream
-                loads = {
-                    url: {
-                        "serialized_named_tensors": [_pickled(on_device) for _ in range(tp)],
-                        "flush_cache": False,
-                        "weight_version": version,
-                    }
-                    for url, tp in zip(self.engine_urls, self.tp_sizes, strict=True)
-                }
+                loads = _tensor_loads(self.engine_urls, self.tp_sizes, on_device, version)
                 on_each("/update_weights_from_tensor", loads)  # returns once the engines copied the bucket
         torch.cuda.ipc_collect()  # free the buckets' memory the engines have let go of
 
