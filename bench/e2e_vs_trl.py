@@ -20,6 +20,10 @@ measured side by side with what it changes, alternating with the other two. ``--
 the thread fix's before (issue 20): every process of slime's run keeps one CPU thread, as Ray's
 ``OMP_NUM_THREADS=1`` left it (``bench/one_thread/sitecustomize.py`` on its ``PYTHONPATH``).
 
+``--slime-flags FLAGS`` adds flags to the slime side only (not to the before side): e.g.
+``--slime-async --slime-flags="--rollout-function-path fully_async" --before=""`` measures the fully asynchronous
+rollout against ``--async`` alone.
+
 ``--work issue23`` is issue 23's shape instead: 32 new tokens, one optimizer step over all 128 samples per rollout
 (micro-batch 128), on the 1M model or (``--model 10m``) a 10M one (hidden 384, 6 layers).
 
@@ -172,6 +176,7 @@ def run_side(
     slime_async: bool = False,
     before: str | None = None,
     before_one_thread: bool = False,
+    slime_flags: str | None = None,
 ) -> dict:
     """One side in a fresh process (each side imports heavy, conflicting state); its result is its last line."""
     start = time.perf_counter()
@@ -179,6 +184,7 @@ def run_side(
     command += ["--side", "slime" if side == "before" else side, "--work", work]
     command += ["--slime-async"] if slime_async else []
     command += [f"--before={before}"] if side == "before" and before else []
+    command += [f"--slime-flags={slime_flags}"] if side == "slime" and slime_flags else []
     env = dict(os.environ)
     if side == "before" and before_one_thread:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "bench/one_thread"), env.get("PYTHONPATH")]))
@@ -205,6 +211,7 @@ def main() -> None:
     parser.add_argument("--work", choices=sorted(WORKS), default="demo", help="the work shape (see above)")
     parser.add_argument("--model", choices=sorted(MODELS), default="1m", help="the model's size")
     parser.add_argument("--before", help="slime flags of a third side, the 'before' of a change (see above)")
+    parser.add_argument("--slime-flags", help="more slime flags for the slime side only (see above)")
     parser.add_argument(
         "--before-one-thread", action="store_true", help="the third side keeps one thread per process (see above)"
     )
@@ -212,7 +219,7 @@ def main() -> None:
     use_work(options.work)
     if options.side:
         if options.side == "slime":
-            extra = shlex.split(options.before) if options.before else []
+            extra = shlex.split(options.before or "") + shlex.split(options.slime_flags or "")
             result = run_slime(options.workdir, options.rollouts, options.slime_async, extra)
         else:
             result = run_trl(options.workdir, options.rollouts)
@@ -221,7 +228,7 @@ def main() -> None:
 
     workdir = Path(tempfile.mkdtemp(prefix="slime-bench-trl-"))
     prepare(workdir, options.model)
-    before = options.before or options.before_one_thread
+    before = options.before is not None or options.before_one_thread
     sides = ["slime", "trl"] + (["before"] if before else [])
     results: dict[str, list[dict]] = {side: [] for side in sides}
     loads = []
@@ -232,7 +239,7 @@ def main() -> None:
             loads.append(load_average())
             result = run_side(
                 side, workdir, options.rollouts, options.work, options.slime_async, options.before,
-                options.before_one_thread,
+                options.before_one_thread, options.slime_flags,
             )  # fmt: skip
             steady = result["steps"][1:]
             print(
@@ -249,9 +256,10 @@ def main() -> None:
     rate = {side: [samples / r["steady"] for r in results[side]] for side in results}
     ratios = [s / t for s, t in zip(rate["slime"], rate["trl"], strict=True)]
     if before:
+        label = "one thread per process" if options.before_one_thread else repr(options.before)
         before_ratios = [b / t for b, t in zip(rate["before"], rate["trl"], strict=True)]
         print(
-            f"before ({options.before or 'one thread per process'}): {spread(rate['before'])} samples/s, "
+            f"before ({label}): {spread(rate['before'])} samples/s, "
             f"{spread([r['steady'] for r in results['before']])} s/rollout; before/TRL {spread(before_ratios)}; "
             f"after/before {spread([a / b for a, b in zip(rate['slime'], rate['before'], strict=True)])}"
         )

@@ -240,3 +240,19 @@ def test_mismatch_metrics_and_importance_weights_in_the_loop(ray_runtime, setup,
     # The weights follow the shifted ratios e^(+-0.5) = 1.65, 0.61: inside [1/2, 2], so neither truncated nor rejected.
     assert perturbed["train/mis_is_ratio_max_final"] > 1.5 and perturbed["train/mis_is_ratio_min_final"] < 0.7
     assert perturbed["train/mis_rs_mask_fraction_high"] == 0.0 and perturbed["train/mis_tis_truncate_fraction"] == 0.0
+
+
+@pytest.mark.parametrize("mode", [(), ("--async",)], ids=["sync", "async"])
+def test_fully_async_rollout_trains_on_data_within_its_staleness_bound(ray_runtime, setup, tmp_path, mode):
+    root, model, data = setup
+    out = tmp_path / "out"
+    extra = ("--num-rollout", "4", "--rollout-function-path", "fully_async", *mode, "--output-dir", str(out))
+    train(loop_args(root, model, data, *extra))
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    rollouts = [r for r in records if "rollout/fully_async/staleness_max" in r]
+    assert [r["rollout/step"] for r in rollouts] == [0, 1, 2, 3]
+    bound = 1 + len(mode)  # one more than the loop's order gives
+    assert all(r["rollout/fully_async/staleness_max"] <= bound for r in rollouts)
+    assert max(r["rollout/fully_async/staleness_max"] for r in rollouts[1:]) >= 1  # carried across an update
+    assert all(r["rollout/fully_async/in_flight"] == 2 for r in rollouts)  # a rollout ahead, always
+    assert len([r for r in records if "train/step" in r]) >= 4

@@ -218,13 +218,14 @@ def wait_for(rollout_ref) -> None:
 
 
 def check_staleness(args: argparse.Namespace, rollout_id: int, weight_versions: list[str]) -> None:
-    """Guard: data trains at most one policy version behind (--async), plus what --update-weights-interval skips.
+    """Guard: data trains at most --max-staleness policy versions behind (by default what the loop's order gives:
+    one with --async, plus what --update-weights-interval skips).
 
     In a debug mode no weights go from the trainer to the engines (rollout-only: the engines keep --hf-checkpoint's;
     train-only: the rollouts come from dumps of another run, or are not generated): nothing to check."""
     if args.debug_rollout_only or args.debug_train_only:
         return
-    allowed = int(args.async_training) + args.update_weights_interval - 1
+    allowed = args.max_staleness
     versions = [int(version) for version in weight_versions if version]
     if versions and rollout_id - min(versions) > allowed:
         raise RuntimeError(

@@ -97,6 +97,8 @@ class RolloutEngine(Protocol):
     and restarts it there; the backend's actor class says what runs inside (its server, on that node and devices).
     """
 
+    weight_version: str | None  # the version of the weights the engines serve (the last update's); None before one
+
     def start(self) -> None: ...
 
     async def generate(self, sample: Sample, sampling_params: dict[str, Any]) -> Sample:

@@ -146,6 +146,14 @@ def _add_rollout_arguments(parser: argparse.ArgumentParser) -> None:
         help="generate the next rollout while training on this one (slime's train_async.py)",
     )
     group.add_argument(
+        "--max-staleness",
+        type=int,
+        default=None,
+        help="how many policy versions a sample's generation may start before the policy it trains: the fully "
+        "asynchronous rollout drops older groups, the loop refuses older data (default: what the loop's order "
+        "gives, --async and --update-weights-interval; one more with the fully asynchronous rollout)",
+    )
+    group.add_argument(
         "--update-weight-transport",
         choices=["distributed", "nccl", "disk"],
         default="distributed",
@@ -455,6 +463,17 @@ def parse_args(argv: list[str] | None = None, prog: str = "slime") -> argparse.N
     return args
 
 
+FULLY_ASYNC_ROLLOUTS = {"fully_async", "slime.rollout.fully_async_rollout.generate_rollout_fully_async"}
+
+
+def default_max_staleness(args: argparse.Namespace) -> int:
+    """What the loop's order gives: data one version old with --async, plus the updates --update-weights-interval
+    skips. The fully asynchronous rollout's pool carries groups across one more update (they keep generating while
+    the trainer trains)."""
+    structural = int(args.async_training) + args.update_weights_interval - 1
+    return structural + int(args.rollout_function_path in FULLY_ASYNC_ROLLOUTS)
+
+
 def _fail(message: str) -> None:
     raise ConfigError(message)
 
@@ -484,6 +503,10 @@ def validate_args(args: argparse.Namespace) -> None:
         _fail("--async overlaps generation with training, so neither side can offload: drop --offload*")
     if args.update_weights_interval < 1:
         _fail(f"--update-weights-interval must be >= 1, got {args.update_weights_interval}")
+    if args.max_staleness is None:
+        args.max_staleness = default_max_staleness(args)
+    elif args.max_staleness < 0:
+        _fail(f"--max-staleness must be >= 0, got {args.max_staleness}")
 
     _validate_batch_sizes(args)
     _validate_algorithm(args)

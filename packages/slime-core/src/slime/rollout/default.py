@@ -37,7 +37,7 @@ class RolloutOutput:
         return [sample for group in self.groups for sample in group]
 
 
-def _group_aborted(group: list[Sample]) -> bool:
+def group_aborted(group: list[Sample]) -> bool:
     return any(sample.status is Status.ABORTED for sample in group)
 
 
@@ -67,7 +67,7 @@ async def generate_rollout_async(
             done, in_flight = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
             for position, task in enumerate(done):
                 group = task.result()
-                if _group_aborted(group):
+                if group_aborted(group):
                     raise RuntimeError(f"rollout {rollout_id}: the engine aborted a group before the rollout ended")
                 finished.append(group)
                 verdict = _filter(args, sample_filter, group)
@@ -94,7 +94,7 @@ async def generate_rollout_async(
     leftovers.extend(accepted[target:])  # groups that finished in the same round as the last accepted one
     accepted = accepted[:target]
     if args.partial_rollout:
-        data_source.add_samples([_reset_for_continuation(group) for group in leftovers])
+        data_source.add_samples([reset_for_continuation(group) for group in leftovers])
     if args.rollout_sample_filter_path:
         load_object(args.rollout_sample_filter_path, "--rollout-sample-filter-path")(args, accepted)
     if args.rollout_all_samples_process_path:
@@ -110,7 +110,7 @@ def _filter(args: argparse.Namespace, sample_filter: Any, group: list[Sample]) -
     return as_filter_output(sample_filter(args, group), args.dynamic_sampling_filter_path)
 
 
-def _reset_for_continuation(group: list[Sample]) -> list[Sample]:
+def reset_for_continuation(group: list[Sample]) -> list[Sample]:
     """An aborted sample keeps its partial response and continues from it; finished ones are kept as they are."""
     for sample in group:
         if sample.status is Status.ABORTED:

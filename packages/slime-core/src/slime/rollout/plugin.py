@@ -3,6 +3,7 @@
 from slime.hookspecs import hookimpl
 from slime.rollout.default import generate_rollout
 from slime.rollout.filters import check_reward_nonzero_std, check_reward_nonzero_std_with_fallback
+from slime.rollout.fully_async_rollout import generate_rollout_fully_async
 from slime.rollout.generate import default_generate
 from slime.rollout.multi_turn import multi_turn_tools_generate
 from slime.rollout.sft import sft_rollout
@@ -12,6 +13,7 @@ from slime.rollout.sft import sft_rollout
 def slime_register_rollout_functions(register) -> None:
     register("default", generate_rollout)
     register("sft", sft_rollout)
+    register("fully_async", generate_rollout_fully_async)
 
 
 @hookimpl
