@@ -79,3 +79,11 @@ def test_negative_bound_is_refused() -> None:
 
     with pytest.raises(ConfigError, match="--max-staleness must be >= 0, got -1"):
         parse_args(["--rollout-batch-size", "1", "--max-staleness", "-1"])
+
+
+def test_evaluation_runs_the_default_eval_and_leaves_the_pool_alone(tiny_model, arithmetic_data):
+    args = make_args(tiny_model, arithmetic_data, "--eval-prompt-data", "heldout", arithmetic_data["train"])
+    engine = HFEngine.from_model(tiny_model, seed=1)
+    output = generate_rollout_fully_async(args, 0, RolloutDataSource(args), engine, evaluation=True)
+    assert list(output) == ["heldout"]  # the default eval: results by dataset name
+    assert fully_async_rollout._pool is None  # no train rollout started

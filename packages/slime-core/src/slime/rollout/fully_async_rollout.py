@@ -22,8 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from slime.backends import RolloutEngine
-from slime.eval.generate import generate_eval
-from slime.rollout import event_loop
+from slime.rollout import default, event_loop
 from slime.rollout.default import RolloutOutput, group_aborted, reset_for_continuation
 from slime.rollout.generate import generate_group
 from slime.rollout.sample_hooks import current_rollout_id
@@ -102,7 +101,7 @@ async def generate_rollout_async(
 def generate_rollout_fully_async(
     args: argparse.Namespace, rollout_id: int, data_source: Any, engine: RolloutEngine, evaluation: bool = False
 ) -> Any:
-    """The rollout-function entry: a train rollout from the pool, or (``evaluation=True``) the eval datasets."""
+    """The rollout-function entry: a train rollout from the pool, or (``evaluation=True``) the default eval."""
     if evaluation:
-        return event_loop.run(generate_eval(args, rollout_id, engine))
+        return default.generate_rollout(args, rollout_id, data_source, engine, evaluation=True)
     return event_loop.run(generate_rollout_async(args, rollout_id, data_source, engine))
