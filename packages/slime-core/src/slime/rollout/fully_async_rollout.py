@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from slime.backends import RolloutEngine
+from slime.errors import SlimeError
 from slime.rollout import default, event_loop
 from slime.rollout.default import RolloutOutput, group_aborted, reset_for_continuation
 from slime.rollout.generate import generate_group
@@ -49,6 +50,8 @@ class GroupPool:
 
     async def next_finished(self) -> tuple[list[Sample], int | None]:
         """The earliest-started group among those that have finished (a failed generation raises here)."""
+        if not self.in_flight:
+            raise SlimeError("the fully asynchronous rollout ran out of prompts: the data source gave no more groups")
         done, _ = await asyncio.wait(self.in_flight, return_when=asyncio.FIRST_COMPLETED)
         task = next(task for task in self.in_flight if task in done)
         return task.result(), self.in_flight.pop(task)
