@@ -21,7 +21,7 @@ def test_more_devices_than_the_cluster_has(ray_runtime, tmp_path) -> None:
 def test_an_engine_wider_than_a_node(ray_runtime, tmp_path) -> None:
     args = parse_args(
         ["--debug-rollout-only", "--rollout-num-gpus", "9", "--rollout-num-gpus-per-engine", "9"]
-        + ["--output-dir", str(tmp_path)]
+        + ["--num-gpus-per-node", "16", "--output-dir", str(tmp_path)]  # the flag allows it; this cluster does not
     )
     with pytest.raises(
         SlimeError, match=r"^--rollout-num-gpus-per-engine 9: an engine runs on one node, .* has 8 CPU$"
