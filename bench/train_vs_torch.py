@@ -9,9 +9,11 @@ per call in micro-batches of 16, Adam(W) lr 1e-6, no weight decay, no KL, no ref
 * ``torch``: the ``transformers`` model: forward, response log-probs, ``-(advantage * log_prob)`` mean, backward
   per micro-batch, then one ``torch.optim.AdamW`` step.
 
-Steps alternate between the sides; the first step of each is warm-up and not counted.
+Steps alternate between the sides; the first step of each is warm-up and not counted. ``--before-uncached-rope``
+adds a third side: the same megatron backend with megatron-core's own RoPE function (cos and sin taken per call),
+the "before" of ``slime_megatron.rope``.
 
-    python bench/train_vs_torch.py [--sizes 1M 10M] [--steps 5]
+    python bench/train_vs_torch.py [--sizes 1M 10M] [--steps 5] [--before-uncached-rope]
 """
 
 import argparse
@@ -41,7 +43,20 @@ def torch_step(model, optimizer, tokens, advantages) -> None:
     optimizer.step()
 
 
-def bench_size(workdir: Path, size: str, steps: int) -> None:
+def megatron_rope_step(backend, step: int, batch) -> None:
+    """One megatron step with megatron-core's own RoPE function in place of slime_megatron.rope's."""
+    from megatron.core.models.common.embeddings import rope_utils
+
+    from slime_megatron import rope
+
+    rope_utils._apply_rotary_pos_emb_bshd = rope._megatron_bshd
+    try:
+        backend.train(step, batch)
+    finally:
+        rope.install()
+
+
+def bench_size(workdir: Path, size: str, steps: int, before_rope: bool) -> None:
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -83,14 +98,17 @@ def bench_size(workdir: Path, size: str, steps: int) -> None:
     )
     advantages = (rewards.view(-1, 8) - rewards.view(-1, 8).mean(1, keepdim=True)).flatten()
 
-    times: dict[str, list[float]] = {"megatron": [], "torch": []}
+    sides = ["megatron", "torch"] + (["megatron-rope"] if before_rope else [])
+    times: dict[str, list[float]] = {side: [] for side in sides}
     loads = []
     for step in range(steps):
         loads.append(load_average())
-        for side in ["megatron", "torch"] if step % 2 == 0 else ["torch", "megatron"]:
+        for side in sides[step % len(sides) :] + sides[: step % len(sides)]:  # rotate who goes first
             start = time.perf_counter()
             if side == "megatron":
                 backend.train(step, batch)
+            elif side == "megatron-rope":
+                megatron_rope_step(backend, step, batch)
             else:
                 torch_step(model, optimizer, tokens, advantages)
             times[side].append(time.perf_counter() - start)
@@ -100,7 +118,7 @@ def bench_size(workdir: Path, size: str, steps: int) -> None:
     ratios = [m / t for m, t in zip(steady["megatron"], steady["torch"], strict=True)]
     print(f"{size}: {params / 1e6:.2f}M parameters; load {min(loads)}-{max(loads)}; {torch.get_num_threads()} threads")
     for side in times:
-        print(f"  {side:8}: s/step {[round(t, 3) for t in times[side]]}; {spread(rates[side])} tok/s", flush=True)
+        print(f"  {side:13}: s/step {[round(t, 3) for t in times[side]]}; {spread(rates[side])} tok/s", flush=True)
     emit_row(
         f"training, {size} model, {SAMPLES} x {SEQ_LEN} tokens, micro-batch {MICRO_BATCH}: megatron backend vs plain "
         "PyTorch (HF model + AdamW)",
@@ -110,23 +128,35 @@ def bench_size(workdir: Path, size: str, steps: int) -> None:
         verdict("<= 1.2x", ratios, lambda r: r <= 1.2),
         this_command(),
     )
+    if before_rope:
+        speedups = [b / a for a, b in zip(steady["megatron"], steady["megatron-rope"], strict=True)]
+        emit_row(
+            f"training, {size} model: cos/sin taken once (slime_megatron.rope) vs per call (megatron-core's RoPE)",
+            f"after {spread(steady['megatron'])} s/step; before {spread(steady['megatron-rope'])} s/step",
+            f"after/before speed {spread(speedups)}",
+            verdict("> 1.0x", speedups, lambda r: r > 1.0),
+            this_command(),
+        )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", nargs="+", default=["1M", "10M"], choices=list(SIZES))
     parser.add_argument("--steps", type=int, default=5, help="steps per side (the first is warm-up)")
+    parser.add_argument("--before-uncached-rope", action="store_true", help="also time megatron-core's own RoPE")
     options = parser.parse_args()
     if len(options.sizes) > 1:  # megatron's parallel state is set up once per process: one process per size
+        extra = ["--before-uncached-rope"] if options.before_uncached_rope else []
         for size in options.sizes:
-            subprocess.run([sys.executable, __file__, "--sizes", size, "--steps", str(options.steps)], check=True)
+            command = [sys.executable, __file__, "--sizes", size, "--steps", str(options.steps), *extra]
+            subprocess.run(command, check=True)
         return
     set_bench_env()
     os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
     os.environ.setdefault("MASTER_PORT", "29541")
     workdir = Path(tempfile.mkdtemp(prefix="slime-bench-train-"))
     for size in options.sizes:
-        bench_size(workdir, size, options.steps)
+        bench_size(workdir, size, options.steps, options.before_uncached_rope)
 
 
 if __name__ == "__main__":

@@ -28,6 +28,17 @@ from chain import command_line, descendants, slime_env  # noqa: E402
 pytestmark = pytest.mark.slow
 
 RUN_PROCESSES = ("ray::TrainActor", "ray::RolloutManager", "ray::SGLangServerActor", "sglang", "slime_sglang.")
+REQUIRED = ("ray::TrainActor", "sglang::schedul", "slime_sglang.parent_watch")  # comm keeps 15 characters
+
+
+def _named(pid: int) -> str:
+    """The kernel's name for the process in brackets, then its command line: SGLang names its scheduler with
+    setproctitle, which sets both; the bracket still names it if the command line was not rewritten."""
+    try:
+        name = Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        name = ""
+    return f"[{name}] {command_line(pid)}"
 
 
 @pytest.fixture
@@ -90,13 +101,25 @@ class Run:
         self.stop()
 
     def _processes(self) -> dict[int, str]:
-        """The run's processes (its actors, engine server, router and their watchers), wherever Ray started them."""
-        found = {pid: command_line(pid) for pid in descendants(self.helper.pid) | descendants(self.driver.pid)}
-        found = {pid: line for pid, line in found.items() if any(name in line for name in RUN_PROCESSES)}
-        assert any("ray::TrainActor" in line for line in found.values()), found
-        assert any("sglang::scheduler" in line for line in found.values()), found
-        assert any("slime_sglang.parent_watch" in line for line in found.values()), found
-        return found
+        """The run's processes (its actors, engine server, router and their watchers), wherever Ray started them.
+
+        Read until the train actor, the engine's scheduler and a watcher are all seen (up to 60 s): one clean-clone CI
+        run's single look missed the scheduler of an engine that had just served two rollouts."""
+        deadline = time.monotonic() + 60
+        while True:
+            every = {pid: _named(pid) for pid in descendants(self.helper.pid) | descendants(self.driver.pid)}
+            found = {pid: line for pid, line in every.items() if any(name in line for name in RUN_PROCESSES)}
+            missing = [name for name in REQUIRED if not any(name in line for line in found.values())]
+            if not missing:
+                return found
+            if time.monotonic() > deadline:
+                listing = "\n".join(f"  {pid} {line[:150]}" for pid, line in sorted(every.items()))
+                engine_log = self.out / "sglang" / "engine_0.log"
+                engine_tail = engine_log.read_text(errors="replace")[-3000:] if engine_log.exists() else "(no log)"
+                raise AssertionError(
+                    f"no {missing} among the cluster's processes:\n{listing}\nengine log ends:\n{engine_tail}"
+                )
+            time.sleep(1)
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")

@@ -24,6 +24,7 @@ from slime_megatron.hf_config import HFModelConfig
 from slime_megatron.megatron_config import megatron_args, transformer_config
 from slime_megatron.norms import TorchNorm, replace_torch_norms
 from slime_megatron.post_norms import with_post_norms
+from slime_megatron.rope import install as install_cached_rope
 
 
 def _local_layer_spec(margs: argparse.Namespace, num_experts: int | None) -> ModuleSpec:
@@ -102,6 +103,7 @@ def build_model(
     in place of the language-model head."""
     margs = megatron_args(args, hf, world_size, on_cpu)
     config = transformer_config(margs)
+    install_cached_rope()
     model = GPTModel(
         config=config,
         transformer_layer_spec=layer_spec(margs, config),
