@@ -18,7 +18,9 @@ pace, the start-up time (process start to the first rollout) and the mean reward
 ``--before FLAGS`` adds a third side to every repeat: slime with those flags (a change's "before"), so a change is
 measured side by side with what it changes, alternating with the other two. ``--before-one-thread`` makes that side
 the thread fix's before (issue 20): every process of slime's run keeps one CPU thread, as Ray's
-``OMP_NUM_THREADS=1`` left it (``bench/one_thread/sitecustomize.py`` on its ``PYTHONPATH``).
+``OMP_NUM_THREADS=1`` left it (``bench/one_thread/sitecustomize.py`` on its ``PYTHONPATH``). ``--before-glibc-malloc``
+makes it the malloc settings' before (issue 23, ``slime/ray/cpu_malloc.py``): an empty ``GLIBC_TUNABLES`` in its
+environment leaves the train actors with glibc's default malloc.
 
 ``--slime-flags FLAGS`` adds flags to the slime side only (not to the before side): e.g.
 ``--slime-async --slime-flags="--rollout-function-path fully_async" --before=""`` measures the fully asynchronous
@@ -177,6 +179,7 @@ def run_side(
     before: str | None = None,
     before_one_thread: bool = False,
     slime_flags: str | None = None,
+    before_glibc_malloc: bool = False,
 ) -> dict:
     """One side in a fresh process (each side imports heavy, conflicting state); its result is its last line."""
     start = time.perf_counter()
@@ -188,6 +191,8 @@ def run_side(
     env = dict(os.environ)
     if side == "before" and before_one_thread:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "bench/one_thread"), env.get("PYTHONPATH")]))
+    if side == "before" and before_glibc_malloc:
+        env["GLIBC_TUNABLES"] = ""  # the driver tunes malloc itself (to nothing): no settings for the train actors
     proc = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env)
     if proc.returncode != 0:
         raise RuntimeError(f"{side} failed (exit {proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
@@ -215,6 +220,9 @@ def main() -> None:
     parser.add_argument(
         "--before-one-thread", action="store_true", help="the third side keeps one thread per process (see above)"
     )
+    parser.add_argument(
+        "--before-glibc-malloc", action="store_true", help="the third side keeps glibc's default malloc (see above)"
+    )
     options = parser.parse_args()
     use_work(options.work)
     if options.side:
@@ -228,7 +236,7 @@ def main() -> None:
 
     workdir = Path(tempfile.mkdtemp(prefix="slime-bench-trl-"))
     prepare(workdir, options.model)
-    before = options.before is not None or options.before_one_thread
+    before = options.before is not None or options.before_one_thread or options.before_glibc_malloc
     sides = ["slime", "trl"] + (["before"] if before else [])
     results: dict[str, list[dict]] = {side: [] for side in sides}
     loads = []
@@ -239,7 +247,7 @@ def main() -> None:
             loads.append(load_average())
             result = run_side(
                 side, workdir, options.rollouts, options.work, options.slime_async, options.before,
-                options.before_one_thread, options.slime_flags,
+                options.before_one_thread, options.slime_flags, options.before_glibc_malloc,
             )  # fmt: skip
             steady = result["steps"][1:]
             print(
@@ -256,7 +264,8 @@ def main() -> None:
     rate = {side: [samples / r["steady"] for r in results[side]] for side in results}
     ratios = [s / t for s, t in zip(rate["slime"], rate["trl"], strict=True)]
     if before:
-        label = "one thread per process" if options.before_one_thread else repr(options.before)
+        label = "one thread per process" if options.before_one_thread else repr(options.before or "")
+        label += ", glibc's default malloc" if options.before_glibc_malloc else ""
         before_ratios = [b / t for b, t in zip(rate["before"], rate["trl"], strict=True)]
         print(
             f"before ({label}): {spread(rate['before'])} samples/s, "

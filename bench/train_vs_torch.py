@@ -9,11 +9,14 @@ per call in micro-batches of 16, Adam(W) lr 1e-6, no weight decay, no KL, no ref
 * ``torch``: the ``transformers`` model: forward, response log-probs, ``-(advantage * log_prob)`` mean, backward
   per micro-batch, then one ``torch.optim.AdamW`` step.
 
+``--work issue23`` is one issue-23 rollout's batch instead: 128 samples of 64 tokens (32 of them response), one
+micro-batch (``--sizes 10M-i23`` is that issue's 10M model: hidden 384, 6 layers).
+
 Steps alternate between the sides; the first step of each is warm-up and not counted. ``--before-uncached-rope``
 adds a third side: the same megatron backend with megatron-core's own RoPE function (cos and sin taken per call),
 the "before" of ``slime_megatron.rope``.
 
-    python bench/train_vs_torch.py [--sizes 1M 10M] [--steps 5] [--before-uncached-rope]
+    python bench/train_vs_torch.py [--sizes 1M 10M] [--steps 5] [--work issue23] [--before-uncached-rope]
 """
 
 import argparse
@@ -23,22 +26,35 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 from common import emit_row, load_average, set_bench_env, spread, this_command, verdict
 
-SIZES = {"1M": (128, 4), "10M": (256, 10), "30M": (512, 8)}  # (hidden size, layers), as the other benches
-SAMPLES, SEQ_LEN, RESPONSE_LEN, MICRO_BATCH = 64, 64, 48, 16
+# (hidden size, layers), as the other benches; 10M-i23 is issue 23's 10M shape (bench/e2e_vs_trl.py --model 10m).
+SIZES = {"1M": (128, 4), "10M": (256, 10), "30M": (512, 8), "10M-i23": (384, 6)}
 
 
-def torch_step(model, optimizer, tokens, advantages) -> None:
+class Work(NamedTuple):
+    samples: int
+    seq_len: int
+    response_len: int
+    micro_batch: int
+
+
+# "issue23": the batch of one issue-23 rollout (128 samples, 32 new tokens, all in one micro-batch).
+WORKS = {"default": Work(64, 64, 48, 16), "issue23": Work(128, 64, 32, 128)}
+
+
+def torch_step(model, optimizer, tokens, advantages, work: Work) -> None:
     import torch
 
     optimizer.zero_grad(set_to_none=True)
-    for start in range(0, SAMPLES, MICRO_BATCH):
-        ids = tokens[start : start + MICRO_BATCH]
-        logits = model(input_ids=ids).logits[:, -RESPONSE_LEN - 1 : -1]
-        log_probs = torch.log_softmax(logits.float(), dim=-1).gather(-1, ids[:, -RESPONSE_LEN:, None]).squeeze(-1)
-        loss = -(advantages[start : start + MICRO_BATCH, None] * log_probs).mean() * MICRO_BATCH / SAMPLES
+    micro, response = work.micro_batch, work.response_len
+    for start in range(0, work.samples, micro):
+        ids = tokens[start : start + micro]
+        logits = model(input_ids=ids).logits[:, -response - 1 : -1]
+        log_probs = torch.log_softmax(logits.float(), dim=-1).gather(-1, ids[:, -response:, None]).squeeze(-1)
+        loss = -(advantages[start : start + micro, None] * log_probs).mean() * micro / work.samples
         loss.backward()
     optimizer.step()
 
@@ -56,7 +72,7 @@ def megatron_rope_step(backend, step: int, batch) -> None:
         rope.install()
 
 
-def bench_size(workdir: Path, size: str, steps: int, before_rope: bool) -> None:
+def bench_size(workdir: Path, size: str, steps: int, work: Work, before_rope: bool) -> None:
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -70,8 +86,8 @@ def bench_size(workdir: Path, size: str, steps: int, before_rope: bool) -> None:
     args = parse_args(
         [
             "--hf-checkpoint", str(model_dir), "--train-backend", "megatron",
-            "--rollout-batch-size", str(SAMPLES // 8), "--n-samples-per-prompt", "8",
-            "--global-batch-size", str(SAMPLES), "--micro-batch-size", str(MICRO_BATCH),
+            "--rollout-batch-size", str(work.samples // 8), "--n-samples-per-prompt", "8",
+            "--global-batch-size", str(work.samples), "--micro-batch-size", str(work.micro_batch),
             "--actor-num-gpus-per-node", "1", "--lr", "1e-6", "--weight-decay", "0.0",
             "--advantage-estimator", "grpo",
         ]
@@ -85,16 +101,17 @@ def bench_size(workdir: Path, size: str, steps: int, before_rope: bool) -> None:
     params = sum(p.numel() for p in model.parameters())
 
     generator = torch.Generator().manual_seed(0)
-    tokens = torch.randint(0, model.config.vocab_size, (SAMPLES, SEQ_LEN), generator=generator)
-    rewards = torch.randn(SAMPLES, generator=generator)
+    samples, response_len = work.samples, work.response_len
+    tokens = torch.randint(0, model.config.vocab_size, (samples, work.seq_len), generator=generator)
+    rewards = torch.randn(samples, generator=generator)
     batch = TrainBatch(
         tokens=RaggedArray.from_lists(tokens.tolist(), "i"),  # as the rollout manager sends it
-        response_lengths=[RESPONSE_LEN] * SAMPLES,
-        loss_masks=RaggedArray.from_lists([[1] * RESPONSE_LEN] * SAMPLES, "b"),
+        response_lengths=[response_len] * samples,
+        loss_masks=RaggedArray.from_lists([[1] * response_len] * samples, "b"),
         rewards=rewards.tolist(),
         raw_rewards=rewards.tolist(),
-        truncated=[False] * SAMPLES,
-        sample_indices=list(range(SAMPLES)),
+        truncated=[False] * samples,
+        sample_indices=list(range(samples)),
     )
     advantages = (rewards.view(-1, 8) - rewards.view(-1, 8).mean(1, keepdim=True)).flatten()
 
@@ -110,9 +127,9 @@ def bench_size(workdir: Path, size: str, steps: int, before_rope: bool) -> None:
             elif side == "megatron-rope":
                 megatron_rope_step(backend, step, batch)
             else:
-                torch_step(model, optimizer, tokens, advantages)
+                torch_step(model, optimizer, tokens, advantages, work)
             times[side].append(time.perf_counter() - start)
-    tokens_per_step = SAMPLES * SEQ_LEN
+    tokens_per_step = samples * work.seq_len
     steady = {side: values[1:] for side, values in times.items()}
     rates = {side: [tokens_per_step / t for t in values] for side, values in steady.items()}
     ratios = [m / t for m, t in zip(steady["megatron"], steady["torch"], strict=True)]
@@ -120,8 +137,8 @@ def bench_size(workdir: Path, size: str, steps: int, before_rope: bool) -> None:
     for side in times:
         print(f"  {side:13}: s/step {[round(t, 3) for t in times[side]]}; {spread(rates[side])} tok/s", flush=True)
     emit_row(
-        f"training, {size} model, {SAMPLES} x {SEQ_LEN} tokens, micro-batch {MICRO_BATCH}: megatron backend vs plain "
-        "PyTorch (HF model + AdamW)",
+        f"training, {size} model, {samples} x {work.seq_len} tokens, micro-batch {work.micro_batch}: megatron backend "
+        "vs plain PyTorch (HF model + AdamW)",
         f"megatron {spread(rates['megatron'])} tok/s ({spread(steady['megatron'])} s/step); torch "
         f"{spread(rates['torch'])} tok/s ({spread(steady['torch'])} s/step)",
         f"megatron/torch time per step {spread(ratios)}",
@@ -143,10 +160,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", nargs="+", default=["1M", "10M"], choices=list(SIZES))
     parser.add_argument("--steps", type=int, default=5, help="steps per side (the first is warm-up)")
+    parser.add_argument("--work", default="default", choices=list(WORKS), help="the batch (see above)")
     parser.add_argument("--before-uncached-rope", action="store_true", help="also time megatron-core's own RoPE")
     options = parser.parse_args()
     if len(options.sizes) > 1:  # megatron's parallel state is set up once per process: one process per size
-        extra = ["--before-uncached-rope"] if options.before_uncached_rope else []
+        extra = ["--work", options.work] + (["--before-uncached-rope"] if options.before_uncached_rope else [])
         for size in options.sizes:
             command = [sys.executable, __file__, "--sizes", size, "--steps", str(options.steps), *extra]
             subprocess.run(command, check=True)
@@ -156,7 +174,7 @@ def main() -> None:
     os.environ.setdefault("MASTER_PORT", "29541")
     workdir = Path(tempfile.mkdtemp(prefix="slime-bench-train-"))
     for size in options.sizes:
-        bench_size(workdir, size, options.steps, options.before_uncached_rope)
+        bench_size(workdir, size, options.steps, WORKS[options.work], options.before_uncached_rope)
 
 
 if __name__ == "__main__":

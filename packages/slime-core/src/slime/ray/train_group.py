@@ -12,6 +12,7 @@ import numpy as np
 import ray
 
 from slime.backends import WeightReceiver
+from slime.ray.cpu_malloc import cpu_malloc_env
 from slime.ray.placement import Placement
 from slime.ray.threads import train_rank_threads, use_cpu_threads
 from slime.types import TrainBatch
@@ -91,13 +92,16 @@ class TrainGroup:
         world_size = len(placement.actor_bundles)
         self.across_nodes = len({placement.nodes[bundle] for bundle in placement.actor_bundles}) > 1
         resources = {"num_gpus": 0.4, "num_cpus": 0} if placement.use_gpu else {"num_cpus": 0.4}
+        # On CPU, glibc keeps the memory a step frees for the next one (cpu_malloc.py); set before the process starts.
+        runtime_env = {} if placement.use_gpu else {"runtime_env": {"env_vars": cpu_malloc_env()}}
         threads = train_rank_threads(args, placement)
         self.actors = [
             ray.remote(**resources)(TrainActor)
             .options(
                 scheduling_strategy=PlacementGroupSchedulingStrategy(
                     placement_group=placement.group, placement_group_bundle_index=bundle
-                )
+                ),
+                **runtime_env,
             )
             .remote(backend_class, rank, world_size, threads[rank], role)
             for rank, bundle in enumerate(placement.actor_bundles)
