@@ -22,6 +22,7 @@ BENCHES = {
     "scale": (["--repeats", "2"], ["--sizes", "1000", "10000", "--repeats", "1"]),
     "train_vs_torch": (["--sizes", "1M", "10M", "--steps", "8"], ["--sizes", "1M", "--steps", "2"]),
     "weight_sync": (["--sizes", "1M", "30M", "250M", "--repeats", "4"], ["--sizes", "1M", "--repeats", "2"]),
+    "hf_export": (["--calls", "8"], ["--sizes", "1M", "--calls", "3"]),
     "rollout_vs_hf": (
         ["--sizes", "1M", "10M", "30M", "--batches", "8", "64", "256", "--repeats", "2"],
         ["--sizes", "1M", "--batches", "8", "--repeats", "1"],
