@@ -21,7 +21,7 @@ from pathlib import Path
 
 from common import emit_row, load_average, set_bench_env, spread, this_command, verdict
 
-SIZES = {"1M": (128, 4), "10M": (256, 10), "30M": (512, 8)}  # (hidden size, layers), as bench/weight_sync.py
+SIZES = {"1M": (128, 4), "10M": (256, 10), "30M": (512, 8), "10M-i23": (384, 6)}  # (hidden, layers); 10M-i23: issue 23
 NEW_TOKENS = 32
 
 
