@@ -8,7 +8,7 @@ import pytest
 import ray
 
 from slime.config.arguments import parse_args
-from slime.ray.cpu_malloc import CPU_MALLOC_ENV, cpu_malloc_env
+from slime.ray.cpu_malloc import CPU_MALLOC_ENV, cpu_malloc_env, tunes_malloc
 from slime.ray.placement import create_placement
 from slime.ray.train_group import TrainGroup
 
@@ -37,7 +37,7 @@ class NoBackend:
 
 
 @pytest.mark.skipif(
-    any(name.startswith("MALLOC_") or name == "GLIBC_TUNABLES" for name in os.environ),
+    any(tunes_malloc(name) for name in os.environ),
     reason="this environment tunes glibc's malloc itself, so the train ranks keep its settings",
 )
 def test_a_cpu_train_rank_reuses_freed_memory_where_glibc_defaults_fault_it_in_again(ray_runtime, tmp_path) -> None:
@@ -58,7 +58,7 @@ def test_a_cpu_train_rank_reuses_freed_memory_where_glibc_defaults_fault_it_in_a
 
 
 def test_a_driver_that_tunes_malloc_itself_keeps_its_settings(monkeypatch) -> None:
-    for name in [name for name in os.environ if name.startswith("MALLOC_") or name == "GLIBC_TUNABLES"]:
+    for name in [name for name in os.environ if tunes_malloc(name)]:
         monkeypatch.delenv(name)
     assert cpu_malloc_env() == CPU_MALLOC_ENV
     monkeypatch.setenv("MALLOC_ARENA_MAX", "2")

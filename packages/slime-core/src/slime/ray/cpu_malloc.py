@@ -20,7 +20,11 @@ CPU_MALLOC_ENV = {
 }
 
 
+def tunes_malloc(name: str) -> bool:
+    """Whether an environment variable of this name is a glibc malloc setting."""
+    return name.startswith("MALLOC_") or name == "GLIBC_TUNABLES"
+
+
 def cpu_malloc_env() -> dict[str, str]:
     """The settings above, or none where the driver's environment tunes glibc's malloc itself."""
-    user_tuned = any(name.startswith("MALLOC_") or name == "GLIBC_TUNABLES" for name in os.environ)
-    return {} if user_tuned else dict(CPU_MALLOC_ENV)
+    return {} if any(tunes_malloc(name) for name in os.environ) else dict(CPU_MALLOC_ENV)
