@@ -1,7 +1,9 @@
 """slime's default rollout and eval functions against the real SGLang deployment (two CPU engines, one router)."""
 
+import asyncio
 import json
 import statistics
+import time
 
 import pytest
 import torch
@@ -82,11 +84,30 @@ def teacher_forced_log_probs(model, sample) -> list[float]:
 
 
 async def short_for_groups_0_and_1(args, sample, sampling_params, engine):
-    """slime's default generation, with 4 new tokens at most for groups 0 and 1: they finish first, and the rollout
-    that accepts them aborts the other groups mid-response."""
+    """slime's default generation, with 4 new tokens at most for groups 0 and 1, sent only once the other groups'
+    16 requests are all decoding: groups 0 and 1 finish first, and the rollout that accepts them aborts the other
+    groups mid-response. The other groups ignore EOS, so none of them can finish before it."""
     if sample.group_index < 2:
         sampling_params["max_new_tokens"] = 4
+        await wait_until_decoding(engine, 16)
+    else:
+        sampling_params["ignore_eos"] = True
     return await default_generate(args, sample, sampling_params, engine)
+
+
+async def wait_until_decoding(engine, count: int, timeout: float = 120.0) -> None:
+    """Until the engines' running batches hold ``count`` requests (each has its first token by then)."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    async with httpx.AsyncClient(timeout=30) as http:
+        while True:
+            loads = [(await http.get(f"{url}/v1/loads")).json()["loads"] for url in engine.engine_urls]
+            running = sum(load["num_running_reqs"] for per_rank in loads for load in per_rank)
+            if running >= count:
+                return
+            assert time.monotonic() < deadline, f"only {running} of {count} requests decoding after {timeout:.0f} s"
+            await asyncio.sleep(0.01)
 
 
 def test_partial_rollout_continues_the_aborted_responses(tiny_model, engine_args, engine, data, hf_model):
