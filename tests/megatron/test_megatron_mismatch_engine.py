@@ -38,4 +38,7 @@ def test_mismatch_metrics_are_zero_for_the_engines_weights_and_grow_with_perturb
     other = _perturbed_copy(model, tmp_path / "perturbed", scale=0.05)
     (differ,) = make_trainer(make_args(other, *MISMATCH)).train(0, batch)
     assert differ["train_rollout_logprob_abs_diff"] > 100 * max(same["train_rollout_logprob_abs_diff"], 1e-6)
-    assert differ["mis_k3_kl"] > 1e-3 and differ["mis_log_ppl_abs_diff"] > 1e-2 and differ["mis_chi2_token"] > 1e-3
+    assert differ["mis_k3_kl"] > 1e-3 and differ["mis_log_ppl_abs_diff"] > 1e-2
+    # E[rho^2] - 1 over the engine's own samples: positive in expectation, but a 64-token estimate can land below 0
+    # (CI saw -0.014), so only its distance from the exact 0 of equal weights is asserted.
+    assert abs(differ["mis_chi2_token"]) > 1e-3
