@@ -191,7 +191,14 @@ class Terminated(KeyboardInterrupt):
     outlive the run."""
 
 
+_sigterm_received = False
+
+
 def _raise_terminated(signum: int, frame: object) -> None:
+    global _sigterm_received
+    # Remembered as well as raised: inside a blocking ``ray.get`` Ray's core worker catches the exception and raises
+    # a plain KeyboardInterrupt in its place (measured), so the type alone cannot tell SIGTERM from Ctrl-C.
+    _sigterm_received = True
     raise Terminated()
 
 
@@ -209,10 +216,10 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         return _command(command)(rest)
-    except Terminated:
-        print(f"slime {command}: stopped by SIGTERM", file=sys.stderr)
-        return 128 + signal.SIGTERM
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:
+        if isinstance(interrupt, Terminated) or _sigterm_received:
+            print(f"slime {command}: stopped by SIGTERM", file=sys.stderr)
+            return 128 + signal.SIGTERM
         return 130
     except Exception as exc:
         error = user_error(exc)
