@@ -216,8 +216,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         return _command(command)(rest)
-    except KeyboardInterrupt as interrupt:
-        if isinstance(interrupt, Terminated) or _sigterm_received:
+    except KeyboardInterrupt:
+        if _sigterm_received:  # set whenever Terminated was raised, and also when Ray replaced it
             print(f"slime {command}: stopped by SIGTERM", file=sys.stderr)
             return 128 + signal.SIGTERM
         return 130
