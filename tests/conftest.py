@@ -21,6 +21,20 @@ settings.register_profile("slime", deadline=None)
 settings.load_profile("slime")
 
 
+LONG_TESTS = os.environ.get("SLIME_LONG_TESTS") == "1"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # CI has 90 minutes on a 2-core machine whose speed varies 2x from day to day: the few tests that each run a whole
+    # real stack for minutes, and whose parts other tests cover, run by hand (docs/status.md records the last pass).
+    if LONG_TESTS:
+        return
+    skip = pytest.mark.skip(reason="a long real-stack run: set SLIME_LONG_TESTS=1 to run it (not in CI, for time)")
+    for item in items:
+        if "long" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture(scope="session")
 def ray_runtime():
     """One Ray runtime for the whole test session (starting one takes seconds)."""

@@ -1,8 +1,9 @@
 """The CPU demo (examples/cpu-demo/run.sh) end to end at smoke size: every stage runs with the real backends (Ray,
 Megatron CPU, SGLang CPU) and leaves its metrics, W&B offline run, HF export and report. It does not check learning:
-that takes the full-size run (see examples/cpu-demo/README.md for what it measured). Then the GRPO stage's first
-rollout runs again with the same seed, without a trainer, and must sample the same answers (seeded SGLang sampling
-from grpo.yaml). Every run ends quietly and leaves none of its weight buffers in /dev/shm."""
+that takes the full-size run (see examples/cpu-demo/README.md for what it measured). Every run ends quietly and leaves
+none of its weight buffers in /dev/shm. A long test (SLIME_LONG_TESTS=1, not in CI for time) then runs the GRPO
+stage's first rollout again with the same seed, without a trainer: it must sample the same answers (seeded SGLang
+sampling from grpo.yaml; tests/sglang/test_sglang_deterministic.py checks the engine's half of it in CI)."""
 
 import json
 import os
@@ -18,9 +19,9 @@ from demo_runs import NATIVE_CRASH, check_quiet_end, read_metrics  # noqa: E402
 ROOT = Path(__file__).parents[2]
 
 
-@pytest.mark.slow
-def test_cpu_demo_smoke(tmp_path):
-    out = tmp_path / "demo"
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str], subprocess.CompletedProcess]:
+    out = tmp_path_factory.mktemp("cpu-demo") / "demo"
     env = {**os.environ, "OUT": str(out), "SMOKE": "1"}
     result = subprocess.run(
         ["bash", str(ROOT / "examples" / "cpu-demo" / "run.sh")],
@@ -30,6 +31,12 @@ def test_cpu_demo_smoke(tmp_path):
         text=True,
         timeout=600,
     )
+    return out, env, result
+
+
+@pytest.mark.slow
+def test_cpu_demo_smoke(demo):
+    out, _, result = demo
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     check_quiet_end(result)  # both stages (SFT, GRPO)
 
@@ -56,8 +63,14 @@ def test_cpu_demo_smoke(tmp_path):
         assert "<html" in (out / run / "report" / "index.html").read_text().lower()
     assert "held-out eval reward over GRPO" in result.stdout
 
-    # The same GRPO command again, its first rollout only (no trainer: the engine serves the same SFT export the
-    # trainer pushed first): the same responses and rewards as the first run's rollout 0.
+
+@pytest.mark.slow
+@pytest.mark.long
+def test_the_grpo_stage_rerun_samples_the_same_first_rollout(demo):
+    """The same GRPO command again, its first rollout only (no trainer: the engine serves the same SFT export the
+    trainer pushed first): the same responses and rewards as the first run's rollout 0."""
+    out, env, result = demo
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     rerun = out / "grpo-rerun"
     again = subprocess.run(
         [

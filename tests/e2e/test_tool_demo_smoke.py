@@ -1,6 +1,8 @@
 """The tool demo (examples/tool-demo/run.sh) end to end at smoke size: multi-turn SFT on whole conversations, then
 GRPO whose samples go through `multi_turn_tools` with the calculator plugin, with the real backends (Ray, Megatron
-CPU, SGLang CPU). It does not check learning: that takes the full-size run (examples/tool-demo/README.md records it)."""
+CPU, SGLang CPU). It does not check learning: that takes the full-size run (examples/tool-demo/README.md records it).
+A long test (SLIME_LONG_TESTS=1; 2.5-5 min, not in CI for time): in CI, tests/sglang/test_sglang_multi_turn.py runs
+`multi_turn_tools` on the real engines and the CPU demo's smoke test runs both `slime train` stages."""
 
 import json
 import os
@@ -17,6 +19,7 @@ ROOT = Path(__file__).parents[2]
 
 
 @pytest.mark.slow
+@pytest.mark.long
 def test_tool_demo_smoke(tmp_path):
     out = tmp_path / "demo"
     result = subprocess.run(

@@ -9,7 +9,8 @@ weights through shared memory (both on B). After two rollouts:
   process.
 
 Each time, no process of the run is left and /dev/shm holds nothing it created (but for a multiprocessing semaphore,
-a known gap: see ``Run.assert_nothing_left``)."""
+a known gap: see ``Run.assert_nothing_left``). Each case starts a cluster and an engine (1.5-3 min): CI runs the node
+loss; the other two are long tests (SLIME_LONG_TESTS=1, run by hand before a stop)."""
 
 import os
 import signal
@@ -168,6 +169,7 @@ def test_a_node_lost_mid_run_ends_it_with_one_line(cluster, tiny_run_files, tmp_
     fault.survived = True
 
 
+@pytest.mark.long
 def test_the_driver_killed_alone_takes_the_run_with_it(cluster, tiny_run_files, tmp_path, scoreboard):
     with Run(*cluster, *tiny_run_files, tmp_path) as run:
         fault = scoreboard.fault("driver process alone killed -9 on a cluster: no process left")
@@ -177,6 +179,7 @@ def test_the_driver_killed_alone_takes_the_run_with_it(cluster, tiny_run_files, 
     fault.survived = True
 
 
+@pytest.mark.long
 def test_the_cluster_killed_under_a_run_leaves_no_process(cluster, tiny_run_files, tmp_path, scoreboard):
     helper, _ = cluster
     with Run(*cluster, *tiny_run_files, tmp_path) as run:
