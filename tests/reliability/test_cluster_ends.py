@@ -29,7 +29,10 @@ from chain import command_line, descendants, slime_env  # noqa: E402
 pytestmark = pytest.mark.slow
 
 RUN_PROCESSES = ("ray::TrainActor", "ray::RolloutManager", "ray::SGLangServerActor", "sglang", "slime_sglang.")
-REQUIRED = ("ray::TrainActor", "sglang::schedul", "slime_sglang.parent_watch")  # comm keeps 15 characters
+REQUIRED = ("ray::TrainActor", "slime_sglang.cpu_server", "slime_sglang.parent_watch")
+# The engine's scheduler: SGLang titles it with setproctitle (comm keeps 15 characters), which once left it, and the
+# detokenizer, as the bare multiprocessing child it starts as.
+SCHEDULER = ("sglang::schedul", "multiprocessing.spawn")
 
 
 def _named(pid: int) -> str:
@@ -104,13 +107,19 @@ class Run:
     def _processes(self) -> dict[int, str]:
         """The run's processes (its actors, engine server, router and their watchers), wherever Ray started them.
 
-        Read until the train actor, the engine's scheduler and a watcher are all seen (up to 60 s): one clean-clone CI
-        run's single look missed the scheduler of an engine that had just served two rollouts."""
+        Read until the train actor, the engine's server with its scheduler and a watcher are all seen (up to 60 s):
+        one clean-clone CI run's single look missed the scheduler of an engine that had just served two rollouts (it ran,
+        untitled: see SCHEDULER)."""
         deadline = time.monotonic() + 60
         while True:
             every = {pid: _named(pid) for pid in descendants(self.helper.pid) | descendants(self.driver.pid)}
             found = {pid: line for pid, line in every.items() if any(name in line for name in RUN_PROCESSES)}
+            servers = [pid for pid, line in found.items() if "slime_sglang.cpu_server" in line]
+            below = {pid: every.get(pid) or _named(pid) for server in servers for pid in descendants(server)}
+            found |= {pid: line for pid, line in below.items() if any(name in line for name in SCHEDULER)}
             missing = [name for name in REQUIRED if not any(name in line for line in found.values())]
+            if not any(name in line for line in found.values() for name in SCHEDULER):
+                missing.append("the engine's scheduler")
             if not missing:
                 return found
             if time.monotonic() > deadline:
