@@ -62,6 +62,8 @@ def engine_args(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory):
             "300",
             "--update-weight-buffer-size",
             str(256 * 1024),  # several buckets even for the tiny model
+            "--sglang-load-snapshot-publish-interval",
+            "1",  # /v1/loads as of the last decode step (SGLang's default: every 15), for tests that wait on it
         ]
     )
 

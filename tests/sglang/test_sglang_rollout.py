@@ -83,6 +83,11 @@ def teacher_forced_log_probs(model, sample) -> list[float]:
     return [float(log_probs[t - 1, sample.tokens[t]]) for t in range(sample.prompt_length, len(sample.tokens))]
 
 
+# The aborted groups' length limit: room enough that none of them can finish in the time groups 0 and 1 take to be
+# sent, prefilled and decoded (with 32, a loaded machine let them finish first).
+LONG_RESPONSE = 256
+
+
 async def short_for_groups_0_and_1(args, sample, sampling_params, engine):
     """slime's default generation, with 4 new tokens at most for groups 0 and 1, sent only once the other groups'
     16 requests are all decoding: groups 0 and 1 finish first, and the rollout that accepts them aborts the other
@@ -96,17 +101,24 @@ async def short_for_groups_0_and_1(args, sample, sampling_params, engine):
 
 
 async def wait_until_decoding(engine, count: int, timeout: float = 120.0) -> None:
-    """Until the engines' running batches hold ``count`` requests (each has its first token by then)."""
+    """Until the engines' running batches hold ``count`` requests (each has its first token by then). ``/v1/loads``
+    reads the load each scheduler last published (the shared deployment publishes every decode step)."""
     import httpx
 
-    deadline = time.monotonic() + timeout
+    start = time.monotonic()
+    seen = []  # (seconds, [(running, waiting) per engine]) at each change, for the failure message
     async with httpx.AsyncClient(timeout=30) as http:
         while True:
             loads = [(await http.get(f"{url}/v1/loads")).json()["loads"] for url in engine.engine_urls]
-            running = sum(load["num_running_reqs"] for per_rank in loads for load in per_rank)
+            counts = [(load["num_running_reqs"], load["num_waiting_reqs"]) for per_rank in loads for load in per_rank]
+            if not seen or seen[-1][1] != counts:
+                seen.append((round(time.monotonic() - start, 2), counts))
+            running = sum(r for r, _ in counts)
             if running >= count:
                 return
-            assert time.monotonic() < deadline, f"only {running} of {count} requests decoding after {timeout:.0f} s"
+            assert time.monotonic() < start + timeout, (
+                f"only {running} of {count} requests decoding after {timeout:.0f} s; (running, waiting) seen: {seen}"
+            )
             await asyncio.sleep(0.01)
 
 
@@ -114,7 +126,7 @@ def test_partial_rollout_continues_the_aborted_responses(tiny_model, engine_args
     args = rollout_args(
         tiny_model, engine_args, data,
         "--custom-rm-path", f"{__name__}.label_in_response", "--over-sampling-batch-size", "6", "--partial-rollout",
-        "--rollout-max-response-len", "32",
+        "--rollout-max-response-len", str(LONG_RESPONSE),
         "--custom-generate-function-path", f"{__name__}.short_for_groups_0_and_1",
     )  # fmt: skip
     data_source = RolloutDataSource(args)
@@ -129,7 +141,8 @@ def test_partial_rollout_continues_the_aborted_responses(tiny_model, engine_args
         for s in group
         if s.status is Status.PENDING and s.response_length
     }
-    assert kept, "no response was cut mid-generation"
+    statuses = [(s.group_index, s.status.name, s.response_length) for group in data_source.buffer for s in group]
+    assert kept, f"no response was cut mid-generation; (group, status, response length) buffered: {statuses}"
     args.over_sampling_batch_size = 2
     second = event_loop.run(generate_rollout_async(args, 1, data_source, engine))
     assert sorted(g[0].group_index for g in second.groups) == sorted(buffered[:2])  # the buffer is served first
@@ -144,7 +157,8 @@ def test_partial_rollout_continues_the_aborted_responses(tiny_model, engine_args
         # after the kept ones, not after the prompt alone.
         assert sample.rollout_log_probs == pytest.approx(teacher_forced_log_probs(hf_model, sample), abs=1e-3), index
     assert all(s.status in (Status.COMPLETED, Status.TRUNCATED) for s in second.samples)
-    assert max(s.response_length for s in second.samples) <= 32  # the kept tokens count against the length limit
+    # The kept tokens count against the length limit.
+    assert max(s.response_length for s in second.samples) <= LONG_RESPONSE
     assert engines_idle(engine)
 
 
