@@ -31,8 +31,8 @@ pytestmark = pytest.mark.slow
 RUN_PROCESSES = ("ray::TrainActor", "ray::RolloutManager", "ray::SGLangServerActor", "sglang", "slime_sglang.")
 REQUIRED = ("ray::TrainActor", "slime_sglang.cpu_server", "slime_sglang.parent_watch")
 # The engine's scheduler: SGLang titles it with setproctitle (comm keeps 15 characters), which once left it, and the
-# detokenizer, as the bare multiprocessing child it starts as.
-SCHEDULER = ("sglang::schedul", "multiprocessing.spawn")
+# detokenizer, as the bare child it starts as: a fork of the CPU server, with the server's command line.
+SCHEDULER = ("sglang::schedul", "slime_sglang.cpu_server")
 
 
 def _named(pid: int) -> str:
@@ -115,10 +115,11 @@ class Run:
             every = {pid: _named(pid) for pid in descendants(self.helper.pid) | descendants(self.driver.pid)}
             found = {pid: line for pid, line in every.items() if any(name in line for name in RUN_PROCESSES)}
             servers = [pid for pid, line in found.items() if "slime_sglang.cpu_server" in line]
-            below = {pid: every.get(pid) or _named(pid) for server in servers for pid in descendants(server)}
-            found |= {pid: line for pid, line in below.items() if any(name in line for name in SCHEDULER)}
+            below = {pid: every.get(pid) or _named(pid) for server in servers for pid in descendants(server) - {server}}
+            schedulers = {pid: line for pid, line in below.items() if any(name in line for name in SCHEDULER)}
+            found |= schedulers
             missing = [name for name in REQUIRED if not any(name in line for line in found.values())]
-            if not any(name in line for line in found.values() for name in SCHEDULER):
+            if not schedulers:
                 missing.append("the engine's scheduler")
             if not missing:
                 return found

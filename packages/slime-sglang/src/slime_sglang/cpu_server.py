@@ -22,15 +22,19 @@ HTTP port ends it before the model loads.
 Host buffers (the routed-experts capturer's, ``--enable-return-routed-experts``) are pinned with cudaHostRegister,
 which needs a CUDA driver; on CPU they are plain memory.
 
-The patches run at import: SGLang's scheduler processes are spawned and re-import this module as their main.
+SGLang starts its scheduler and detokenizer with multiprocessing's spawn (a CUDA process cannot fork), so each
+re-imported SGLang: about half of a 47-s start on 2 cores (bench/server_start.py). A CPU server forks them: they
+inherit the imports and the patches below, which run at import.
 """
 
 import errno
+import multiprocessing
 import os
 import socket
 import sys
 
 from sglang.srt import server_args
+from sglang.srt.entrypoints import engine
 from sglang.srt.layers.attention.attention_registry import ATTENTION_BACKENDS
 from sglang.srt.managers.scheduler import Scheduler
 from sglang.srt.mem_cache.pool_host.common import ALLOC_MEMORY_FUNCS
@@ -58,6 +62,16 @@ def _record_paused_state_then_sleep(self: Scheduler) -> None:
 
 
 Scheduler._record_scheduler_state_for_paused_engine = _record_paused_state_then_sleep
+
+_set_envs_and_config = engine._set_envs_and_config
+
+
+def _set_envs_and_config_then_fork(args) -> None:
+    _set_envs_and_config(args)  # sets spawn, before any child starts
+    multiprocessing.set_start_method("fork", force=True)
+
+
+engine._set_envs_and_config = _set_envs_and_config_then_fork
 
 
 def exit_if_port_taken(host: str, port: int) -> None:
