@@ -1,4 +1,5 @@
-"""A server that cannot start fails with one clear error naming its log, and leaves no process behind."""
+"""A server that cannot start fails with one clear error naming its log, and leaves no process behind; a CPU server
+retries a taken port and forks its children."""
 
 import subprocess
 from pathlib import Path
@@ -6,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from slime_sglang.errors import ServerStartError
-from slime_sglang.processes import free_port, pid_alive
+from slime_sglang.processes import free_port, pid_alive, stat_fields
 from slime_sglang.server import ServerConfig, SGLangServer
 
 
@@ -40,7 +41,9 @@ def test_an_engine_that_cannot_start_reaches_the_driver_as_its_error_and_leaves_
 
 
 @pytest.mark.slow
-def test_a_port_taken_before_the_server_binds_it_is_retried_on_another(tiny_model: Path, tmp_path: Path) -> None:
+def test_a_cpu_server_retries_a_taken_port_and_forks_its_scheduler_and_detokenizer(
+    tiny_model: Path, tmp_path: Path
+) -> None:
     import socket
 
     with socket.socket() as squatter:  # another process took the port between choosing and binding it
@@ -56,6 +59,12 @@ def test_a_port_taken_before_the_server_binds_it_is_retried_on_another(tiny_mode
             # The first attempt ended before loading the model (slime_sglang.cpu_server checks the port first).
             first_attempt = server.config.log_path.read_text().split("address already in use")[0]
             assert "Load weight" not in first_attempt
+            # Forked, not spawned (a fresh interpreter re-imports SGLang: half of a start). A fork keeps its parent's
+            # auxiliary vector, which every exec makes anew; the parent watch is exec'd.
+            auxv = Path(f"/proc/{server.pid}/auxv").read_bytes()
+            children = [p for p in server.pids() if (stat_fields(p) or ["", ""])[1] == str(server.pid)]
+            forks = [p for p in children if Path(f"/proc/{p}/auxv").read_bytes() == auxv]
+            assert len(children) == 3 and len(forks) == 2, (children, forks)
         finally:
             server.shutdown()
     assert not [p for p in server.process.known_pids if pid_alive(p)]
